@@ -1,0 +1,188 @@
+//! A source block as the planner sees it: its meta.json, its compaction group, its markers and
+//! the objects that have to be in the target before meta.json may be written.
+
+use std::collections::BTreeMap;
+
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::markers::Markers;
+use crate::meta::{RawMeta, META_FILENAME};
+
+/// One object of a block to copy, with what the target copy is checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSpec {
+    /// Path relative to the block folder, such as `chunks/000001`.
+    pub rel_path: String,
+    /// Size in the source listing (which meta.json, where it lists one, must agree with).
+    pub size: u64,
+    /// Lower-case hex SHA256 from `thanos.files`, where the uploader recorded one.
+    pub sha256: Option<String>,
+}
+
+impl ObjectSpec {
+    /// Copy order within a block: chunk segments, then the index, then anything else. meta.json
+    /// is not an object of this list: it is written by the commit, last.
+    pub fn rank(&self) -> u8 {
+        if self.rel_path.starts_with("chunks/") {
+            0
+        } else if self.rel_path == "index" {
+            1
+        } else {
+            2
+        }
+    }
+}
+
+/// Why a listed block cannot be planned.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("block {block}: meta.json lists {rel_path}, which is not in the source bucket")]
+    MissingObject { block: String, rel_path: String },
+    #[error("block {block}: {rel_path} has {actual} bytes in the source, but meta.json lists {listed}")]
+    SizeMismatch { block: String, rel_path: String, listed: u64, actual: u64 },
+    #[error("block {block}: meta.json lists an unusable object path {rel_path:?}")]
+    BadPath { block: String, rel_path: String },
+}
+
+/// A block selected from the source listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceBlock {
+    /// The block folder name, which is the block's ULID.
+    pub dir: String,
+    pub meta: RawMeta,
+    pub group: String,
+    pub markers: Markers,
+    /// Every object to copy, in copy order; never meta.json or a marker.
+    pub objects: Vec<ObjectSpec>,
+}
+
+/// A relative path is usable when it names an object inside the block folder.
+fn is_contained(rel_path: &str) -> bool {
+    !rel_path.is_empty()
+        && !rel_path.starts_with('/')
+        && rel_path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+impl SourceBlock {
+    /// Builds the plan of a block from its meta.json and the listing of its folder (relative
+    /// paths and sizes). A file listed in `thanos.files` must exist with the listed size, so that
+    /// a source block that is itself incomplete is never made visible in the target.
+    pub fn plan(dir: &str, meta: RawMeta, listing: Vec<(String, u64)>) -> Result<Self, PlanError> {
+        let mut markers = Markers::default();
+        let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+        for (rel_path, size) in listing {
+            if rel_path == META_FILENAME || markers.note(&rel_path) {
+                continue;
+            }
+            sizes.insert(rel_path, size);
+        }
+        let mut hashes = BTreeMap::new();
+        for file in &meta.meta.thanos.files {
+            if file.rel_path == META_FILENAME {
+                continue;
+            }
+            let bad_path = || PlanError::BadPath { block: dir.to_string(), rel_path: file.rel_path.clone() };
+            if !is_contained(&file.rel_path) {
+                return Err(bad_path());
+            }
+            let Some(&actual) = sizes.get(&file.rel_path) else {
+                return Err(PlanError::MissingObject { block: dir.to_string(), rel_path: file.rel_path.clone() });
+            };
+            if let Some(listed) = file.size_bytes.filter(|&s| s != actual) {
+                return Err(PlanError::SizeMismatch {
+                    block: dir.to_string(),
+                    rel_path: file.rel_path.clone(),
+                    listed,
+                    actual,
+                });
+            }
+            if let Some(hex) = file.hash.as_ref().and_then(|h| h.sha256_hex()) {
+                hashes.insert(file.rel_path.clone(), hex);
+            }
+        }
+        let mut objects: Vec<ObjectSpec> = sizes
+            .into_iter()
+            .map(|(rel_path, size)| ObjectSpec { sha256: hashes.remove(&rel_path), rel_path, size })
+            .collect();
+        objects.sort_by(|a, b| (a.rank(), &a.rel_path).cmp(&(b.rank(), &b.rel_path)));
+        let group = meta.meta.group_key();
+        Ok(SourceBlock { dir: dir.to_string(), meta, group, markers, objects })
+    }
+
+    pub fn ulid(&self) -> Ulid {
+        self.meta.meta.ulid
+    }
+
+    /// Commit order within a group: ascending minTime, ties broken by ULID.
+    pub fn order_key(&self) -> (i64, Ulid) {
+        (self.meta.meta.min_time, self.meta.meta.ulid)
+    }
+
+    /// Bytes of all objects but meta.json.
+    pub fn total_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+
+    /// The bucket path of an object of this block.
+    pub fn path(&self, rel_path: &str) -> Path {
+        block_path(&self.dir, rel_path)
+    }
+}
+
+/// The bucket path of `rel_path` inside block folder `dir`.
+pub fn block_path(dir: &str, rel_path: &str) -> Path {
+    Path::from_iter(std::iter::once(dir).chain(rel_path.split('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::parse_meta;
+
+    const ULID: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
+
+    fn raw(files: &str) -> RawMeta {
+        let json = format!(
+            r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,"thanos":{{"labels":{{"a":"b"}},"files":[{files}]}}}}"#
+        );
+        parse_meta(ULID, json.into()).unwrap()
+    }
+
+    fn listing(items: &[(&str, u64)]) -> Vec<(String, u64)> {
+        items.iter().map(|(p, s)| (p.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn orders_chunks_index_then_rest_and_skips_meta_and_markers() {
+        let l = listing(&[
+            ("tombstones", 1),
+            ("index", 2),
+            ("meta.json", 3),
+            ("chunks/000002", 4),
+            ("deletion-mark.json", 5),
+            ("chunks/000001", 6),
+        ]);
+        let b = SourceBlock::plan(ULID, raw(""), l).unwrap();
+        let order: Vec<_> = b.objects.iter().map(|o| o.rel_path.as_str()).collect();
+        assert_eq!(order, ["chunks/000001", "chunks/000002", "index", "tombstones"]);
+        assert!(b.markers.deletion);
+        assert_eq!(b.total_bytes(), 13);
+        assert_eq!(b.path("chunks/000001").as_ref(), format!("{ULID}/chunks/000001"));
+    }
+
+    #[test]
+    fn checks_listed_files_against_the_source() {
+        let files = r#"{"rel_path":"index","size_bytes":2,"hash":{"hashFunc":"SHA256","value":"AA"}},{"rel_path":"meta.json"}"#;
+        let b = SourceBlock::plan(ULID, raw(files), listing(&[("index", 2)])).unwrap();
+        assert_eq!(b.objects[0].sha256.as_deref(), Some("aa"));
+        let err = SourceBlock::plan(ULID, raw(files), listing(&[("index", 3)])).unwrap_err();
+        assert!(matches!(err, PlanError::SizeMismatch { listed: 2, actual: 3, .. }), "{err}");
+        let err = SourceBlock::plan(ULID, raw(files), listing(&[])).unwrap_err();
+        assert!(matches!(err, PlanError::MissingObject { .. }), "{err}");
+        let escaping = r#"{"rel_path":"../other/index","size_bytes":2}"#;
+        let err = SourceBlock::plan(ULID, raw(escaping), listing(&[("index", 2)])).unwrap_err();
+        assert!(matches!(err, PlanError::BadPath { .. }), "{err}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The replication graph, built once per worker.
+//!
+//! ```text
+//! requests ─► list ─exchange(block)─► read meta ─► filter ─► check target ─┬─► commit blocks ─────────┐
+//!                                                                          └─► copy jobs ─exchange(path)─► copy ─┤
+//!                                 collector ◄─exchange(0)─ records ◄─ ordered commit ◄─exchange(queue)──────────┘
+//! ```
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Concatenate, OkErr};
+use timely::dataflow::{Scope, StreamVec};
+use tokio::runtime::Handle;
+use ulid::Ulid;
+
+use crate::block::{block_path, ObjectSpec, SourceBlock};
+use crate::copy::Copier;
+use crate::error::error_chain;
+use crate::filter::BlockFilter;
+use crate::operators::{AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit};
+use crate::report::{BlockOutcome, Outcome, Record};
+use crate::source::{list_block_dirs, load_block, read_meta_bytes, Unusable};
+use crate::strategy::Strategy;
+use crate::{route, Epoch, RunRequest};
+
+/// Everything the graph needs, shared by all workers of the process.
+pub struct Context {
+    pub source: Arc<dyn ObjectStore>,
+    pub target: Arc<dyn ObjectStore>,
+    pub copier: Copier,
+    pub filter: BlockFilter,
+    pub strategy: Strategy,
+    /// Requested objects in flight; also bounds meta reads and target checks per worker.
+    pub concurrency: usize,
+    pub dry_run: bool,
+    pub runtime: Handle,
+}
+
+/// One object to copy, sent to the worker its path hashes to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CopyJob {
+    queue: String,
+    dir: String,
+    min_time: i64,
+    ulid: Ulid,
+    spec: ObjectSpec,
+}
+
+fn block_record(block: &SourceBlock, outcome: Outcome) -> Record {
+    let meta = &block.meta.meta;
+    Record::Block(BlockOutcome {
+        block: block.dir.clone(),
+        group: Some(block.group.clone()),
+        min_time: Some(meta.min_time),
+        max_time: Some(meta.max_time),
+        outcome,
+    })
+}
+
+fn dir_record(dir: &str, outcome: Outcome) -> Record {
+    Record::Block(BlockOutcome { block: dir.to_string(), group: None, min_time: None, max_time: None, outcome })
+}
+
+/// Builds the graph in `scope`, fed by `requests` (one per epoch, on worker 0). Every run ends in
+/// one call of `on_run` on worker 0 with the run's records.
+pub fn build<'scope>(
+    scope: Scope<'scope, Epoch>,
+    requests: StreamVec<'scope, Epoch, RunRequest>,
+    ctx: Arc<Context>,
+    on_run: impl FnMut(RunRequest, Vec<Record>) + 'static,
+) {
+    let rt = ctx.runtime.clone();
+    let c = ctx.clone();
+    let listed = requests.clone().async_flat_map("ListBlocks", Pipeline, rt.clone(), 1, |_| (), move |request: RunRequest| {
+        let source = c.source.clone();
+        async move {
+            match list_block_dirs(&*source).await {
+                Ok(dirs) => dirs.into_iter().map(|dir| Ok((request, dir))).collect(),
+                Err(e) => vec![Err(Record::RunError(error_chain(&e)))],
+            }
+        }
+    });
+    let (listed, list_errors) = listed.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
+
+    let c = ctx.clone();
+    let read_pact = Exchange::new(|(_, dir): &(RunRequest, String)| route(dir));
+    let loaded = listed.async_flat_map("ReadMeta", read_pact, rt.clone(), ctx.concurrency, |_| (), move |(request, dir): (RunRequest, String)| {
+        let source = c.source.clone();
+        async move {
+            vec![match load_block(&*source, &dir).await {
+                Ok(block) => Ok((request, block)),
+                Err(Unusable::Partial(reason)) => {
+                    tracing::warn!(block = %dir, run = request.run_id, %reason, "skipping block");
+                    Err(dir_record(&dir, Outcome::Skipped { reason }))
+                }
+                Err(Unusable::Broken(error)) => {
+                    tracing::warn!(block = %dir, run = request.run_id, %error, "block failed");
+                    Err(dir_record(&dir, Outcome::Failed { error, objects_copied: 0, bytes_copied: 0 }))
+                }
+            }]
+        }
+    });
+    let (loaded, load_records) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
+
+    let c = ctx.clone();
+    let (selected, filtered) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(move |(request, block): (RunRequest, SourceBlock)| {
+        match c.filter.check(&block.meta.meta, &block.markers, request.now_millis) {
+            Ok(()) => Ok(block),
+            Err(reason) => Err(block_record(&block, Outcome::Filtered { reason })),
+        }
+    });
+
+    let c = ctx.clone();
+    let checked = selected.async_flat_map("CheckTarget", Pipeline, rt.clone(), ctx.concurrency, |_| (), move |block: SourceBlock| {
+        let target = c.target.clone();
+        async move {
+            vec![match read_meta_bytes(&*target, &block.dir).await {
+                Ok(Some(bytes)) if bytes == block.meta.bytes => Err(block_record(&block, Outcome::AlreadyReplicated)),
+                Ok(_) => Ok(block),
+                Err(e) => Err(block_record(&block, Outcome::Failed { error: error_chain(&e), objects_copied: 0, bytes_copied: 0 })),
+            }]
+        }
+    });
+    let (to_copy, already) = checked.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
+
+    let outcomes = if ctx.dry_run {
+        to_copy.map(|block| block_record(&block, Outcome::Planned { objects: block.objects.len() as u64, bytes: block.total_bytes() }))
+    } else {
+        let strategy = ctx.strategy;
+        let blocks = to_copy.map(move |block| CommitBlock { queue: strategy.partition_key(&block), block });
+        let jobs = blocks.clone().flat_map(|CommitBlock { queue, block }| {
+            let (min_time, ulid) = block.order_key();
+            block
+                .objects
+                .into_iter()
+                .map(move |spec| CopyJob { queue: queue.clone(), dir: block.dir.clone(), min_time, ulid, spec })
+        });
+        let c = ctx.clone();
+        let copy_pact = Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
+        let copy_limit = strategy.copy_concurrency(ctx.concurrency);
+        let priority = |job: &CopyJob| (job.min_time, job.ulid, job.spec.rank());
+        let completions = jobs.async_flat_map("Copy", copy_pact, rt.clone(), copy_limit, priority, move |job: CopyJob| {
+            let copier = c.copier.clone();
+            async move {
+                let path = block_path(&job.dir, &job.spec.rel_path);
+                let result = copier.ensure(&path, &job.spec).await.map_err(|e| error_chain(&e));
+                vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
+            }
+        });
+        let policy = CommitPolicy {
+            copier: ctx.copier.clone(),
+            ordered: strategy.ordered_commit(),
+            recheck_concurrency: copy_limit,
+            runtime: rt,
+        };
+        blocks.ordered_commit(completions, policy)
+    };
+
+    let records = scope.concatenate([list_errors, load_records, filtered, already, outcomes]);
+    requests.collect_runs(records, on_run);
+}

@@ -1,0 +1,172 @@
+//! The engine handle: a timely dataflow that runs for the life of the process and replicates one
+//! run per epoch.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use timely::dataflow::operators::vec::Input;
+use timely::WorkerConfig;
+
+use crate::copy::{Copier, DEFAULT_PART_SIZE};
+use crate::dataflow::{build, Context};
+use crate::filter::BlockFilter;
+use crate::report::RunReport;
+use crate::strategy::Strategy;
+use crate::{Epoch, RunRequest};
+
+/// How a replicator runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub strategy: Strategy,
+    /// Objects in flight across the process.
+    pub concurrency: usize,
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Multipart part size, which with `concurrency` bounds the memory of copies.
+    pub part_size: usize,
+    /// Plan only: read and filter, write nothing.
+    pub dry_run: bool,
+    pub filter: BlockFilter,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            strategy: Strategy::Grouped,
+            concurrency: 32,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            part_size: DEFAULT_PART_SIZE,
+            dry_run: false,
+            filter: BlockFilter::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("starting the timely workers: {0}")]
+    Start(String),
+    #[error("the replication dataflow stopped unexpectedly")]
+    Stopped,
+}
+
+enum Command {
+    Run(RunRequest),
+}
+
+/// A running replication dataflow. Each [`Replicator::run`] is one epoch.
+pub struct Replicator {
+    commands: Option<mpsc::Sender<Command>>,
+    reports: mpsc::Receiver<RunReport>,
+    guards: Option<timely::communication::WorkerGuards<()>>,
+    next_run: Epoch,
+}
+
+impl Replicator {
+    /// Starts the workers. Async I/O runs on `runtime`, which must outlive the replicator.
+    pub fn start(
+        source: Arc<dyn ObjectStore>,
+        target: Arc<dyn ObjectStore>,
+        config: EngineConfig,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, EngineError> {
+        let copier = Copier::new(source.clone(), target.clone(), config.strategy.copy_concurrency(config.concurrency), config.part_size);
+        let context = Arc::new(Context {
+            source,
+            target,
+            copier,
+            filter: config.filter.clone(),
+            strategy: config.strategy,
+            concurrency: config.concurrency.max(1),
+            dry_run: config.dry_run,
+            runtime,
+        });
+        let (command_tx, command_rx) = mpsc::channel::<Command>();
+        let (report_tx, report_rx) = mpsc::channel::<RunReport>();
+        let command_rx = Arc::new(Mutex::new(Some(command_rx)));
+        let timely_config = timely::Config {
+            communication: timely::CommunicationConfig::Process(config.workers.max(1)),
+            worker: WorkerConfig::default(),
+        };
+        let (strategy, dry_run) = (config.strategy, config.dry_run);
+        let guards = timely::execute(timely_config, move |worker| {
+            let report_tx = report_tx.clone();
+            let context = context.clone();
+            let mut input = worker.dataflow::<Epoch, _, _>(move |scope| {
+                let (input, requests) = scope.new_input::<RunRequest>();
+                build(scope, requests, context, move |request, records| {
+                    let started = chrono::DateTime::from_timestamp_millis(request.now_millis).unwrap_or_default();
+                    let report = RunReport::from_records(request.run_id, strategy, dry_run, started, records);
+                    // The receiver is gone only when the replicator was dropped mid-run.
+                    let _ = report_tx.send(report);
+                });
+                input
+            });
+            // Only worker 0 feeds runs; the others close their input at once, so that the
+            // frontier follows worker 0's input alone.
+            let commands = if worker.index() == 0 { command_rx.lock().ok().and_then(|mut c| c.take()) } else { None };
+            if let Some(commands) = commands {
+                loop {
+                    match commands.try_recv() {
+                        Ok(Command::Run(request)) => {
+                            input.send(request);
+                            input.advance_to(request.run_id + 1);
+                        }
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                        Err(mpsc::TryRecvError::Empty) => {
+                            worker.step_or_park(Some(Duration::from_millis(20)));
+                        }
+                    }
+                }
+            }
+            drop(input);
+            while worker.step_or_park(None) {}
+        })
+        .map_err(EngineError::Start)?;
+        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0 })
+    }
+
+    /// Runs one replication with the current time as the run's clock, and waits for its report.
+    /// Blocks the calling thread; call it outside async code (or in `spawn_blocking`).
+    pub fn run(&mut self) -> Result<RunReport, EngineError> {
+        self.run_at(chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Runs one replication whose relative time filters resolve against `now_millis`.
+    pub fn run_at(&mut self, now_millis: i64) -> Result<RunReport, EngineError> {
+        let request = RunRequest { run_id: self.next_run, now_millis };
+        self.next_run += 1;
+        let commands = self.commands.as_ref().ok_or(EngineError::Stopped)?;
+        commands.send(Command::Run(request)).map_err(|_| EngineError::Stopped)?;
+        if let Some(guards) = &self.guards {
+            guards.guards()[0].thread().unpark();
+        }
+        self.reports.recv().map_err(|_| EngineError::Stopped)
+    }
+
+    /// Closes the input and waits for the workers to finish.
+    pub fn shutdown(mut self) -> Result<(), EngineError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), EngineError> {
+        self.commands.take();
+        if let Some(guards) = self.guards.take() {
+            if let Some(thread) = guards.guards().first().map(|g| g.thread().clone()) {
+                thread.unpark();
+            }
+            if guards.join().into_iter().any(|r| r.is_err()) {
+                return Err(EngineError::Stopped);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

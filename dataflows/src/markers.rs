@@ -1,0 +1,55 @@
+//! Thanos marker files that live beside meta.json in a block folder.
+//!
+//! Markers are not part of a block's data: they are never copied by default, and a deletion mark
+//! can exclude a block from replication (`--ignore-marked-for-deletion`).
+
+/// Written by the compactor or `thanos tools bucket mark` before a block is deleted.
+pub const DELETION_MARK: &str = "deletion-mark.json";
+/// Asks the compactor not to compact the block.
+pub const NO_COMPACT_MARK: &str = "no-compact-mark.json";
+/// Asks the compactor not to downsample the block.
+pub const NO_DOWNSAMPLE_MARK: &str = "no-downsample-mark.json";
+
+/// Every marker file name, as found at a block folder's root.
+pub const ALL_MARKERS: [&str; 3] = [DELETION_MARK, NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK];
+
+/// True when `rel_path` (relative to the block folder) is a marker file.
+pub fn is_marker(rel_path: &str) -> bool {
+    ALL_MARKERS.contains(&rel_path)
+}
+
+/// The markers found in a block folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Markers {
+    pub deletion: bool,
+    pub no_compact: bool,
+    pub no_downsample: bool,
+}
+
+impl Markers {
+    /// Records `rel_path` if it is a marker; returns whether it was one.
+    pub fn note(&mut self, rel_path: &str) -> bool {
+        match rel_path {
+            DELETION_MARK => self.deletion = true,
+            NO_COMPACT_MARK => self.no_compact = true,
+            NO_DOWNSAMPLE_MARK => self.no_downsample = true,
+            _ => return false,
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_only_root_markers() {
+        let mut m = Markers::default();
+        assert!(m.note("deletion-mark.json"));
+        assert!(!m.note("chunks/deletion-mark.json"));
+        assert!(!m.note("index"));
+        assert_eq!(m, Markers { deletion: true, no_compact: false, no_downsample: false });
+        assert!(is_marker(NO_COMPACT_MARK) && !is_marker("meta.json"));
+    }
+}

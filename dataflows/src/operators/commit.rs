@@ -1,0 +1,343 @@
+//! `ordered_commit`: writes meta.json, last, in order within each commit queue.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+use tokio::runtime::Handle;
+use ulid::Ulid;
+
+use super::tasks::OperatorTasks;
+use crate::block::{ObjectSpec, SourceBlock};
+use crate::copy::{CopyError, Copier, ObjectDone};
+use crate::error::error_chain;
+use crate::meta::META_FILENAME;
+use crate::report::{Outcome, Record};
+use crate::{route, Epoch};
+
+/// A block on its way to the commit, with the queue (partition key) it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitBlock {
+    pub queue: String,
+    pub block: SourceBlock,
+}
+
+/// The end of one object's copy, sent back to the worker that owns the block's queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Completion {
+    pub queue: String,
+    pub dir: String,
+    pub rel_path: String,
+    pub result: Result<ObjectDone, String>,
+}
+
+/// What the commit needs besides its inputs.
+#[derive(Clone)]
+pub struct CommitPolicy {
+    pub copier: Copier,
+    /// Whether a block waits for every older block of its queue (false for `unordered`).
+    pub ordered: bool,
+    /// Target HEADs in flight while re-checking one block.
+    pub recheck_concurrency: usize,
+    pub runtime: Handle,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error("re-checking the block's objects before writing meta.json")]
+    Recheck(#[source] CopyError),
+    #[error("{path} is still wrong in the target after copying it again")]
+    StillWrong { path: object_store::path::Path },
+    #[error("writing {path}")]
+    WriteMeta { path: object_store::path::Path, source: object_store::Error },
+}
+
+/// Commits blocks whose objects have all been copied.
+pub trait OrderedCommit<'scope> {
+    /// Writes each block's meta.json once every object of the block has been reported copied,
+    /// after re-checking every object in the target (HEAD: size, and ETag where known) and
+    /// copying again any that went missing or changed.
+    ///
+    /// Order: blocks and completions are exchanged by queue key, so one worker owns each queue.
+    /// With `ordered`, a queue's blocks commit one at a time in ascending (minTime, ULID) order,
+    /// and the first commit of an epoch waits until the blocks input has passed the epoch, so
+    /// that no older block can still arrive. A block that fails holds back the later blocks of its
+    /// queue for the epoch; other queues go on.
+    ///
+    /// Progress: every block yields exactly one record at its epoch. The operator holds the epoch
+    /// while it has blocks or commits of it, and lets go once both inputs have passed it. Blocks
+    /// still missing completions then are failed, never committed.
+    fn ordered_commit(self, completions: StreamVec<'scope, Epoch, Completion>, policy: CommitPolicy) -> StreamVec<'scope, Epoch, Record>;
+}
+
+/// A block waiting for its objects.
+struct Pending {
+    block: SourceBlock,
+    awaiting: usize,
+    done: HashMap<String, ObjectDone>,
+    errors: Vec<String>,
+}
+
+impl Pending {
+    fn apply(&mut self, completion: Completion) {
+        self.awaiting = self.awaiting.saturating_sub(1);
+        match completion.result {
+            Ok(done) => {
+                self.done.insert(completion.rel_path, done);
+            }
+            Err(error) => self.errors.push(error),
+        }
+    }
+
+    fn copied(&self) -> (u64, u64, u64) {
+        let copied = self.done.values().filter(|d| d.copied);
+        let present = self.done.values().filter(|d| !d.copied).count() as u64;
+        (copied.clone().count() as u64, copied.map(|d| d.bytes).sum(), present)
+    }
+
+    fn record(&self, outcome: Outcome) -> Record {
+        let meta = &self.block.meta.meta;
+        Record::Block(crate::report::BlockOutcome {
+            block: self.block.dir.clone(),
+            group: Some(self.block.group.clone()),
+            min_time: Some(meta.min_time),
+            max_time: Some(meta.max_time),
+            outcome,
+        })
+    }
+
+    fn failed(&self, error: String) -> Record {
+        let (objects_copied, bytes_copied, _) = self.copied();
+        self.record(Outcome::Failed { error, objects_copied, bytes_copied })
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    blocks: BTreeMap<(i64, Ulid), Pending>,
+    committing: bool,
+    failed_at: Option<String>,
+}
+
+struct EpochState {
+    capability: Capability<Epoch>,
+    queues: BTreeMap<String, Queue>,
+    /// Where each block of the epoch waits: its queue and order key.
+    index: HashMap<String, (String, (i64, Ulid))>,
+    /// Completions that arrived before their block.
+    early: HashMap<String, Vec<Completion>>,
+}
+
+impl EpochState {
+    fn add_block(&mut self, queue: String, block: SourceBlock) {
+        let key = block.order_key();
+        let dir = block.dir.clone();
+        let mut pending = Pending { awaiting: block.objects.len(), block, done: HashMap::new(), errors: Vec::new() };
+        for completion in self.early.remove(&dir).unwrap_or_default() {
+            pending.apply(completion);
+        }
+        self.index.insert(dir, (queue.clone(), key));
+        self.queues.entry(queue).or_default().blocks.insert(key, pending);
+    }
+
+    fn add_completion(&mut self, completion: Completion) {
+        match self.index.get(&completion.dir) {
+            Some((queue, key)) => {
+                // A block that was already held back or failed has no pending entry: its late
+                // completions have nothing left to decide.
+                if let Some(pending) = self.queues.get_mut(queue).and_then(|q| q.blocks.get_mut(key)) {
+                    pending.apply(completion);
+                }
+            }
+            None => self.early.entry(completion.dir.clone()).or_default().push(completion),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queues.values().all(|q| q.blocks.is_empty() && !q.committing)
+    }
+}
+
+impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
+    fn ordered_commit(self, completions: StreamVec<'scope, Epoch, Completion>, policy: CommitPolicy) -> StreamVec<'scope, Epoch, Record> {
+        let worker = self.scope().worker();
+        let blocks_pact = Exchange::new(|b: &CommitBlock| route(&b.queue));
+        let completions_pact = Exchange::new(|c: &Completion| route(&c.queue));
+        self.binary_frontier::<_, CapacityContainerBuilder<Vec<Record>>, _, _, _, _>(
+            completions,
+            blocks_pact,
+            completions_pact,
+            "OrderedCommit",
+            move |_initial, info| {
+                let activator = worker.sync_activator_for(info.address.to_vec());
+                let mut tasks = OperatorTasks::<(Epoch, String, String, Record)>::new(policy.runtime.clone(), activator);
+                let mut epochs: BTreeMap<Epoch, EpochState> = BTreeMap::new();
+                let new_state = |capability| EpochState {
+                    capability,
+                    queues: BTreeMap::new(),
+                    index: HashMap::new(),
+                    early: HashMap::new(),
+                };
+                move |(blocks, blocks_frontier), (completions, completions_frontier), output| {
+                    blocks.for_each(|cap, data| {
+                        let epoch = *cap.least().expect("totally ordered");
+                        let state = epochs.entry(epoch).or_insert_with(|| new_state(cap.delayed(&epoch, 0)));
+                        for CommitBlock { queue, block } in data.drain(..) {
+                            state.add_block(queue, block);
+                        }
+                    });
+                    completions.for_each(|cap, data| {
+                        let epoch = *cap.least().expect("totally ordered");
+                        let state = epochs.entry(epoch).or_insert_with(|| new_state(cap.delayed(&epoch, 0)));
+                        for completion in data.drain(..) {
+                            state.add_completion(completion);
+                        }
+                    });
+                    for (epoch, queue, dir, record) in tasks.drain() {
+                        let Some(state) = epochs.get_mut(&epoch) else { continue };
+                        let committed = matches!(&record, Record::Block(b) if matches!(b.outcome, Outcome::Replicated { .. }));
+                        if let Some(q) = state.queues.get_mut(&queue) {
+                            q.committing = false;
+                            if !committed && policy.ordered {
+                                q.failed_at = Some(dir);
+                            }
+                        }
+                        output.session(&state.capability).give(record);
+                    }
+                    let mut finished = Vec::new();
+                    for (&epoch, state) in epochs.iter_mut() {
+                        let blocks_done = !blocks_frontier.frontier().less_equal(&epoch);
+                        let inputs_done = blocks_done && !completions_frontier.frontier().less_equal(&epoch);
+                        let mut records = Vec::new();
+                        for (queue_key, queue) in state.queues.iter_mut() {
+                            advance_queue(epoch, queue_key, queue, blocks_done, inputs_done, &policy, &mut tasks, &mut records);
+                        }
+                        output.session(&state.capability).give_iterator(records.into_iter());
+                        if inputs_done && state.is_idle() {
+                            finished.push(epoch);
+                        }
+                    }
+                    for epoch in finished {
+                        epochs.remove(&epoch);
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// Moves one queue forward as far as it can go now: holds back, fails or starts commits.
+#[allow(clippy::too_many_arguments)]
+fn advance_queue(
+    epoch: Epoch,
+    queue_key: &str,
+    queue: &mut Queue,
+    blocks_done: bool,
+    inputs_done: bool,
+    policy: &CommitPolicy,
+    tasks: &mut OperatorTasks<(Epoch, String, String, Record)>,
+    records: &mut Vec<Record>,
+) {
+    while !queue.committing {
+        let Some(entry) = queue.blocks.first_entry() else { return };
+        if let Some(behind) = &queue.failed_at {
+            records.push(entry.get().record(Outcome::HeldBack { behind: behind.clone() }));
+            entry.remove();
+            continue;
+        }
+        if policy.ordered && !blocks_done {
+            return;
+        }
+        let pending = entry.get();
+        let failure = if pending.awaiting > 0 {
+            if !inputs_done {
+                return;
+            }
+            Some(format!("{} object copies never reported back", pending.awaiting))
+        } else if !pending.errors.is_empty() {
+            Some(pending.errors.join("; "))
+        } else {
+            None
+        };
+        let pending = entry.remove();
+        if let Some(error) = failure {
+            tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
+            records.push(pending.failed(error));
+            if policy.ordered {
+                queue.failed_at = Some(pending.block.dir.clone());
+            }
+            continue;
+        }
+        queue.committing = true;
+        let (queue_name, dir) = (queue_key.to_string(), pending.block.dir.clone());
+        let (panic_queue, panic_dir) = (queue_name.clone(), dir.clone());
+        let panic_record = pending.failed(String::from("internal error: the commit task panicked"));
+        let (copier, concurrency) = (policy.copier.clone(), policy.recheck_concurrency);
+        tasks.spawn(
+            async move {
+                let record = match commit_block(&copier, &pending, concurrency).await {
+                    Ok((repaired, repaired_bytes)) => {
+                        let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
+                        tracing::info!(block = %pending.block.dir, group = %pending.block.group, run = epoch, "block replicated");
+                        pending.record(Outcome::Replicated {
+                            objects_copied: objects_copied + repaired,
+                            bytes_copied: bytes_copied + repaired_bytes,
+                            objects_already_present,
+                        })
+                    }
+                    Err(e) => {
+                        let error = error_chain(&e);
+                        tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
+                        pending.failed(error)
+                    }
+                };
+                (epoch, queue_name, dir, record)
+            },
+            move |_| (epoch, panic_queue, panic_dir, panic_record),
+        );
+    }
+}
+
+/// Re-checks every object of the block in the target, copies again what is missing or changed,
+/// and then writes meta.json. Returns the objects and bytes copied again.
+async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) -> Result<(u64, u64), CommitError> {
+    let block = &pending.block;
+    let recheck = |spec: &ObjectSpec| {
+        let path = block.path(&spec.rel_path);
+        let e_tag = pending.done.get(&spec.rel_path).and_then(|d| d.e_tag.clone());
+        let spec = spec.clone();
+        async move {
+            if copier.still_intact(&path, &spec, e_tag.as_deref()).await? {
+                return Ok::<_, CopyError>(None);
+            }
+            tracing::warn!(%path, "object changed or vanished in the target before commit; copying it again");
+            let done = copier.ensure(&path, &spec).await?;
+            Ok(Some((path, spec, done)))
+        }
+    };
+    let repaired: Vec<_> = futures::stream::iter(&block.objects)
+        .map(recheck)
+        .buffer_unordered(concurrency.max(1))
+        .try_filter_map(|r| async move { Ok(r) })
+        .try_collect()
+        .await
+        .map_err(CommitError::Recheck)?;
+    for (path, spec, done) in &repaired {
+        if !copier.still_intact(path, spec, done.e_tag.as_deref()).await.map_err(CommitError::Recheck)? {
+            return Err(CommitError::StillWrong { path: path.clone() });
+        }
+    }
+    let meta_path = block.path(META_FILENAME);
+    copier
+        .target
+        .put(&meta_path, PutPayload::from(block.meta.bytes.clone()))
+        .await
+        .map_err(|source| CommitError::WriteMeta { path: meta_path, source })?;
+    Ok((repaired.len() as u64, repaired.iter().map(|(_, _, d)| d.bytes).sum()))
+}

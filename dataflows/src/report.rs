@@ -1,0 +1,158 @@
+//! The run report: every selected or seen block ends here with its outcome.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::strategy::Strategy;
+
+/// What happened to one block in one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Copied (as needed) and its meta.json written.
+    Replicated { objects_copied: u64, bytes_copied: u64, objects_already_present: u64 },
+    /// The target's meta.json was already byte-equal to the source's.
+    AlreadyReplicated,
+    /// Not selected by the run's filters.
+    Filtered { reason: String },
+    /// meta.json missing, unreadable or unparsable: treated as a partial upload, as Thanos does.
+    Skipped { reason: String },
+    /// Selected, but could not be replicated; its meta.json was not written.
+    Failed { error: String, objects_copied: u64, bytes_copied: u64 },
+    /// Not committed because an older block of its commit queue failed in this run.
+    HeldBack { behind: String },
+    /// Dry run: what a real run would copy.
+    Planned { objects: u64, bytes: u64 },
+}
+
+impl Outcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Replicated { .. } => "replicated",
+            Outcome::AlreadyReplicated => "already_replicated",
+            Outcome::Filtered { .. } => "filtered",
+            Outcome::Skipped { .. } => "skipped",
+            Outcome::Failed { .. } => "failed",
+            Outcome::HeldBack { .. } => "held_back",
+            Outcome::Planned { .. } => "planned",
+        }
+    }
+}
+
+/// One block's line in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockOutcome {
+    pub block: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time: Option<i64>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What reaches the collector: a block's outcome, or an error of the run as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    Block(BlockOutcome),
+    RunError(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub replicated: u64,
+    pub already_replicated: u64,
+    pub filtered: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub held_back: u64,
+    pub planned: u64,
+}
+
+/// The report of one replication run (one timely epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: u64,
+    pub strategy: Strategy,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub objects_copied: u64,
+    pub objects_already_present: u64,
+    pub bytes_copied: u64,
+    pub counts: Counts,
+    /// Blocks in (group, minTime) order, unselected ones last.
+    pub blocks: Vec<BlockOutcome>,
+    /// Errors that concern the run rather than a block, such as a source listing that failed.
+    pub errors: Vec<String>,
+}
+
+impl RunReport {
+    /// Builds the report from the records the collector gathered.
+    pub fn from_records(
+        run_id: u64,
+        strategy: Strategy,
+        dry_run: bool,
+        started_at: chrono::DateTime<chrono::Utc>,
+        records: Vec<Record>,
+    ) -> RunReport {
+        let mut report = RunReport {
+            run_id,
+            strategy,
+            dry_run,
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_seconds: (chrono::Utc::now() - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
+            objects_copied: 0,
+            objects_already_present: 0,
+            bytes_copied: 0,
+            counts: Counts::default(),
+            blocks: Vec::new(),
+            errors: Vec::new(),
+        };
+        for record in records {
+            match record {
+                Record::RunError(e) => report.errors.push(e),
+                Record::Block(b) => report.blocks.push(b),
+            }
+        }
+        let c = &mut report.counts;
+        for b in &report.blocks {
+            match &b.outcome {
+                Outcome::Replicated { objects_copied, bytes_copied, objects_already_present } => {
+                    c.replicated += 1;
+                    report.objects_copied += objects_copied;
+                    report.bytes_copied += bytes_copied;
+                    report.objects_already_present += objects_already_present;
+                }
+                Outcome::Failed { objects_copied, bytes_copied, .. } => {
+                    c.failed += 1;
+                    report.objects_copied += objects_copied;
+                    report.bytes_copied += bytes_copied;
+                }
+                Outcome::AlreadyReplicated => c.already_replicated += 1,
+                Outcome::Filtered { .. } => c.filtered += 1,
+                Outcome::Skipped { .. } => c.skipped += 1,
+                Outcome::HeldBack { .. } => c.held_back += 1,
+                Outcome::Planned { .. } => c.planned += 1,
+            }
+        }
+        let unselected = |o: &Outcome| matches!(o, Outcome::Filtered { .. } | Outcome::Skipped { .. });
+        report.blocks.sort_by(|a, b| {
+            (unselected(&a.outcome), &a.group, a.min_time, &a.block).cmp(&(unselected(&b.outcome), &b.group, b.min_time, &b.block))
+        });
+        report
+    }
+
+    /// A run failed when a selected block failed or the run itself hit an error.
+    pub fn is_failure(&self) -> bool {
+        self.counts.failed > 0 || !self.errors.is_empty()
+    }
+
+    /// The outcome of each block by folder name, for tests and summaries.
+    pub fn outcomes(&self) -> BTreeMap<&str, &Outcome> {
+        self.blocks.iter().map(|b| (b.block.as_str(), &b.outcome)).collect()
+    }
+}

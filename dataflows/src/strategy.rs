@@ -1,0 +1,74 @@
+//! Replication strategies are policies over one engine, so that a benchmark compares policies and
+//! nothing else: which blocks share an ordered commit queue, how many objects may be in flight,
+//! and whether a commit waits for the older blocks of its queue.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::SourceBlock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Full concurrency; meta.json writes in (minTime, ULID) order within each compaction group.
+    #[default]
+    Grouped,
+    /// Thanos's behaviour today: one object at a time, every block in global minTime order.
+    Serial,
+    /// Blocks committed as soon as they are copied, with no group order (Thanos PR 5280's design).
+    /// Unsafe against a running target compactor; it exists for benchmarks.
+    Unordered,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 3] = [Strategy::Grouped, Strategy::Serial, Strategy::Unordered];
+
+    /// The commit queue a block joins. One worker owns each queue.
+    pub fn partition_key(self, block: &SourceBlock) -> String {
+        match self {
+            Strategy::Grouped => block.group.clone(),
+            Strategy::Serial => String::from("serial"),
+            Strategy::Unordered => block.dir.clone(),
+        }
+    }
+
+    /// Objects in flight across the process, given the requested `--concurrency`.
+    pub fn copy_concurrency(self, requested: usize) -> usize {
+        match self {
+            Strategy::Serial => 1,
+            Strategy::Grouped | Strategy::Unordered => requested.max(1),
+        }
+    }
+
+    /// Whether a block's commit waits until every older block of its queue is committed.
+    pub fn ordered_commit(self) -> bool {
+        !matches!(self, Strategy::Unordered)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Grouped => "grouped",
+            Strategy::Serial => "serial",
+            Strategy::Unordered => "unordered",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown strategy {0:?}: expected grouped, serial or unordered")]
+pub struct UnknownStrategy(String);
+
+impl FromStr for Strategy {
+    type Err = UnknownStrategy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Strategy::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| UnknownStrategy(s.to_string()))
+    }
+}
