@@ -1,1 +1,32 @@
-fn main() {}
+//! bucketflow: replicate Prometheus/Thanos TSDB blocks between buckets.
+
+mod cli;
+mod logging;
+mod objstore;
+mod replicate;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::replicate::Finish;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Replicate(args) => {
+            logging::init(args.log_level, args.log_format);
+            replicate::run(args)
+        }
+    };
+    match result {
+        Ok(Finish::Succeeded) => ExitCode::SUCCESS,
+        Ok(Finish::RunFailed) => ExitCode::from(1),
+        Err(error) => {
+            // The whole chain, so that the message names the flag, file or block at fault.
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

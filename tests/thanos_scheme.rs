@@ -160,7 +160,11 @@ impl Block {
     fn write_to(&self, root: &Path) {
         put(root, &format!("{}/chunks/000001", self.id), &self.chunks);
         put(root, &format!("{}/index", self.id), &self.index);
-        put(root, &format!("{}/meta.json", self.id), self.meta_json().as_bytes());
+        put(
+            root,
+            &format!("{}/meta.json", self.id),
+            self.meta_json().as_bytes(),
+        );
     }
 }
 
@@ -187,7 +191,9 @@ fn put(root: &Path, rel: &str, bytes: &[u8]) {
 /// Directories are not objects, so they are not listed.
 fn list_objects(root: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -238,7 +244,14 @@ impl Fixture {
         let dst_config = tmp.path().join("target.yaml");
         fs::write(&src_config, objstore_yaml(&src)).unwrap();
         fs::write(&dst_config, objstore_yaml(&dst)).unwrap();
-        Fixture { tmp, src, dst, src_config, dst_config, runs: Cell::new(0) }
+        Fixture {
+            tmp,
+            src,
+            dst,
+            src_config,
+            dst_config,
+            runs: Cell::new(0),
+        }
     }
 
     fn add_block(&self, block: &Block) {
@@ -328,9 +341,17 @@ impl Fixture {
             keys(&after),
             "the origin bucket's object list changed during replication"
         );
-        assert!(before == after, "the origin bucket's content changed during replication");
+        assert!(
+            before == after,
+            "the origin bucket's content changed during replication"
+        );
 
-        Run { code: status.code(), report, stderr, command_line }
+        Run {
+            code: status.code(),
+            report,
+            stderr,
+            command_line,
+        }
     }
 
     /// Asserts that the target bucket holds exactly the objects of `blocks`,
@@ -356,7 +377,11 @@ impl Fixture {
 
     fn assert_target_empty(&self) {
         let got = self.target();
-        assert!(got.is_empty(), "the target bucket should be empty, has {:?}", keys(&got));
+        assert!(
+            got.is_empty(),
+            "the target bucket should be empty, has {:?}",
+            keys(&got)
+        );
     }
 }
 
@@ -410,7 +435,11 @@ impl Run {
         let entry = found
             .next()
             .unwrap_or_else(|| panic!("report has no entry for block {id}: {:#}", self.report));
-        assert!(found.next().is_none(), "report lists block {id} twice: {:#}", self.report);
+        assert!(
+            found.next().is_none(),
+            "report lists block {id} twice: {:#}",
+            self.report
+        );
         entry
     }
 
@@ -421,7 +450,12 @@ impl Run {
     }
 
     fn assert_outcome(&self, id: &str, outcome: &str) -> &Self {
-        assert_eq!(self.outcome(id), outcome, "outcome of {id} in report {:#}", self.report);
+        assert_eq!(
+            self.outcome(id),
+            outcome,
+            "outcome of {id} in report {:#}",
+            self.report
+        );
         self
     }
 
@@ -436,8 +470,16 @@ impl Run {
             "held_back",
             "planned",
         ] {
-            let want = expected.iter().find(|(n, _)| *n == name).map_or(0, |(_, c)| *c);
-            assert_eq!(self.count(name), want, "counts.{name} in report {:#}", self.report);
+            let want = expected
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, c)| *c);
+            assert_eq!(
+                self.count(name),
+                want,
+                "counts.{name} in report {:#}",
+                self.report
+            );
         }
         self
     }
@@ -446,8 +488,16 @@ impl Run {
     fn assert_replicated(&self, block: &Block) -> &Self {
         self.assert_outcome(block.id, "replicated");
         let entry = self.entry(block.id);
-        assert_eq!(entry["min_time"], block.min_time, "min_time of {}", block.id);
-        assert_eq!(entry["max_time"], block.max_time, "max_time of {}", block.id);
+        assert_eq!(
+            entry["min_time"], block.min_time,
+            "min_time of {}",
+            block.id
+        );
+        assert_eq!(
+            entry["max_time"], block.max_time,
+            "max_time of {}",
+            block.id
+        );
         assert!(entry["group"].is_string(), "group of {}: {entry}", block.id);
         self
     }
@@ -460,7 +510,10 @@ impl Run {
 /// agree.
 fn assert_copied_totals(run: &Run, blocks: &[&Block]) {
     let data_objects: u64 = blocks.len() as u64 * 2;
-    let data_bytes: u64 = blocks.iter().map(|b| (b.chunks.len() + b.index.len()) as u64).sum();
+    let data_bytes: u64 = blocks
+        .iter()
+        .map(|b| (b.chunks.len() + b.index.len()) as u64)
+        .sum();
     let meta_bytes: u64 = blocks.iter().map(|b| b.meta_json().len() as u64).sum();
     let objects = run.total("objects_copied");
     let bytes = run.total("bytes_copied");
@@ -490,7 +543,11 @@ fn empty_origin() {
     let fx = Fixture::new();
     let run = fx.replicate(THANOS_TEST_FILTER);
     run.assert_exit(0).assert_counts(&[]);
-    assert!(run.blocks().is_empty(), "report lists blocks: {:#}", run.report);
+    assert!(
+        run.blocks().is_empty(),
+        "report lists blocks: {:#}",
+        run.report
+    );
     assert_eq!(run.total("objects_copied"), 0);
     assert_eq!(run.total("bytes_copied"), 0);
     fx.assert_target_empty();
@@ -504,7 +561,9 @@ fn no_meta() {
     fx.put_src(&format!("{BLOCK_A}/chunks/000001"), b"chunk data");
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_outcome(BLOCK_A, "skipped").assert_counts(&[("skipped", 1)]);
+    run.assert_exit(0)
+        .assert_outcome(BLOCK_A, "skipped")
+        .assert_counts(&[("skipped", 1)]);
     fx.assert_target_empty();
 }
 
@@ -516,7 +575,9 @@ fn partial_meta() {
     fx.put_src(&format!("{BLOCK_A}/meta.json"), b"{");
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_outcome(BLOCK_A, "skipped").assert_counts(&[("skipped", 1)]);
+    run.assert_exit(0)
+        .assert_outcome(BLOCK_A, "skipped")
+        .assert_counts(&[("skipped", 1)]);
     fx.assert_target_empty();
 }
 
@@ -528,7 +589,9 @@ fn full_block() {
     fx.add_block(&a);
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     assert_copied_totals(&run, &[&a]);
     fx.assert_target_has_exactly(&[BLOCK_A]);
 }
@@ -541,7 +604,9 @@ fn full_block_with_thanos_files_section() {
     fx.add_block(&a);
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     fx.assert_target_has_exactly(&[BLOCK_A]);
 }
 
@@ -553,7 +618,10 @@ fn full_block_with_thanos_files_section() {
 fn marked_for_deletion_ignored() {
     let fx = Fixture::new();
     fx.add_block(&Block::new(BLOCK_A));
-    fx.put_src(&format!("{BLOCK_A}/deletion-mark.json"), deletion_mark(BLOCK_A).as_bytes());
+    fx.put_src(
+        &format!("{BLOCK_A}/deletion-mark.json"),
+        deletion_mark(BLOCK_A).as_bytes(),
+    );
 
     let run = fx.replicate(&with(THANOS_TEST_FILTER, &["--ignore-marked-for-deletion"]));
     run.assert_exit(0);
@@ -578,12 +646,19 @@ fn marked_for_deletion_replicated_without_flag() {
     let fx = Fixture::new();
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
-    fx.put_src(&format!("{BLOCK_A}/deletion-mark.json"), deletion_mark(BLOCK_A).as_bytes());
+    fx.put_src(
+        &format!("{BLOCK_A}/deletion-mark.json"),
+        deletion_mark(BLOCK_A).as_bytes(),
+    );
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     fx.assert_target_has_exactly(&[BLOCK_A]);
-    assert!(!fx.target().contains_key(&format!("{BLOCK_A}/deletion-mark.json")));
+    assert!(!fx
+        .target()
+        .contains_key(&format!("{BLOCK_A}/deletion-mark.json")));
 }
 
 /// Thanos' IgnoreDeletionMarkFilter ignores a deletion-mark.json that does not
@@ -598,7 +673,9 @@ fn marked_for_deletion_partial_mark_is_ignored() {
     fx.put_src(&format!("{BLOCK_A}/deletion-mark.json"), b"{");
 
     let run = fx.replicate(&with(THANOS_TEST_FILTER, &["--ignore-marked-for-deletion"]));
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     fx.assert_target_has_exactly(&[BLOCK_A]);
 }
 
@@ -612,10 +689,15 @@ fn marked_for_deletion_in_the_future_is_still_replicated() {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     let mark = json!({ "id": BLOCK_A, "deletion_time": 32_503_680_000i64, "version": 1 }); // year 3000
-    fx.put_src(&format!("{BLOCK_A}/deletion-mark.json"), mark.to_string().as_bytes());
+    fx.put_src(
+        &format!("{BLOCK_A}/deletion-mark.json"),
+        mark.to_string().as_bytes(),
+    );
 
     let run = fx.replicate(&with(THANOS_TEST_FILTER, &["--ignore-marked-for-deletion"]));
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     fx.assert_target_has_exactly(&[BLOCK_A]);
 }
 
@@ -628,12 +710,17 @@ fn previous_partial_upload() {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     let meta = a.meta_json();
-    fx.put_dst(&format!("{BLOCK_A}/meta.json"), &meta.as_bytes()[..meta.len() - 10]);
+    fx.put_dst(
+        &format!("{BLOCK_A}/meta.json"),
+        &meta.as_bytes()[..meta.len() - 10],
+    );
     fx.put_dst(&format!("{BLOCK_A}/chunks/000001"), &a.chunks);
     fx.put_dst(&format!("{BLOCK_A}/index"), &a.index);
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     fx.assert_target_has_exactly(&[BLOCK_A]);
 }
 
@@ -647,7 +734,9 @@ fn previous_partial_upload_without_meta() {
     fx.put_dst(&format!("{BLOCK_A}/chunks/000001"), &a.chunks);
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     fx.assert_target_has_exactly(&[BLOCK_A]);
 }
 
@@ -715,7 +804,9 @@ fn non_zero_compaction() {
     fx.add_block(&Block::new(BLOCK_A).level(2));
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_outcome(BLOCK_A, "filtered").assert_counts(&[("filtered", 1)]);
+    run.assert_exit(0)
+        .assert_outcome(BLOCK_A, "filtered")
+        .assert_counts(&[("filtered", 1)]);
     fx.assert_target_empty();
 }
 
@@ -761,7 +852,10 @@ fn meta_bytes_regression() {
     assert_eq!(parsed["ulid"], REGRESSION_BLOCK);
 
     fx.put_src(&format!("{REGRESSION_BLOCK}/meta.json"), meta.as_bytes());
-    fx.put_src(&format!("{REGRESSION_BLOCK}/chunks/000001"), b"regression chunks");
+    fx.put_src(
+        &format!("{REGRESSION_BLOCK}/chunks/000001"),
+        b"regression chunks",
+    );
     fx.put_src(&format!("{REGRESSION_BLOCK}/index"), b"regression index");
 
     let run = fx.replicate(&["--resolution", "0s", "--compaction", "1"]);
@@ -771,7 +865,11 @@ fn meta_bytes_regression() {
     fx.assert_target_has_exactly(&[REGRESSION_BLOCK]);
     assert_eq!(fx.target().len(), 3);
     let got = fs::read(fx.dst.join(REGRESSION_BLOCK).join("meta.json")).unwrap();
-    assert!(got == meta.as_bytes(), "meta.json was rewritten:\n{}", String::from_utf8_lossy(&got));
+    assert!(
+        got == meta.as_bytes(),
+        "meta.json was rewritten:\n{}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 /// Thanos `BlockIDs`: with `--id`, only the listed block is replicated, even
@@ -820,8 +918,13 @@ fn block_ids_override_other_filters() {
     fx.add_block(&b);
     fx.add_block(&c);
 
-    let run = fx.replicate(&with(THANOS_TEST_FILTER, &["--id", BLOCK_A, "--id", BLOCK_C]));
-    run.assert_exit(0).assert_replicated(&a).assert_outcome(BLOCK_C, "filtered");
+    let run = fx.replicate(&with(
+        THANOS_TEST_FILTER,
+        &["--id", BLOCK_A, "--id", BLOCK_C],
+    ));
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_outcome(BLOCK_C, "filtered");
     assert_eq!(run.count("replicated"), 1, "report: {:#}", run.report);
     assert_eq!(run.count("failed"), 0);
     fx.assert_target_has_exactly(&[BLOCK_A]);
@@ -886,11 +989,16 @@ fn non_block_entries_are_ignored() {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     fx.put_src("debug/metas/foo.json", b"{}");
-    fx.put_src("not-a-ulid/meta.json", Block::new(BLOCK_B).meta_json().as_bytes());
+    fx.put_src(
+        "not-a-ulid/meta.json",
+        Block::new(BLOCK_B).meta_json().as_bytes(),
+    );
     fx.put_src("README", b"hello");
 
     let run = fx.replicate(THANOS_TEST_FILTER);
-    run.assert_exit(0).assert_replicated(&a).assert_counts(&[("replicated", 1)]);
+    run.assert_exit(0)
+        .assert_replicated(&a)
+        .assert_counts(&[("replicated", 1)]);
     assert_eq!(run.blocks().len(), 1, "report: {:#}", run.report);
     fx.assert_target_has_exactly(&[BLOCK_A]);
 }
@@ -922,10 +1030,27 @@ fn rerun_copies_nothing() {
         .assert_outcome(BLOCK_A, "already_replicated")
         .assert_outcome(BLOCK_B, "already_replicated")
         .assert_counts(&[("already_replicated", 2)]);
-    assert_eq!(second.total("objects_copied"), 0, "report: {:#}", second.report);
-    assert_eq!(second.total("bytes_copied"), 0, "report: {:#}", second.report);
-    assert!(fx.target() == target_before, "the target changed on the second run");
-    assert_eq!(mtimes(&fx.dst), mtimes_before, "target objects were rewritten on the second run");
+    assert_eq!(
+        second.total("objects_copied"),
+        0,
+        "report: {:#}",
+        second.report
+    );
+    assert_eq!(
+        second.total("bytes_copied"),
+        0,
+        "report: {:#}",
+        second.report
+    );
+    assert!(
+        fx.target() == target_before,
+        "the target changed on the second run"
+    );
+    assert_eq!(
+        mtimes(&fx.dst),
+        mtimes_before,
+        "target objects were rewritten on the second run"
+    );
 }
 
 fn mtimes(root: &Path) -> BTreeMap<String, SystemTime> {

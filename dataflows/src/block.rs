@@ -40,8 +40,15 @@ impl ObjectSpec {
 pub enum PlanError {
     #[error("block {block}: meta.json lists {rel_path}, which is not in the source bucket")]
     MissingObject { block: String, rel_path: String },
-    #[error("block {block}: {rel_path} has {actual} bytes in the source, but meta.json lists {listed}")]
-    SizeMismatch { block: String, rel_path: String, listed: u64, actual: u64 },
+    #[error(
+        "block {block}: {rel_path} has {actual} bytes in the source, but meta.json lists {listed}"
+    )]
+    SizeMismatch {
+        block: String,
+        rel_path: String,
+        listed: u64,
+        actual: u64,
+    },
     #[error("block {block}: meta.json lists an unusable object path {rel_path:?}")]
     BadPath { block: String, rel_path: String },
 }
@@ -62,7 +69,9 @@ pub struct SourceBlock {
 fn is_contained(rel_path: &str) -> bool {
     !rel_path.is_empty()
         && !rel_path.starts_with('/')
-        && rel_path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && rel_path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 impl SourceBlock {
@@ -83,12 +92,18 @@ impl SourceBlock {
             if file.rel_path == META_FILENAME {
                 continue;
             }
-            let bad_path = || PlanError::BadPath { block: dir.to_string(), rel_path: file.rel_path.clone() };
+            let bad_path = || PlanError::BadPath {
+                block: dir.to_string(),
+                rel_path: file.rel_path.clone(),
+            };
             if !is_contained(&file.rel_path) {
                 return Err(bad_path());
             }
             let Some(&actual) = sizes.get(&file.rel_path) else {
-                return Err(PlanError::MissingObject { block: dir.to_string(), rel_path: file.rel_path.clone() });
+                return Err(PlanError::MissingObject {
+                    block: dir.to_string(),
+                    rel_path: file.rel_path.clone(),
+                });
             };
             if let Some(listed) = file.size_bytes.filter(|&s| s != actual) {
                 return Err(PlanError::SizeMismatch {
@@ -104,11 +119,21 @@ impl SourceBlock {
         }
         let mut objects: Vec<ObjectSpec> = sizes
             .into_iter()
-            .map(|(rel_path, size)| ObjectSpec { sha256: hashes.remove(&rel_path), rel_path, size })
+            .map(|(rel_path, size)| ObjectSpec {
+                sha256: hashes.remove(&rel_path),
+                rel_path,
+                size,
+            })
             .collect();
         objects.sort_by(|a, b| (a.rank(), &a.rel_path).cmp(&(b.rank(), &b.rel_path)));
         let group = meta.meta.group_key();
-        Ok(SourceBlock { dir: dir.to_string(), meta, group, markers, objects })
+        Ok(SourceBlock {
+            dir: dir.to_string(),
+            meta,
+            group,
+            markers,
+            objects,
+        })
     }
 
     pub fn ulid(&self) -> Ulid {
@@ -166,10 +191,16 @@ mod tests {
         ]);
         let b = SourceBlock::plan(ULID, raw(""), l).unwrap();
         let order: Vec<_> = b.objects.iter().map(|o| o.rel_path.as_str()).collect();
-        assert_eq!(order, ["chunks/000001", "chunks/000002", "index", "tombstones"]);
+        assert_eq!(
+            order,
+            ["chunks/000001", "chunks/000002", "index", "tombstones"]
+        );
         assert!(b.markers.deletion);
         assert_eq!(b.total_bytes(), 13);
-        assert_eq!(b.path("chunks/000001").as_ref(), format!("{ULID}/chunks/000001"));
+        assert_eq!(
+            b.path("chunks/000001").as_ref(),
+            format!("{ULID}/chunks/000001")
+        );
     }
 
     #[test]
@@ -178,7 +209,17 @@ mod tests {
         let b = SourceBlock::plan(ULID, raw(files), listing(&[("index", 2)])).unwrap();
         assert_eq!(b.objects[0].sha256.as_deref(), Some("aa"));
         let err = SourceBlock::plan(ULID, raw(files), listing(&[("index", 3)])).unwrap_err();
-        assert!(matches!(err, PlanError::SizeMismatch { listed: 2, actual: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PlanError::SizeMismatch {
+                    listed: 2,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = SourceBlock::plan(ULID, raw(files), listing(&[])).unwrap_err();
         assert!(matches!(err, PlanError::MissingObject { .. }), "{err}");
         let escaping = r#"{"rel_path":"../other/index","size_bytes":2}"#;

@@ -21,7 +21,9 @@ use crate::block::{block_path, ObjectSpec, SourceBlock};
 use crate::copy::Copier;
 use crate::error::error_chain;
 use crate::filter::BlockFilter;
-use crate::operators::{AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit};
+use crate::operators::{
+    AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit,
+};
 use crate::report::{BlockOutcome, Outcome, Record};
 use crate::source::{list_block_dirs, load_block, read_meta_bytes, Unusable};
 use crate::strategy::Strategy;
@@ -62,7 +64,13 @@ fn block_record(block: &SourceBlock, outcome: Outcome) -> Record {
 }
 
 fn dir_record(dir: &str, outcome: Outcome) -> Record {
-    Record::Block(BlockOutcome { block: dir.to_string(), group: None, min_time: None, max_time: None, outcome })
+    Record::Block(BlockOutcome {
+        block: dir.to_string(),
+        group: None,
+        min_time: None,
+        max_time: None,
+        outcome,
+    })
 }
 
 /// Builds the graph in `scope`, fed by `requests` (one per epoch, on worker 0). Every run ends in
@@ -75,15 +83,22 @@ pub fn build<'scope>(
 ) {
     let rt = ctx.runtime.clone();
     let c = ctx.clone();
-    let listed = requests.clone().async_flat_map("ListBlocks", Pipeline, rt.clone(), 1, |_| (), move |request: RunRequest| {
-        let source = c.source.clone();
-        async move {
-            match list_block_dirs(&*source).await {
-                Ok(dirs) => dirs.into_iter().map(|dir| Ok((request, dir))).collect(),
-                Err(e) => vec![Err(Record::RunError(error_chain(&e)))],
+    let listed = requests.clone().async_flat_map(
+        "ListBlocks",
+        Pipeline,
+        rt.clone(),
+        1,
+        |_| (),
+        move |request: RunRequest| {
+            let source = c.source.clone();
+            async move {
+                match list_block_dirs(&*source).await {
+                    Ok(dirs) => dirs.into_iter().map(|dir| Ok((request, dir))).collect(),
+                    Err(e) => vec![Err(Record::RunError(error_chain(&e)))],
+                }
             }
-        }
-    });
+        },
+    );
     let (listed, list_errors) = listed.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
 
     let c = ctx.clone();
@@ -107,50 +122,100 @@ pub fn build<'scope>(
     let (loaded, load_records) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
 
     let c = ctx.clone();
-    let (selected, filtered) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(move |(request, block): (RunRequest, SourceBlock)| {
-        match c.filter.check(&block.meta.meta, &block.markers, request.now_millis) {
+    let (selected, filtered) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(
+        move |(request, block): (RunRequest, SourceBlock)| match c.filter.check(
+            &block.meta.meta,
+            &block.markers,
+            request.now_millis,
+        ) {
             Ok(()) => Ok(block),
             Err(reason) => Err(block_record(&block, Outcome::Filtered { reason })),
-        }
-    });
+        },
+    );
 
     let c = ctx.clone();
-    let checked = selected.async_flat_map("CheckTarget", Pipeline, rt.clone(), ctx.concurrency, |_| (), move |block: SourceBlock| {
-        let target = c.target.clone();
-        async move {
-            vec![match read_meta_bytes(&*target, &block.dir).await {
-                Ok(Some(bytes)) if bytes == block.meta.bytes => Err(block_record(&block, Outcome::AlreadyReplicated)),
-                Ok(_) => Ok(block),
-                Err(e) => Err(block_record(&block, Outcome::Failed { error: error_chain(&e), objects_copied: 0, bytes_copied: 0 })),
-            }]
-        }
-    });
+    let checked = selected.async_flat_map(
+        "CheckTarget",
+        Pipeline,
+        rt.clone(),
+        ctx.concurrency,
+        |_| (),
+        move |block: SourceBlock| {
+            let target = c.target.clone();
+            async move {
+                vec![match read_meta_bytes(&*target, &block.dir).await {
+                    Ok(Some(bytes)) if bytes == block.meta.bytes => {
+                        Err(block_record(&block, Outcome::AlreadyReplicated))
+                    }
+                    Ok(_) => Ok(block),
+                    Err(e) => Err(block_record(
+                        &block,
+                        Outcome::Failed {
+                            error: error_chain(&e),
+                            objects_copied: 0,
+                            bytes_copied: 0,
+                        },
+                    )),
+                }]
+            }
+        },
+    );
     let (to_copy, already) = checked.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
 
     let outcomes = if ctx.dry_run {
-        to_copy.map(|block| block_record(&block, Outcome::Planned { objects: block.objects.len() as u64, bytes: block.total_bytes() }))
+        to_copy.map(|block| {
+            block_record(
+                &block,
+                Outcome::Planned {
+                    objects: block.objects.len() as u64,
+                    bytes: block.total_bytes(),
+                },
+            )
+        })
     } else {
         let strategy = ctx.strategy;
-        let blocks = to_copy.map(move |block| CommitBlock { queue: strategy.partition_key(&block), block });
+        let blocks = to_copy.map(move |block| CommitBlock {
+            queue: strategy.partition_key(&block),
+            block,
+        });
         let jobs = blocks.clone().flat_map(|CommitBlock { queue, block }| {
             let (min_time, ulid) = block.order_key();
-            block
-                .objects
-                .into_iter()
-                .map(move |spec| CopyJob { queue: queue.clone(), dir: block.dir.clone(), min_time, ulid, spec })
+            block.objects.into_iter().map(move |spec| CopyJob {
+                queue: queue.clone(),
+                dir: block.dir.clone(),
+                min_time,
+                ulid,
+                spec,
+            })
         });
         let c = ctx.clone();
-        let copy_pact = Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
+        let copy_pact =
+            Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
         let copy_limit = strategy.copy_concurrency(ctx.concurrency);
         let priority = |job: &CopyJob| (job.min_time, job.ulid, job.spec.rank());
-        let completions = jobs.async_flat_map("Copy", copy_pact, rt.clone(), copy_limit, priority, move |job: CopyJob| {
-            let copier = c.copier.clone();
-            async move {
-                let path = block_path(&job.dir, &job.spec.rel_path);
-                let result = copier.ensure(&path, &job.spec).await.map_err(|e| error_chain(&e));
-                vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
-            }
-        });
+        let completions = jobs.async_flat_map(
+            "Copy",
+            copy_pact,
+            rt.clone(),
+            copy_limit,
+            priority,
+            move |job: CopyJob| {
+                let copier = c.copier.clone();
+                async move {
+                    let path = block_path(&job.dir, &job.spec.rel_path);
+                    let result = copier
+                        .ensure(&path, &job.spec)
+                        .await
+                        .map_err(|e| error_chain(&e));
+                    vec![Completion {
+                        queue: job.queue,
+                        dir: job.dir,
+                        rel_path: job.spec.rel_path,
+                        result,
+                    }]
+                }
+            },
+        );
         let policy = CommitPolicy {
             copier: ctx.copier.clone(),
             ordered: strategy.ordered_commit(),

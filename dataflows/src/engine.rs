@@ -36,7 +36,9 @@ impl Default for EngineConfig {
         EngineConfig {
             strategy: Strategy::Grouped,
             concurrency: 32,
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             part_size: DEFAULT_PART_SIZE,
             dry_run: false,
             filter: BlockFilter::default(),
@@ -72,7 +74,12 @@ impl Replicator {
         config: EngineConfig,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, EngineError> {
-        let copier = Copier::new(source.clone(), target.clone(), config.strategy.copy_concurrency(config.concurrency), config.part_size);
+        let copier = Copier::new(
+            source.clone(),
+            target.clone(),
+            config.strategy.copy_concurrency(config.concurrency),
+            config.part_size,
+        );
         let context = Arc::new(Context {
             source,
             target,
@@ -97,8 +104,15 @@ impl Replicator {
             let mut input = worker.dataflow::<Epoch, _, _>(move |scope| {
                 let (input, requests) = scope.new_input::<RunRequest>();
                 build(scope, requests, context, move |request, records| {
-                    let started = chrono::DateTime::from_timestamp_millis(request.now_millis).unwrap_or_default();
-                    let report = RunReport::from_records(request.run_id, strategy, dry_run, started, records);
+                    let started = chrono::DateTime::from_timestamp_millis(request.now_millis)
+                        .unwrap_or_default();
+                    let report = RunReport::from_records(
+                        request.run_id,
+                        strategy,
+                        dry_run,
+                        started,
+                        records,
+                    );
                     // The receiver is gone only when the replicator was dropped mid-run.
                     let _ = report_tx.send(report);
                 });
@@ -106,7 +120,11 @@ impl Replicator {
             });
             // Only worker 0 feeds runs; the others close their input at once, so that the
             // frontier follows worker 0's input alone.
-            let commands = if worker.index() == 0 { command_rx.lock().ok().and_then(|mut c| c.take()) } else { None };
+            let commands = if worker.index() == 0 {
+                command_rx.lock().ok().and_then(|mut c| c.take())
+            } else {
+                None
+            };
             if let Some(commands) = commands {
                 loop {
                     match commands.try_recv() {
@@ -125,7 +143,12 @@ impl Replicator {
             while worker.step_or_park(None) {}
         })
         .map_err(EngineError::Start)?;
-        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0 })
+        Ok(Replicator {
+            commands: Some(command_tx),
+            reports: report_rx,
+            guards: Some(guards),
+            next_run: 0,
+        })
     }
 
     /// Runs one replication with the current time as the run's clock, and waits for its report.
@@ -136,10 +159,15 @@ impl Replicator {
 
     /// Runs one replication whose relative time filters resolve against `now_millis`.
     pub fn run_at(&mut self, now_millis: i64) -> Result<RunReport, EngineError> {
-        let request = RunRequest { run_id: self.next_run, now_millis };
+        let request = RunRequest {
+            run_id: self.next_run,
+            now_millis,
+        };
         self.next_run += 1;
         let commands = self.commands.as_ref().ok_or(EngineError::Stopped)?;
-        commands.send(Command::Run(request)).map_err(|_| EngineError::Stopped)?;
+        commands
+            .send(Command::Run(request))
+            .map_err(|_| EngineError::Stopped)?;
         if let Some(guards) = &self.guards {
             guards.guards()[0].thread().unpark();
         }

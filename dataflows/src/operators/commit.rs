@@ -15,7 +15,7 @@ use ulid::Ulid;
 
 use super::tasks::OperatorTasks;
 use crate::block::{ObjectSpec, SourceBlock};
-use crate::copy::{CopyError, Copier, ObjectDone};
+use crate::copy::{Copier, CopyError, ObjectDone};
 use crate::error::error_chain;
 use crate::meta::META_FILENAME;
 use crate::report::{Outcome, Record};
@@ -55,7 +55,10 @@ enum CommitError {
     #[error("{path} is still wrong in the target after copying it again")]
     StillWrong { path: object_store::path::Path },
     #[error("writing {path}")]
-    WriteMeta { path: object_store::path::Path, source: object_store::Error },
+    WriteMeta {
+        path: object_store::path::Path,
+        source: object_store::Error,
+    },
 }
 
 /// Commits blocks whose objects have all been copied.
@@ -73,7 +76,11 @@ pub trait OrderedCommit<'scope> {
     /// Progress: every block yields exactly one record at its epoch. The operator holds the epoch
     /// while it has blocks or commits of it, and lets go once both inputs have passed it. Blocks
     /// still missing completions then are failed, never committed.
-    fn ordered_commit(self, completions: StreamVec<'scope, Epoch, Completion>, policy: CommitPolicy) -> StreamVec<'scope, Epoch, Record>;
+    fn ordered_commit(
+        self,
+        completions: StreamVec<'scope, Epoch, Completion>,
+        policy: CommitPolicy,
+    ) -> StreamVec<'scope, Epoch, Record>;
 }
 
 /// A block waiting for its objects.
@@ -98,7 +105,11 @@ impl Pending {
     fn copied(&self) -> (u64, u64, u64) {
         let copied = self.done.values().filter(|d| d.copied);
         let present = self.done.values().filter(|d| !d.copied).count() as u64;
-        (copied.clone().count() as u64, copied.map(|d| d.bytes).sum(), present)
+        (
+            copied.clone().count() as u64,
+            copied.map(|d| d.bytes).sum(),
+            present,
+        )
     }
 
     fn record(&self, outcome: Outcome) -> Record {
@@ -114,7 +125,11 @@ impl Pending {
 
     fn failed(&self, error: String) -> Record {
         let (objects_copied, bytes_copied, _) = self.copied();
-        self.record(Outcome::Failed { error, objects_copied, bytes_copied })
+        self.record(Outcome::Failed {
+            error,
+            objects_copied,
+            bytes_copied,
+        })
     }
 }
 
@@ -138,12 +153,21 @@ impl EpochState {
     fn add_block(&mut self, queue: String, block: SourceBlock) {
         let key = block.order_key();
         let dir = block.dir.clone();
-        let mut pending = Pending { awaiting: block.objects.len(), block, done: HashMap::new(), errors: Vec::new() };
+        let mut pending = Pending {
+            awaiting: block.objects.len(),
+            block,
+            done: HashMap::new(),
+            errors: Vec::new(),
+        };
         for completion in self.early.remove(&dir).unwrap_or_default() {
             pending.apply(completion);
         }
         self.index.insert(dir, (queue.clone(), key));
-        self.queues.entry(queue).or_default().blocks.insert(key, pending);
+        self.queues
+            .entry(queue)
+            .or_default()
+            .blocks
+            .insert(key, pending);
     }
 
     fn add_completion(&mut self, completion: Completion) {
@@ -151,21 +175,35 @@ impl EpochState {
             Some((queue, key)) => {
                 // A block that was already held back or failed has no pending entry: its late
                 // completions have nothing left to decide.
-                if let Some(pending) = self.queues.get_mut(queue).and_then(|q| q.blocks.get_mut(key)) {
+                if let Some(pending) = self
+                    .queues
+                    .get_mut(queue)
+                    .and_then(|q| q.blocks.get_mut(key))
+                {
                     pending.apply(completion);
                 }
             }
-            None => self.early.entry(completion.dir.clone()).or_default().push(completion),
+            None => self
+                .early
+                .entry(completion.dir.clone())
+                .or_default()
+                .push(completion),
         }
     }
 
     fn is_idle(&self) -> bool {
-        self.queues.values().all(|q| q.blocks.is_empty() && !q.committing)
+        self.queues
+            .values()
+            .all(|q| q.blocks.is_empty() && !q.committing)
     }
 }
 
 impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
-    fn ordered_commit(self, completions: StreamVec<'scope, Epoch, Completion>, policy: CommitPolicy) -> StreamVec<'scope, Epoch, Record> {
+    fn ordered_commit(
+        self,
+        completions: StreamVec<'scope, Epoch, Completion>,
+        policy: CommitPolicy,
+    ) -> StreamVec<'scope, Epoch, Record> {
         let worker = self.scope().worker();
         let blocks_pact = Exchange::new(|b: &CommitBlock| route(&b.queue));
         let completions_pact = Exchange::new(|c: &Completion| route(&c.queue));
@@ -245,9 +283,13 @@ fn advance_queue(
     records: &mut Vec<Record>,
 ) {
     while !queue.committing {
-        let Some(entry) = queue.blocks.first_entry() else { return };
+        let Some(entry) = queue.blocks.first_entry() else {
+            return;
+        };
         if let Some(behind) = &queue.failed_at {
-            records.push(entry.get().record(Outcome::HeldBack { behind: behind.clone() }));
+            records.push(entry.get().record(Outcome::HeldBack {
+                behind: behind.clone(),
+            }));
             entry.remove();
             continue;
         }
@@ -259,7 +301,10 @@ fn advance_queue(
             if !inputs_done {
                 return;
             }
-            Some(format!("{} object copies never reported back", pending.awaiting))
+            Some(format!(
+                "{} object copies never reported back",
+                pending.awaiting
+            ))
         } else if !pending.errors.is_empty() {
             Some(pending.errors.join("; "))
         } else {
@@ -306,11 +351,18 @@ fn advance_queue(
 
 /// Re-checks every object of the block in the target, copies again what is missing or changed,
 /// and then writes meta.json. Returns the objects and bytes copied again.
-async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) -> Result<(u64, u64), CommitError> {
+async fn commit_block(
+    copier: &Copier,
+    pending: &Pending,
+    concurrency: usize,
+) -> Result<(u64, u64), CommitError> {
     let block = &pending.block;
     let recheck = |spec: &ObjectSpec| {
         let path = block.path(&spec.rel_path);
-        let e_tag = pending.done.get(&spec.rel_path).and_then(|d| d.e_tag.clone());
+        let e_tag = pending
+            .done
+            .get(&spec.rel_path)
+            .and_then(|d| d.e_tag.clone());
         let spec = spec.clone();
         async move {
             if copier.still_intact(&path, &spec, e_tag.as_deref()).await? {
@@ -329,7 +381,11 @@ async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) ->
         .await
         .map_err(CommitError::Recheck)?;
     for (path, spec, done) in &repaired {
-        if !copier.still_intact(path, spec, done.e_tag.as_deref()).await.map_err(CommitError::Recheck)? {
+        if !copier
+            .still_intact(path, spec, done.e_tag.as_deref())
+            .await
+            .map_err(CommitError::Recheck)?
+        {
             return Err(CommitError::StillWrong { path: path.clone() });
         }
     }
@@ -338,6 +394,12 @@ async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) ->
         .target
         .put(&meta_path, PutPayload::from(block.meta.bytes.clone()))
         .await
-        .map_err(|source| CommitError::WriteMeta { path: meta_path, source })?;
-    Ok((repaired.len() as u64, repaired.iter().map(|(_, _, d)| d.bytes).sum()))
+        .map_err(|source| CommitError::WriteMeta {
+            path: meta_path,
+            source,
+        })?;
+    Ok((
+        repaired.len() as u64,
+        repaired.iter().map(|(_, _, d)| d.bytes).sum(),
+    ))
 }

@@ -1,0 +1,175 @@
+//! Command-line flags. `replicate` takes Thanos's `tools bucket replicate` flags with Thanos's
+//! defaults, so an existing deployment can switch binaries without editing its arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bucketflow_dataflows::timespec::{parse_duration, TimeOrDuration};
+use bucketflow_dataflows::Strategy;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ulid::Ulid;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bucketflow",
+    version,
+    about = "Replicates Prometheus/Thanos TSDB blocks between object-storage buckets"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replicate blocks from one bucket to another (a drop-in for `thanos tools bucket replicate`).
+    Replicate(Box<ReplicateArgs>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Where a bucket is described: Thanos objstore YAML (file or inline) or a URL.
+#[derive(Debug, Clone, Default)]
+pub struct BucketFlags {
+    pub config_file: Option<PathBuf>,
+    pub config: Option<String>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// Path to the source bucket's Thanos objstore YAML.
+    #[arg(long = "objstore.config-file", value_name = "FILE")]
+    pub source_config_file: Option<PathBuf>,
+    /// The source bucket's Thanos objstore YAML, inline (instead of --objstore.config-file).
+    #[arg(
+        long = "objstore.config",
+        value_name = "YAML",
+        conflicts_with = "source_config_file"
+    )]
+    pub source_config: Option<String>,
+    /// Path to the target bucket's Thanos objstore YAML.
+    #[arg(long = "objstore-to.config-file", value_name = "FILE")]
+    pub target_config_file: Option<PathBuf>,
+    /// The target bucket's Thanos objstore YAML, inline (instead of --objstore-to.config-file).
+    #[arg(
+        long = "objstore-to.config",
+        value_name = "YAML",
+        conflicts_with = "target_config_file"
+    )]
+    pub target_config: Option<String>,
+    /// Source bucket as a URL (file:///dir, memory://), instead of the YAML flags.
+    #[arg(long = "from", value_name = "URL", conflicts_with_all = ["source_config_file", "source_config"])]
+    pub from: Option<String>,
+    /// Target bucket as a URL, instead of the YAML flags.
+    #[arg(long = "to", value_name = "URL", conflicts_with_all = ["target_config_file", "target_config"])]
+    pub to: Option<String>,
+
+    /// Only blocks with these resolutions are replicated (repeated).
+    #[arg(long = "resolution", value_name = "DURATION", value_parser = parse_duration_flag, default_values = ["0s", "5m", "1h"])]
+    pub resolutions: Vec<Duration>,
+    /// Only blocks with at least this compaction level are replicated.
+    #[arg(long = "compaction-min", default_value_t = 1)]
+    pub compaction_min: i64,
+    /// Only blocks up to this compaction level are replicated.
+    #[arg(long = "compaction-max", default_value_t = 4)]
+    pub compaction_max: i64,
+    /// Only blocks with these compaction levels are replicated (repeated; overrides min and max).
+    #[arg(long = "compaction", value_name = "LEVEL")]
+    pub compaction: Vec<i64>,
+    /// Blocks whose external labels match this selector are replicated (repeated; all must match).
+    /// Prometheus matcher syntax: key="value" or {a="b",c=~"x.*"}, with = != =~ !~.
+    #[arg(long = "matcher", value_name = "MATCHER")]
+    pub matchers: Vec<String>,
+    /// Run once and exit, instead of replicating every --interval.
+    #[arg(long = "single-run")]
+    pub single_run: bool,
+    /// Replicate only these blocks (repeated); other filters are ignored; implies --single-run.
+    #[arg(long = "id", value_name = "ULID")]
+    pub ids: Vec<Ulid>,
+    /// Replicate only blocks that end at or after this time: RFC3339 or a duration relative to now (-2w).
+    #[arg(long = "min-time", value_name = "TIME", allow_hyphen_values = true)]
+    pub min_time: Option<TimeOrDuration>,
+    /// Replicate only blocks that start at or before this time: RFC3339 or a duration relative to now.
+    #[arg(long = "max-time", value_name = "TIME", allow_hyphen_values = true)]
+    pub max_time: Option<TimeOrDuration>,
+    /// Do not replicate blocks that have a deletion mark.
+    #[arg(long = "ignore-marked-for-deletion")]
+    pub ignore_marked_for_deletion: bool,
+
+    /// Listen address for HTTP (metrics and probes); port 0 picks a free port.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: LogFormat,
+
+    /// Objects in flight across the process.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Timely worker threads (default: the number of cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+    /// Multipart part size in bytes; with --concurrency it bounds the memory used by copies.
+    #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub part_size: u64,
+    /// Period of continuous replication.
+    #[arg(long, value_parser = parse_duration_flag, default_value = "1m")]
+    pub interval: Duration,
+    /// Print what would be replicated; write nothing. Implies a single run.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Replication strategy: grouped (safe, concurrent), serial (Thanos's behaviour), unordered
+    /// (unsafe; for benchmarks).
+    #[arg(long, default_value = "grouped", value_parser = parse_strategy)]
+    pub strategy: Strategy,
+    /// Write each run's report as JSON to this file.
+    #[arg(long = "report-file", value_name = "PATH")]
+    pub report_file: Option<PathBuf>,
+}
+
+impl ReplicateArgs {
+    pub fn source(&self) -> BucketFlags {
+        BucketFlags {
+            config_file: self.source_config_file.clone(),
+            config: self.source_config.clone(),
+            url: self.from.clone(),
+        }
+    }
+
+    pub fn target(&self) -> BucketFlags {
+        BucketFlags {
+            config_file: self.target_config_file.clone(),
+            config: self.target_config.clone(),
+            url: self.to.clone(),
+        }
+    }
+
+    /// A single run was asked for, directly or through a flag that implies it.
+    pub fn is_single_run(&self) -> bool {
+        self.single_run || !self.ids.is_empty() || self.dry_run
+    }
+}
+
+fn parse_duration_flag(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    s.parse()
+        .map_err(|e: bucketflow_dataflows::strategy::UnknownStrategy| e.to_string())
+}

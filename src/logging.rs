@@ -1,0 +1,31 @@
+//! Log setup: logfmt (Thanos's default) or JSON, on stderr.
+
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+use crate::cli::{LogFormat, LogLevel};
+
+pub fn init(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+    };
+    let layer = match format {
+        LogFormat::Logfmt => tracing_logfmt::builder()
+            .layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    // A second initialisation (as in tests that call `main` logic twice) keeps the first.
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(level))
+        .try_init();
+}
