@@ -55,21 +55,13 @@ pub struct ReplicateArgs {
     #[arg(long = "objstore.config-file", value_name = "FILE")]
     pub source_config_file: Option<PathBuf>,
     /// The source bucket's Thanos objstore YAML, inline (instead of --objstore.config-file).
-    #[arg(
-        long = "objstore.config",
-        value_name = "YAML",
-        conflicts_with = "source_config_file"
-    )]
+    #[arg(long = "objstore.config", value_name = "YAML", conflicts_with = "source_config_file")]
     pub source_config: Option<String>,
     /// Path to the target bucket's Thanos objstore YAML.
     #[arg(long = "objstore-to.config-file", value_name = "FILE")]
     pub target_config_file: Option<PathBuf>,
     /// The target bucket's Thanos objstore YAML, inline (instead of --objstore-to.config-file).
-    #[arg(
-        long = "objstore-to.config",
-        value_name = "YAML",
-        conflicts_with = "target_config_file"
-    )]
+    #[arg(long = "objstore-to.config", value_name = "YAML", conflicts_with = "target_config_file")]
     pub target_config: Option<String>,
     /// Source bucket as a URL (file:///dir, memory://), instead of the YAML flags.
     #[arg(long = "from", value_name = "URL", conflicts_with_all = ["source_config_file", "source_config"])]
@@ -170,6 +162,5 @@ fn parse_duration_flag(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
-    s.parse()
-        .map_err(|e: bucketflow_dataflows::strategy::UnknownStrategy| e.to_string())
+    s.parse().map_err(|e: bucketflow_dataflows::strategy::UnknownStrategy| e.to_string())
 }

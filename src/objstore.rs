@@ -55,8 +55,7 @@ pub fn open_bucket(flags: &BucketFlags, side: Side) -> Result<Arc<dyn ObjectStor
         (Some(path), None, None) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading objstore config file {}", path.display()))?;
-            from_yaml(&text, side)
-                .with_context(|| format!("objstore config file {}", path.display()))
+            from_yaml(&text, side).with_context(|| format!("objstore config file {}", path.display()))
         }
         (None, Some(text), None) => from_yaml(text, side).context("inline objstore config"),
         (None, None, Some(url)) => from_url(url, side).with_context(|| format!("bucket URL {url}")),
@@ -71,8 +70,8 @@ pub fn from_yaml(text: &str, side: Side) -> Result<Arc<dyn ObjectStore>> {
     let kind = config.kind.to_ascii_uppercase();
     let store: Arc<dyn ObjectStore> = match kind.as_str() {
         "FILESYSTEM" => {
-            let fs: FilesystemConfig = serde_yaml_ng::from_value(config.config)
-                .context("invalid FILESYSTEM config (expected `directory`)")?;
+            let fs: FilesystemConfig =
+                serde_yaml_ng::from_value(config.config).context("invalid FILESYSTEM config (expected `directory`)")?;
             filesystem(&fs.directory, side)?
         }
         planned if PLANNED_TYPES.contains(&planned) => {
@@ -137,10 +136,7 @@ mod tests {
     #[test]
     fn filesystem_yaml_opens_with_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let yaml = format!(
-            "type: filesystem\nconfig:\n  directory: {}\nprefix: /tenant/\n",
-            dir.path().display()
-        );
+        let yaml = format!("type: filesystem\nconfig:\n  directory: {}\nprefix: /tenant/\n", dir.path().display());
         let store = from_yaml(&yaml, Side::Source).unwrap();
         assert!(store.to_string().contains("tenant"), "{store}");
     }
@@ -152,29 +148,16 @@ mod tests {
         assert!(err("type: AZURE\n").contains("AZURE is not supported yet"));
         assert!(err("type: COS\n").contains("unknown objstore type \"COS\""));
         assert!(err("type: FILESYSTEM\nconfig:\n  dir: /x\n").contains("invalid FILESYSTEM config"));
-        assert!(
-            err("type: FILESYSTEM\nconfig:\n  directory: /x\nextra: 1\n")
-                .contains("unknown field `extra`")
-        );
+        assert!(err("type: FILESYSTEM\nconfig:\n  directory: /x\nextra: 1\n").contains("unknown field `extra`"));
         assert!(err("type: [").contains("invalid objstore YAML"));
-        assert!(
-            err("type: FILESYSTEM\nconfig:\n  directory: /nonexistent/bucketflow\n")
-                .contains("does not exist")
-        );
+        assert!(err("type: FILESYSTEM\nconfig:\n  directory: /nonexistent/bucketflow\n").contains("does not exist"));
     }
 
     #[test]
     fn urls() {
         assert!(from_url("memory://", Side::Source).is_ok());
-        assert!(
-            format!("{:#}", from_url("s3://bucket", Side::Target).unwrap_err())
-                .contains("not supported yet")
-        );
-        assert!(format!(
-            "{:#}",
-            from_url("file://relative", Side::Target).unwrap_err()
-        )
-        .contains("absolute"));
+        assert!(format!("{:#}", from_url("s3://bucket", Side::Target).unwrap_err()).contains("not supported yet"));
+        assert!(format!("{:#}", from_url("file://relative", Side::Target).unwrap_err()).contains("absolute"));
         assert!(format!("{:#}", from_url("nope", Side::Target).unwrap_err()).contains("not a URL"));
     }
 }

@@ -30,11 +30,7 @@ pub fn block_filter(args: &ReplicateArgs) -> Result<BlockFilter> {
     }
     let compaction_levels = if args.compaction.is_empty() {
         if args.compaction_min > args.compaction_max {
-            bail!(
-                "--compaction-min {} is greater than --compaction-max {}",
-                args.compaction_min,
-                args.compaction_max
-            );
+            bail!("--compaction-min {} is greater than --compaction-max {}", args.compaction_min, args.compaction_max);
         }
         (args.compaction_min..=args.compaction_max).collect()
     } else {
@@ -43,11 +39,7 @@ pub fn block_filter(args: &ReplicateArgs) -> Result<BlockFilter> {
     Ok(BlockFilter {
         ids: args.ids.iter().copied().collect(),
         selector: Selector { matchers },
-        resolutions: args
-            .resolutions
-            .iter()
-            .map(|d| d.as_millis() as i64)
-            .collect(),
+        resolutions: args.resolutions.iter().map(|d| d.as_millis() as i64).collect(),
         compaction_levels,
         min_time: args.min_time,
         max_time: args.max_time,
@@ -73,18 +65,16 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     let target = open_bucket(&args.target(), Side::Target).context("target bucket")?;
     // Bind now so that a bad or busy address is reported at start; the HTTP endpoints (metrics,
     // probes) are served from this socket by the sidecar surface.
-    let listener = TcpListener::bind(args.http_address)
-        .with_context(|| format!("--http-address {}", args.http_address))?;
+    let listener =
+        TcpListener::bind(args.http_address).with_context(|| format!("--http-address {}", args.http_address))?;
     tracing::info!(address = %listener.local_addr()?, "http address bound");
     drop(listener);
     if config.strategy == Strategy::Unordered {
         tracing::warn!("--strategy unordered commits blocks with no compaction-group order; a target compactor can see gaps. Use it for benchmarks only");
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -104,24 +94,17 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
         }
         if let Some(path) = &args.report_file {
             let json = serde_json::to_vec_pretty(&report)?;
-            std::fs::write(path, json)
-                .with_context(|| format!("writing --report-file {}", path.display()))?;
+            std::fs::write(path, json).with_context(|| format!("writing --report-file {}", path.display()))?;
         }
         if single {
-            return Ok(if report.is_failure() {
-                Finish::RunFailed
-            } else {
-                Finish::Succeeded
-            });
+            return Ok(if report.is_failure() { Finish::RunFailed } else { Finish::Succeeded });
         }
         let next = Instant::now() + args.interval;
         while Instant::now() < next {
             if stop.load(Ordering::SeqCst) {
                 return Ok(Finish::Succeeded);
             }
-            std::thread::sleep(
-                Duration::from_millis(100).min(next.saturating_duration_since(Instant::now())),
-            );
+            std::thread::sleep(Duration::from_millis(100).min(next.saturating_duration_since(Instant::now())));
         }
         if stop.load(Ordering::SeqCst) {
             return Ok(Finish::Succeeded);
@@ -151,11 +134,7 @@ async fn shutdown_signal() {
 
 fn log_report(report: &RunReport) {
     let c = &report.counts;
-    let result = if report.is_failure() {
-        "error"
-    } else {
-        "success"
-    };
+    let result = if report.is_failure() { "error" } else { "success" };
     tracing::info!(
         run = report.run_id,
         result,
@@ -178,11 +157,7 @@ fn log_report(report: &RunReport) {
 /// The dry run's plan as a table a person reads: one line per block, then the counts.
 fn print_plan(report: &RunReport) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<24} {:<26} {:>15} {:>15} {:>12}  ACTION",
-        "GROUP", "BLOCK", "MIN TIME", "MAX TIME", "BYTES"
-    )?;
+    writeln!(out, "{:<24} {:<26} {:>15} {:>15} {:>12}  ACTION", "GROUP", "BLOCK", "MIN TIME", "MAX TIME", "BYTES")?;
     for b in &report.blocks {
         let (action, bytes) = match &b.outcome {
             Outcome::Planned { bytes, .. } => ("replicate".to_string(), bytes.to_string()),

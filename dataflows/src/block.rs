@@ -40,15 +40,8 @@ impl ObjectSpec {
 pub enum PlanError {
     #[error("block {block}: meta.json lists {rel_path}, which is not in the source bucket")]
     MissingObject { block: String, rel_path: String },
-    #[error(
-        "block {block}: {rel_path} has {actual} bytes in the source, but meta.json lists {listed}"
-    )]
-    SizeMismatch {
-        block: String,
-        rel_path: String,
-        listed: u64,
-        actual: u64,
-    },
+    #[error("block {block}: {rel_path} has {actual} bytes in the source, but meta.json lists {listed}")]
+    SizeMismatch { block: String, rel_path: String, listed: u64, actual: u64 },
     #[error("block {block}: meta.json lists an unusable object path {rel_path:?}")]
     BadPath { block: String, rel_path: String },
 }
@@ -63,23 +56,40 @@ pub struct SourceBlock {
     pub markers: Markers,
     /// Every object to copy, in copy order; never meta.json or a marker.
     pub objects: Vec<ObjectSpec>,
+    /// Why this block cannot be replicated, found before copying (a source block that disagrees
+    /// with its meta.json, a target that could not be read). A defective block still takes its
+    /// place in its group's commit order, so that it holds back the newer blocks of its group.
+    pub defect: Option<String>,
 }
 
 /// A relative path is usable when it names an object inside the block folder.
 fn is_contained(rel_path: &str) -> bool {
     !rel_path.is_empty()
         && !rel_path.starts_with('/')
-        && rel_path
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && rel_path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 impl SourceBlock {
     /// Builds the plan of a block from its meta.json and the listing of its folder (relative
     /// paths and sizes). A file listed in `thanos.files` must exist with the listed size, so that
-    /// a source block that is itself incomplete is never made visible in the target.
-    pub fn plan(dir: &str, meta: RawMeta, listing: Vec<(String, u64)>) -> Result<Self, PlanError> {
+    /// a source block that is itself incomplete is never made visible in the target; such a
+    /// block is returned with its `defect` set and nothing to copy.
+    pub fn plan(dir: &str, meta: RawMeta, listing: Vec<(String, u64)>) -> Self {
         let mut markers = Markers::default();
+        let group = meta.meta.group_key();
+        let (objects, defect) = match Self::objects(dir, &meta, listing, &mut markers) {
+            Ok(objects) => (objects, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        SourceBlock { dir: dir.to_string(), meta, group, markers, objects, defect }
+    }
+
+    fn objects(
+        dir: &str,
+        meta: &RawMeta,
+        listing: Vec<(String, u64)>,
+        markers: &mut Markers,
+    ) -> Result<Vec<ObjectSpec>, PlanError> {
         let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
         for (rel_path, size) in listing {
             if rel_path == META_FILENAME || markers.note(&rel_path) {
@@ -92,18 +102,12 @@ impl SourceBlock {
             if file.rel_path == META_FILENAME {
                 continue;
             }
-            let bad_path = || PlanError::BadPath {
-                block: dir.to_string(),
-                rel_path: file.rel_path.clone(),
-            };
+            let bad_path = || PlanError::BadPath { block: dir.to_string(), rel_path: file.rel_path.clone() };
             if !is_contained(&file.rel_path) {
                 return Err(bad_path());
             }
             let Some(&actual) = sizes.get(&file.rel_path) else {
-                return Err(PlanError::MissingObject {
-                    block: dir.to_string(),
-                    rel_path: file.rel_path.clone(),
-                });
+                return Err(PlanError::MissingObject { block: dir.to_string(), rel_path: file.rel_path.clone() });
             };
             if let Some(listed) = file.size_bytes.filter(|&s| s != actual) {
                 return Err(PlanError::SizeMismatch {
@@ -119,21 +123,10 @@ impl SourceBlock {
         }
         let mut objects: Vec<ObjectSpec> = sizes
             .into_iter()
-            .map(|(rel_path, size)| ObjectSpec {
-                sha256: hashes.remove(&rel_path),
-                rel_path,
-                size,
-            })
+            .map(|(rel_path, size)| ObjectSpec { sha256: hashes.remove(&rel_path), rel_path, size })
             .collect();
         objects.sort_by(|a, b| (a.rank(), &a.rel_path).cmp(&(b.rank(), &b.rel_path)));
-        let group = meta.meta.group_key();
-        Ok(SourceBlock {
-            dir: dir.to_string(),
-            meta,
-            group,
-            markers,
-            objects,
-        })
+        Ok(objects)
     }
 
     pub fn ulid(&self) -> Ulid {
@@ -189,41 +182,29 @@ mod tests {
             ("deletion-mark.json", 5),
             ("chunks/000001", 6),
         ]);
-        let b = SourceBlock::plan(ULID, raw(""), l).unwrap();
+        let b = SourceBlock::plan(ULID, raw(""), l);
+        assert_eq!(b.defect, None);
         let order: Vec<_> = b.objects.iter().map(|o| o.rel_path.as_str()).collect();
-        assert_eq!(
-            order,
-            ["chunks/000001", "chunks/000002", "index", "tombstones"]
-        );
+        assert_eq!(order, ["chunks/000001", "chunks/000002", "index", "tombstones"]);
         assert!(b.markers.deletion);
         assert_eq!(b.total_bytes(), 13);
-        assert_eq!(
-            b.path("chunks/000001").as_ref(),
-            format!("{ULID}/chunks/000001")
-        );
+        assert_eq!(b.path("chunks/000001").as_ref(), format!("{ULID}/chunks/000001"));
     }
 
     #[test]
     fn checks_listed_files_against_the_source() {
-        let files = r#"{"rel_path":"index","size_bytes":2,"hash":{"hashFunc":"SHA256","value":"AA"}},{"rel_path":"meta.json"}"#;
-        let b = SourceBlock::plan(ULID, raw(files), listing(&[("index", 2)])).unwrap();
+        let files =
+            r#"{"rel_path":"index","size_bytes":2,"hash":{"hashFunc":"SHA256","value":"AA"}},{"rel_path":"meta.json"}"#;
+        let b = SourceBlock::plan(ULID, raw(files), listing(&[("index", 2)]));
         assert_eq!(b.objects[0].sha256.as_deref(), Some("aa"));
-        let err = SourceBlock::plan(ULID, raw(files), listing(&[("index", 3)])).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                PlanError::SizeMismatch {
-                    listed: 2,
-                    actual: 3,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = SourceBlock::plan(ULID, raw(files), listing(&[])).unwrap_err();
-        assert!(matches!(err, PlanError::MissingObject { .. }), "{err}");
+        let defect = |l: &[(&str, u64)], files: &str| {
+            let b = SourceBlock::plan(ULID, raw(files), listing(l));
+            assert!(b.objects.is_empty(), "a defective block has nothing to copy");
+            b.defect.expect("defective")
+        };
+        assert!(defect(&[("index", 3)], files).contains("index has 3 bytes in the source, but meta.json lists 2"));
+        assert!(defect(&[], files).contains("lists index, which is not in the source"));
         let escaping = r#"{"rel_path":"../other/index","size_bytes":2}"#;
-        let err = SourceBlock::plan(ULID, raw(escaping), listing(&[("index", 2)])).unwrap_err();
-        assert!(matches!(err, PlanError::BadPath { .. }), "{err}");
+        assert!(defect(&[("index", 2)], escaping).contains("unusable object path \"../other/index\""));
     }
 }

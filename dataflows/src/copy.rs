@@ -24,28 +24,13 @@ pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error("reading {path} from the source")]
-    Source {
-        path: Path,
-        source: object_store::Error,
-    },
+    Source { path: Path, source: object_store::Error },
     #[error("{operation} {path} in the target")]
-    Target {
-        operation: &'static str,
-        path: Path,
-        source: object_store::Error,
-    },
+    Target { operation: &'static str, path: Path, source: object_store::Error },
     #[error("{path}: the source object has {actual} bytes, expected {expected}")]
-    SourceSize {
-        path: Path,
-        expected: u64,
-        actual: u64,
-    },
+    SourceSize { path: Path, expected: u64, actual: u64 },
     #[error("{path}: the source object's SHA256 is {actual}, meta.json lists {expected}")]
-    SourceHash {
-        path: Path,
-        expected: String,
-        actual: String,
-    },
+    SourceHash { path: Path, expected: String, actual: String },
 }
 
 /// What ensuring an object did.
@@ -74,59 +59,32 @@ impl Copier {
         concurrency: usize,
         part_size: usize,
     ) -> Self {
-        Copier {
-            source,
-            target,
-            part_size: part_size.max(1),
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-        }
+        Copier { source, target, part_size: part_size.max(1), permits: Arc::new(Semaphore::new(concurrency.max(1))) }
     }
 
     /// Makes sure the target holds an intact copy of `spec` at `path`: skips it when the target
     /// already has the right size (and hash, where listed), copies it otherwise.
     pub async fn ensure(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the copy semaphore is never closed");
+        let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
         if let Some(e_tag) = self.target_intact(path, spec).await? {
-            return Ok(ObjectDone {
-                copied: false,
-                bytes: 0,
-                e_tag,
-            });
+            return Ok(ObjectDone { copied: false, bytes: 0, e_tag });
         }
         self.copy(path, spec).await
     }
 
     /// `Some(etag)` when the target holds `path` with the expected size, and the expected SHA256
     /// where one is listed (which means reading the object back).
-    async fn target_intact(
-        &self,
-        path: &Path,
-        spec: &ObjectSpec,
-    ) -> Result<Option<Option<String>>, CopyError> {
+    async fn target_intact(&self, path: &Path, spec: &ObjectSpec) -> Result<Option<Option<String>>, CopyError> {
         let head = match self.target.head(path).await {
             Ok(head) => head,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => {
-                return Err(CopyError::Target {
-                    operation: "checking",
-                    path: path.clone(),
-                    source,
-                })
-            }
+            Err(source) => return Err(CopyError::Target { operation: "checking", path: path.clone(), source }),
         };
         if head.size != spec.size {
             return Ok(None);
         }
         if let Some(expected) = &spec.sha256 {
-            let read_err = |source| CopyError::Target {
-                operation: "reading back",
-                path: path.clone(),
-                source,
-            };
+            let read_err = |source| CopyError::Target { operation: "reading back", path: path.clone(), source };
             let mut stream = self.target.get(path).await.map_err(read_err)?.into_stream();
             let mut hasher = Sha256::new();
             while let Some(chunk) = stream.try_next().await.map_err(read_err)? {
@@ -141,16 +99,8 @@ impl Copier {
 
     /// Copies `path` from the source, verifying size and hash before the upload completes.
     async fn copy(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
-        let source_err = |source| CopyError::Source {
-            path: path.clone(),
-            source,
-        };
-        let mut stream = self
-            .source
-            .get(path)
-            .await
-            .map_err(source_err)?
-            .into_stream();
+        let source_err = |source| CopyError::Source { path: path.clone(), source };
+        let mut stream = self.source.get(path).await.map_err(source_err)?.into_stream();
         let mut verifier = Verifier::new(path, spec);
         let e_tag = if spec.size as usize <= self.part_size {
             let mut buffer = BytesMut::with_capacity(spec.size as usize);
@@ -159,25 +109,12 @@ impl Copier {
                 buffer.extend_from_slice(&chunk);
             }
             verifier.finish()?;
-            let put = self
-                .target
-                .put(path, PutPayload::from(buffer.freeze()))
-                .await;
-            put.map_err(|source| CopyError::Target {
-                operation: "writing",
-                path: path.clone(),
-                source,
-            })?
-            .e_tag
+            let put = self.target.put(path, PutPayload::from(buffer.freeze())).await;
+            put.map_err(|source| CopyError::Target { operation: "writing", path: path.clone(), source })?.e_tag
         } else {
-            self.copy_multipart(path, &mut stream, &mut verifier)
-                .await?
+            self.copy_multipart(path, &mut stream, &mut verifier).await?
         };
-        Ok(ObjectDone {
-            copied: true,
-            bytes: spec.size,
-            e_tag,
-        })
+        Ok(ObjectDone { copied: true, bytes: spec.size, e_tag })
     }
 
     async fn copy_multipart(
@@ -186,28 +123,16 @@ impl Copier {
         stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
         verifier: &mut Verifier<'_>,
     ) -> Result<Option<String>, CopyError> {
-        let target_err = |operation, source| CopyError::Target {
-            operation,
-            path: path.clone(),
-            source,
-        };
-        let mut upload = self
-            .target
-            .put_multipart(path)
-            .await
-            .map_err(|e| target_err("starting upload of", e))?;
+        let target_err = |operation, source| CopyError::Target { operation, path: path.clone(), source };
+        let mut upload = self.target.put_multipart(path).await.map_err(|e| target_err("starting upload of", e))?;
         let outcome: Result<(), CopyError> = async {
             let mut part = BytesMut::with_capacity(self.part_size);
             loop {
-                let chunk =
-                    stream
-                        .next()
-                        .await
-                        .transpose()
-                        .map_err(|source| CopyError::Source {
-                            path: path.clone(),
-                            source,
-                        })?;
+                let chunk = stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|source| CopyError::Source { path: path.clone(), source })?;
                 let end = chunk.is_none();
                 if let Some(chunk) = chunk {
                     verifier.update(&chunk)?;
@@ -218,10 +143,7 @@ impl Copier {
                 while part.len() >= self.part_size || (end && !part.is_empty()) {
                     let take = part.len().min(self.part_size);
                     let payload = PutPayload::from(part.split_to(take).freeze());
-                    upload
-                        .put_part(payload)
-                        .await
-                        .map_err(|e| target_err("uploading a part of", e))?;
+                    upload.put_part(payload).await.map_err(|e| target_err("uploading a part of", e))?;
                 }
                 if end {
                     return Ok(());
@@ -230,11 +152,7 @@ impl Copier {
         }
         .await;
         match outcome {
-            Ok(()) => Ok(upload
-                .complete()
-                .await
-                .map_err(|e| target_err("completing upload of", e))?
-                .e_tag),
+            Ok(()) => Ok(upload.complete().await.map_err(|e| target_err("completing upload of", e))?.e_tag),
             Err(error) => {
                 // An abandoned upload must not linger as a billed, invisible object; a failed abort
                 // is only logged because the copy error is the one that matters.
@@ -248,21 +166,14 @@ impl Copier {
 
     /// At commit time: true when the target still holds `path` with the expected size, and the
     /// ETag recorded at copy time where both are known.
-    pub async fn still_intact(
-        &self,
-        path: &Path,
-        spec: &ObjectSpec,
-        e_tag: Option<&str>,
-    ) -> Result<bool, CopyError> {
+    pub async fn still_intact(&self, path: &Path, spec: &ObjectSpec, e_tag: Option<&str>) -> Result<bool, CopyError> {
         match self.target.head(path).await {
-            Ok(head) => Ok(head.size == spec.size
-                && (e_tag.is_none() || head.e_tag.is_none() || head.e_tag.as_deref() == e_tag)),
+            Ok(head) => {
+                Ok(head.size == spec.size
+                    && (e_tag.is_none() || head.e_tag.is_none() || head.e_tag.as_deref() == e_tag))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(CopyError::Target {
-                operation: "re-checking",
-                path: path.clone(),
-                source,
-            }),
+            Err(source) => Err(CopyError::Target { operation: "re-checking", path: path.clone(), source }),
         }
     }
 }
@@ -277,12 +188,7 @@ struct Verifier<'a> {
 
 impl<'a> Verifier<'a> {
     fn new(path: &'a Path, spec: &'a ObjectSpec) -> Self {
-        Verifier {
-            path,
-            spec,
-            seen: 0,
-            hasher: spec.sha256.as_ref().map(|_| Sha256::new()),
-        }
+        Verifier { path, spec, seen: 0, hasher: spec.sha256.as_ref().map(|_| Sha256::new()) }
     }
 
     fn update(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
@@ -303,21 +209,13 @@ impl<'a> Verifier<'a> {
         if let (Some(h), Some(expected)) = (self.hasher.take(), &self.spec.sha256) {
             let actual = hex::encode(h.finalize());
             if &actual != expected {
-                return Err(CopyError::SourceHash {
-                    path: self.path.clone(),
-                    expected: expected.clone(),
-                    actual,
-                });
+                return Err(CopyError::SourceHash { path: self.path.clone(), expected: expected.clone(), actual });
             }
         }
         Ok(())
     }
 
     fn size_error(&self) -> CopyError {
-        CopyError::SourceSize {
-            path: self.path.clone(),
-            expected: self.spec.size,
-            actual: self.seen,
-        }
+        CopyError::SourceSize { path: self.path.clone(), expected: self.spec.size, actual: self.seen }
     }
 }

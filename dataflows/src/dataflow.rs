@@ -21,9 +21,7 @@ use crate::block::{block_path, ObjectSpec, SourceBlock};
 use crate::copy::Copier;
 use crate::error::error_chain;
 use crate::filter::BlockFilter;
-use crate::operators::{
-    AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit,
-};
+use crate::operators::{AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit};
 use crate::report::{BlockOutcome, Outcome, Record};
 use crate::source::{list_block_dirs, load_block, read_meta_bytes, Unusable};
 use crate::strategy::Strategy;
@@ -64,13 +62,7 @@ fn block_record(block: &SourceBlock, outcome: Outcome) -> Record {
 }
 
 fn dir_record(dir: &str, outcome: Outcome) -> Record {
-    Record::Block(BlockOutcome {
-        block: dir.to_string(),
-        group: None,
-        min_time: None,
-        max_time: None,
-        outcome,
-    })
+    Record::Block(BlockOutcome { block: dir.to_string(), group: None, min_time: None, max_time: None, outcome })
 }
 
 /// Builds the graph in `scope`, fed by `requests` (one per epoch, on worker 0). Every run ends in
@@ -103,35 +95,39 @@ pub fn build<'scope>(
 
     let c = ctx.clone();
     let read_pact = Exchange::new(|(_, dir): &(RunRequest, String)| route(dir));
-    let loaded = listed.async_flat_map("ReadMeta", read_pact, rt.clone(), ctx.concurrency, |_| (), move |(request, dir): (RunRequest, String)| {
-        let source = c.source.clone();
-        async move {
-            vec![match load_block(&*source, &dir).await {
-                Ok(block) => Ok((request, block)),
-                Err(Unusable::Partial(reason)) => {
-                    tracing::warn!(block = %dir, run = request.run_id, %reason, "skipping block");
-                    Err(dir_record(&dir, Outcome::Skipped { reason }))
-                }
-                Err(Unusable::Broken(error)) => {
-                    tracing::warn!(block = %dir, run = request.run_id, %error, "block failed");
-                    Err(dir_record(&dir, Outcome::Failed { error, objects_copied: 0, bytes_copied: 0 }))
-                }
-            }]
-        }
-    });
+    let loaded = listed.async_flat_map(
+        "ReadMeta",
+        read_pact,
+        rt.clone(),
+        ctx.concurrency,
+        |_| (),
+        move |(request, dir): (RunRequest, String)| {
+            let source = c.source.clone();
+            async move {
+                vec![match load_block(&*source, &dir).await {
+                    Ok(block) => Ok((request, block)),
+                    Err(Unusable::Partial(reason)) => {
+                        tracing::warn!(block = %dir, run = request.run_id, %reason, "skipping block");
+                        Err(dir_record(&dir, Outcome::Skipped { reason }))
+                    }
+                    Err(Unusable::Broken(error)) => {
+                        tracing::warn!(block = %dir, run = request.run_id, %error, "block failed");
+                        Err(dir_record(&dir, Outcome::Failed { error, objects_copied: 0, bytes_copied: 0 }))
+                    }
+                }]
+            }
+        },
+    );
     let (loaded, load_records) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
 
     let c = ctx.clone();
-    let (selected, filtered) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(
-        move |(request, block): (RunRequest, SourceBlock)| match c.filter.check(
-            &block.meta.meta,
-            &block.markers,
-            request.now_millis,
-        ) {
-            Ok(()) => Ok(block),
-            Err(reason) => Err(block_record(&block, Outcome::Filtered { reason })),
-        },
-    );
+    let (selected, filtered) =
+        loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(move |(request, block): (RunRequest, SourceBlock)| {
+            match c.filter.check(&block.meta.meta, &block.markers, request.now_millis) {
+                Ok(()) => Ok(block),
+                Err(reason) => Err(block_record(&block, Outcome::Filtered { reason })),
+            }
+        });
 
     let c = ctx.clone();
     let checked = selected.async_flat_map(
@@ -150,11 +146,7 @@ pub fn build<'scope>(
                     Ok(_) => Ok(block),
                     Err(e) => Err(block_record(
                         &block,
-                        Outcome::Failed {
-                            error: error_chain(&e),
-                            objects_copied: 0,
-                            bytes_copied: 0,
-                        },
+                        Outcome::Failed { error: error_chain(&e), objects_copied: 0, bytes_copied: 0 },
                     )),
                 }]
             }
@@ -164,20 +156,11 @@ pub fn build<'scope>(
 
     let outcomes = if ctx.dry_run {
         to_copy.map(|block| {
-            block_record(
-                &block,
-                Outcome::Planned {
-                    objects: block.objects.len() as u64,
-                    bytes: block.total_bytes(),
-                },
-            )
+            block_record(&block, Outcome::Planned { objects: block.objects.len() as u64, bytes: block.total_bytes() })
         })
     } else {
         let strategy = ctx.strategy;
-        let blocks = to_copy.map(move |block| CommitBlock {
-            queue: strategy.partition_key(&block),
-            block,
-        });
+        let blocks = to_copy.map(move |block| CommitBlock { queue: strategy.partition_key(&block), block });
         let jobs = blocks.clone().flat_map(|CommitBlock { queue, block }| {
             let (min_time, ulid) = block.order_key();
             block.objects.into_iter().map(move |spec| CopyJob {
@@ -189,33 +172,18 @@ pub fn build<'scope>(
             })
         });
         let c = ctx.clone();
-        let copy_pact =
-            Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
+        let copy_pact = Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
         let copy_limit = strategy.copy_concurrency(ctx.concurrency);
         let priority = |job: &CopyJob| (job.min_time, job.ulid, job.spec.rank());
-        let completions = jobs.async_flat_map(
-            "Copy",
-            copy_pact,
-            rt.clone(),
-            copy_limit,
-            priority,
-            move |job: CopyJob| {
+        let completions =
+            jobs.async_flat_map("Copy", copy_pact, rt.clone(), copy_limit, priority, move |job: CopyJob| {
                 let copier = c.copier.clone();
                 async move {
                     let path = block_path(&job.dir, &job.spec.rel_path);
-                    let result = copier
-                        .ensure(&path, &job.spec)
-                        .await
-                        .map_err(|e| error_chain(&e));
-                    vec![Completion {
-                        queue: job.queue,
-                        dir: job.dir,
-                        rel_path: job.spec.rel_path,
-                        result,
-                    }]
+                    let result = copier.ensure(&path, &job.spec).await.map_err(|e| error_chain(&e));
+                    vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
                 }
-            },
-        );
+            });
         let policy = CommitPolicy {
             copier: ctx.copier.clone(),
             ordered: strategy.ordered_commit(),

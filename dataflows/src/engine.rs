@@ -13,6 +13,7 @@ use crate::copy::{Copier, DEFAULT_PART_SIZE};
 use crate::dataflow::{build, Context};
 use crate::filter::BlockFilter;
 use crate::report::RunReport;
+use crate::store::ReadOnlyStore;
 use crate::strategy::Strategy;
 use crate::{Epoch, RunRequest};
 
@@ -36,9 +37,7 @@ impl Default for EngineConfig {
         EngineConfig {
             strategy: Strategy::Grouped,
             concurrency: 32,
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             part_size: DEFAULT_PART_SIZE,
             dry_run: false,
             filter: BlockFilter::default(),
@@ -74,6 +73,8 @@ impl Replicator {
         config: EngineConfig,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, EngineError> {
+        // The engine never writes to its source (promise 3); the wrapper makes a stray write fail.
+        let source: Arc<dyn ObjectStore> = Arc::new(ReadOnlyStore::new(source));
         let copier = Copier::new(
             source.clone(),
             target.clone(),
@@ -104,15 +105,8 @@ impl Replicator {
             let mut input = worker.dataflow::<Epoch, _, _>(move |scope| {
                 let (input, requests) = scope.new_input::<RunRequest>();
                 build(scope, requests, context, move |request, records| {
-                    let started = chrono::DateTime::from_timestamp_millis(request.now_millis)
-                        .unwrap_or_default();
-                    let report = RunReport::from_records(
-                        request.run_id,
-                        strategy,
-                        dry_run,
-                        started,
-                        records,
-                    );
+                    let started = chrono::DateTime::from_timestamp_millis(request.now_millis).unwrap_or_default();
+                    let report = RunReport::from_records(request.run_id, strategy, dry_run, started, records);
                     // The receiver is gone only when the replicator was dropped mid-run.
                     let _ = report_tx.send(report);
                 });
@@ -120,11 +114,7 @@ impl Replicator {
             });
             // Only worker 0 feeds runs; the others close their input at once, so that the
             // frontier follows worker 0's input alone.
-            let commands = if worker.index() == 0 {
-                command_rx.lock().ok().and_then(|mut c| c.take())
-            } else {
-                None
-            };
+            let commands = if worker.index() == 0 { command_rx.lock().ok().and_then(|mut c| c.take()) } else { None };
             if let Some(commands) = commands {
                 loop {
                     match commands.try_recv() {
@@ -143,12 +133,7 @@ impl Replicator {
             while worker.step_or_park(None) {}
         })
         .map_err(EngineError::Start)?;
-        Ok(Replicator {
-            commands: Some(command_tx),
-            reports: report_rx,
-            guards: Some(guards),
-            next_run: 0,
-        })
+        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0 })
     }
 
     /// Runs one replication with the current time as the run's clock, and waits for its report.
@@ -159,15 +144,10 @@ impl Replicator {
 
     /// Runs one replication whose relative time filters resolve against `now_millis`.
     pub fn run_at(&mut self, now_millis: i64) -> Result<RunReport, EngineError> {
-        let request = RunRequest {
-            run_id: self.next_run,
-            now_millis,
-        };
+        let request = RunRequest { run_id: self.next_run, now_millis };
         self.next_run += 1;
         let commands = self.commands.as_ref().ok_or(EngineError::Stopped)?;
-        commands
-            .send(Command::Run(request))
-            .map_err(|_| EngineError::Stopped)?;
+        commands.send(Command::Run(request)).map_err(|_| EngineError::Stopped)?;
         if let Some(guards) = &self.guards {
             guards.guards()[0].thread().unpark();
         }

@@ -44,21 +44,12 @@ impl Default for BlockFilter {
 
 impl BlockFilter {
     /// `Ok` when the block is selected; otherwise the reason, for the run report.
-    pub fn check(
-        &self,
-        meta: &BlockMeta,
-        markers: &Markers,
-        now_millis: i64,
-    ) -> Result<(), String> {
+    pub fn check(&self, meta: &BlockMeta, markers: &Markers, now_millis: i64) -> Result<(), String> {
         if self.ignore_marked_for_deletion && markers.deletion {
             return Err("marked for deletion".into());
         }
         if !self.ids.is_empty() {
-            return if self.ids.contains(&meta.ulid) {
-                Ok(())
-            } else {
-                Err("not among the --id blocks".into())
-            };
+            return if self.ids.contains(&meta.ulid) { Ok(()) } else { Err("not among the --id blocks".into()) };
         }
         if meta.thanos.labels.is_empty() {
             return Err("external labels are empty".into());
@@ -76,22 +67,11 @@ impl BlockFilter {
         }
         // Thanos keeps a block that overlaps the window, both ends inclusive.
         let now = chrono::DateTime::from_timestamp_millis(now_millis).unwrap_or_default();
-        if let Some(min) = self
-            .min_time
-            .map(|t| t.resolve_millis(now))
-            .filter(|&min| meta.max_time < min)
-        {
+        if let Some(min) = self.min_time.map(|t| t.resolve_millis(now)).filter(|&min| meta.max_time < min) {
             return Err(format!("ends at {} before --min-time {min}", meta.max_time));
         }
-        if let Some(max) = self
-            .max_time
-            .map(|t| t.resolve_millis(now))
-            .filter(|&max| meta.min_time > max)
-        {
-            return Err(format!(
-                "starts at {} after --max-time {max}",
-                meta.min_time
-            ));
+        if let Some(max) = self.max_time.map(|t| t.resolve_millis(now)).filter(|&max| meta.min_time > max) {
+            return Err(format!("starts at {} after --max-time {max}", meta.min_time));
         }
         Ok(())
     }
@@ -118,68 +98,39 @@ mod tests {
         let f = BlockFilter::default();
         let none = Markers::default();
         assert!(f.check(&meta(r#""a":"b""#, 0, 1, 0, 10), &none, 0).is_ok());
-        assert!(f
-            .check(&meta(r#""a":"b""#, 3_600_000, 4, 0, 10), &none, 0)
-            .is_ok());
-        assert!(f
-            .check(&meta(r#""a":"b""#, 60_000, 1, 0, 10), &none, 0)
-            .is_err());
+        assert!(f.check(&meta(r#""a":"b""#, 3_600_000, 4, 0, 10), &none, 0).is_ok());
+        assert!(f.check(&meta(r#""a":"b""#, 60_000, 1, 0, 10), &none, 0).is_err());
         assert!(f.check(&meta(r#""a":"b""#, 0, 5, 0, 10), &none, 0).is_err());
-        assert!(f
-            .check(&meta("", 0, 1, 0, 10), &none, 0)
-            .unwrap_err()
-            .contains("empty"));
+        assert!(f.check(&meta("", 0, 1, 0, 10), &none, 0).unwrap_err().contains("empty"));
     }
 
     #[test]
     fn selector_ids_deletion_and_window() {
         let mut f = BlockFilter {
-            selector: Selector {
-                matchers: parse_matchers(r#"a=~"b|c""#).unwrap(),
-            },
+            selector: Selector { matchers: parse_matchers(r#"a=~"b|c""#).unwrap() },
             ..Default::default()
         };
         let m = meta(r#""a":"b""#, 0, 1, 100, 200);
-        let marked = Markers {
-            deletion: true,
-            ..Default::default()
-        };
+        let marked = Markers { deletion: true, ..Default::default() };
         assert!(f.check(&m, &Markers::default(), 0).is_ok());
-        assert!(f
-            .check(&meta(r#""a":"d""#, 0, 1, 0, 1), &Markers::default(), 0)
-            .is_err());
-        assert!(
-            f.check(&m, &marked, 0).is_ok(),
-            "marked blocks are replicated unless asked otherwise"
-        );
+        assert!(f.check(&meta(r#""a":"d""#, 0, 1, 0, 1), &Markers::default(), 0).is_err());
+        assert!(f.check(&m, &marked, 0).is_ok(), "marked blocks are replicated unless asked otherwise");
         f.ignore_marked_for_deletion = true;
         assert!(f.check(&m, &marked, 0).is_err());
 
         f.min_time = Some("1970-01-01T00:00:00.200Z".parse().unwrap());
-        assert!(
-            f.check(&m, &Markers::default(), 0).is_ok(),
-            "touching the window's start overlaps it"
-        );
+        assert!(f.check(&m, &Markers::default(), 0).is_ok(), "touching the window's start overlaps it");
         f.min_time = Some("1970-01-01T00:00:00.201Z".parse().unwrap());
         assert!(f.check(&m, &Markers::default(), 0).is_err());
         f.min_time = Some("-1s".parse().unwrap());
-        assert!(
-            f.check(&m, &Markers::default(), 1_150).is_ok(),
-            "relative to the run's clock"
-        );
+        assert!(f.check(&m, &Markers::default(), 1_150).is_ok(), "relative to the run's clock");
         assert!(f.check(&m, &Markers::default(), 1_201).is_err());
         f.min_time = None;
         f.max_time = Some("1970-01-01T00:00:00.099Z".parse().unwrap());
         assert!(f.check(&m, &Markers::default(), 0).is_err());
 
         f.ids = [m.ulid].into_iter().collect();
-        assert!(
-            f.check(&m, &Markers::default(), 0).is_ok(),
-            "--id ignores the other filters"
-        );
-        assert!(
-            f.check(&m, &marked, 0).is_err(),
-            "but not the deletion-mark filter"
-        );
+        assert!(f.check(&m, &Markers::default(), 0).is_ok(), "--id ignores the other filters");
+        assert!(f.check(&m, &marked, 0).is_err(), "but not the deletion-mark filter");
     }
 }

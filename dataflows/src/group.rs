@@ -33,19 +33,13 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn matches_thanos_test_vectors() {
         assert_eq!(group_key(0, &labels(&[])), "0@17241709254077376921");
-        assert_eq!(
-            group_key(0, &labels(&[("foo", "bar"), ("foo1", "bar2")])),
-            "0@2124638872457683483"
-        );
+        assert_eq!(group_key(0, &labels(&[("foo", "bar"), ("foo1", "bar2")])), "0@2124638872457683483");
     }
 
     #[test]
@@ -54,9 +48,6 @@ mod tests {
         assert_ne!(group_key(0, &l), group_key(300_000, &l));
         assert_ne!(group_key(0, &l), group_key(0, &labels(&[("foo", "baz")])));
         // The separator keeps a name/value boundary from being moved without changing the hash.
-        assert_ne!(
-            labels_hash(&labels(&[("ab", "c")])),
-            labels_hash(&labels(&[("a", "bc")]))
-        );
+        assert_ne!(labels_hash(&labels(&[("ab", "c")])), labels_hash(&labels(&[("a", "bc")])));
     }
 }

@@ -18,7 +18,9 @@ pub mod meta;
 pub mod operators;
 pub mod report;
 pub mod source;
+pub mod store;
 pub mod strategy;
+pub mod synth;
 pub mod timespec;
 
 use serde::{Deserialize, Serialize};

@@ -49,14 +49,7 @@ mod tests {
         assert!(m.note("deletion-mark.json"));
         assert!(!m.note("chunks/deletion-mark.json"));
         assert!(!m.note("index"));
-        assert_eq!(
-            m,
-            Markers {
-                deletion: true,
-                no_compact: false,
-                no_downsample: false
-            }
-        );
+        assert_eq!(m, Markers { deletion: true, no_compact: false, no_downsample: false });
         assert!(is_marker(NO_COMPACT_MARK) && !is_marker("meta.json"));
     }
 }

@@ -16,16 +16,13 @@ use regex::Regex;
 /// of unquoted label names and unquoted (Alertmanager-style) label values.
 static WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"^[^\s{}!=~,"'`\\]+"#).unwrap());
 /// Label names that may be written without quotes.
-static LABEL_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z_][a-zA-Z0-9_]*$").unwrap());
+static LABEL_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z_][a-zA-Z0-9_]*$").unwrap());
 /// The operators, longest first so that `=~` is not read as `=` followed by `~`.
 static OP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(?:=~|!~|!=|=)").unwrap());
 /// Quoted strings; escaped characters are skipped so `\"` does not end the string,
 /// and a raw newline ends nothing, as in Prometheus, so it reads as unterminated.
-static DOUBLE_QUOTED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"^"(?:[^"\\\n]|\\.)*""#).unwrap());
-static SINGLE_QUOTED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^'(?:[^'\\\n]|\\.)*'").unwrap());
+static DOUBLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"^"(?:[^"\\\n]|\\.)*""#).unwrap());
+static SINGLE_QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^'(?:[^'\\\n]|\\.)*'").unwrap());
 static BACKTICK_QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^`[^`]*`").unwrap());
 
 /// The comparison a [`Matcher`] performs.
@@ -152,20 +149,15 @@ impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, MatcherError> {
         let regex = match op {
             MatchOp::Equal | MatchOp::NotEqual => None,
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(compile_anchored(value).map_err(
-                |reason| MatcherError::BadRegex {
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                Some(compile_anchored(value).map_err(|reason| MatcherError::BadRegex {
                     input: format!("{}{op}{}", format_name(name), quote(value)),
                     regex: value.to_owned(),
                     reason,
-                },
-            )?),
+                })?)
+            }
         };
-        Ok(Matcher {
-            name: name.to_owned(),
-            op,
-            value: value.to_owned(),
-            regex,
-        })
+        Ok(Matcher { name: name.to_owned(), op, value: value.to_owned(), regex })
     }
 
     /// Prometheus semantics: a missing label matches as the empty string; regexes are fully anchored (^(?:re)$).
@@ -195,13 +187,7 @@ impl Eq for Matcher {}
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}{}{}",
-            format_name(&self.name),
-            self.op,
-            quote(&self.value)
-        )
+        write!(f, "{}{}{}", format_name(&self.name), self.op, quote(&self.value))
     }
 }
 
@@ -225,9 +211,7 @@ pub struct Selector {
 impl Selector {
     /// True if every matcher accepts `labels`; an empty selector accepts every block.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.matchers
-            .iter()
-            .all(|m| m.matches(labels.get(&m.name).map(String::as_str)))
+        self.matchers.iter().all(|m| m.matches(labels.get(&m.name).map(String::as_str)))
     }
 }
 
@@ -291,17 +275,11 @@ pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, MatcherError> {
     }
     p.skip_ws();
     if !p.rest().is_empty() {
-        let expected = if braced {
-            "end of input after '}'"
-        } else {
-            "',' or end of input"
-        };
+        let expected = if braced { "end of input after '}'" } else { "',' or end of input" };
         return Err(p.syntax(format!("unexpected {:?}, expected {expected}", p.rest())));
     }
     if matchers.is_empty() {
-        return Err(MatcherError::Empty {
-            input: input.to_owned(),
-        });
+        return Err(MatcherError::Empty { input: input.to_owned() });
     }
     Ok(matchers)
 }
@@ -342,20 +320,14 @@ impl<'a> Parser<'a> {
     }
 
     fn syntax_at(&self, position: usize, message: impl Into<String>) -> MatcherError {
-        MatcherError::Syntax {
-            input: self.input.to_owned(),
-            position,
-            message: message.into(),
-        }
+        MatcherError::Syntax { input: self.input.to_owned(), position, message: message.into() }
     }
 
     fn matcher(&mut self) -> Result<Matcher, MatcherError> {
         let name = self.label_name()?;
         self.skip_ws();
         let Some(op) = self.take(&OP) else {
-            return Err(self.syntax(format!(
-                "expected an operator (=, !=, =~ or !~) after label name {name:?}"
-            )));
+            return Err(self.syntax(format!("expected an operator (=, !=, =~ or !~) after label name {name:?}")));
         };
         self.skip_ws();
         let value = self.label_value()?;
@@ -374,10 +346,7 @@ impl<'a> Parser<'a> {
         match self.take(&WORD) {
             None => Err(self.syntax("expected a label name")),
             Some(word) if LABEL_NAME.is_match(word) => Ok(word.to_owned()),
-            Some(word) => Err(MatcherError::BadLabelName {
-                input: self.input.to_owned(),
-                name: word.to_owned(),
-            }),
+            Some(word) => Err(MatcherError::BadLabelName { input: self.input.to_owned(), name: word.to_owned() }),
         }
     }
 
@@ -400,10 +369,7 @@ impl<'a> Parser<'a> {
             _ => (&BACKTICK_QUOTED, true),
         };
         let Some(token) = self.take(re) else {
-            return Err(MatcherError::UnterminatedQuote {
-                input: self.input.to_owned(),
-                position: start,
-            });
+            return Err(MatcherError::UnterminatedQuote { input: self.input.to_owned(), position: start });
         };
         // Every quote character is one byte, so these bounds are character boundaries.
         let body = &token[1..token.len() - 1];
@@ -442,9 +408,7 @@ fn unescape(body: &str) -> Result<String, String> {
                 let width = if escape == 'u' { 4 } else { 8 };
                 let c = digits(&mut chars, 0, width, 16)
                     .and_then(char::from_u32)
-                    .ok_or_else(|| {
-                        format!("\\{escape} needs {width} hex digits naming a Unicode scalar value")
-                    })?;
+                    .ok_or_else(|| format!("\\{escape} needs {width} hex digits naming a Unicode scalar value"))?;
                 out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
                 continue;
             }
@@ -457,9 +421,7 @@ fn unescape(body: &str) -> Result<String, String> {
 
 /// Reads exactly `count` digits in `radix`, appending them to `acc`.
 fn digits(chars: &mut Chars<'_>, acc: u32, count: usize, radix: u32) -> Option<u32> {
-    (0..count).try_fold(acc, |acc, _| {
-        Some(acc * radix + chars.next()?.to_digit(radix)?)
-    })
+    (0..count).try_fold(acc, |acc, _| Some(acc * radix + chars.next()?.to_digit(radix)?))
 }
 
 /// Writes a label name bare when Prometheus allows that, quoted otherwise.
@@ -509,26 +471,14 @@ mod tests {
     #[test]
     fn parses_all_operators() {
         assert_eq!(parse_one(r#"env="prod""#), m("env", MatchOp::Equal, "prod"));
-        assert_eq!(
-            parse_one(r#"env!="prod""#),
-            m("env", MatchOp::NotEqual, "prod")
-        );
-        assert_eq!(
-            parse_one(r#"env=~"prod.*""#),
-            m("env", MatchOp::RegexMatch, "prod.*")
-        );
-        assert_eq!(
-            parse_one(r#"env!~"prod.*""#),
-            m("env", MatchOp::RegexNoMatch, "prod.*")
-        );
+        assert_eq!(parse_one(r#"env!="prod""#), m("env", MatchOp::NotEqual, "prod"));
+        assert_eq!(parse_one(r#"env=~"prod.*""#), m("env", MatchOp::RegexMatch, "prod.*"));
+        assert_eq!(parse_one(r#"env!~"prod.*""#), m("env", MatchOp::RegexNoMatch, "prod.*"));
     }
 
     #[test]
     fn parses_selectors_with_spaces_and_trailing_comma() {
-        let want = vec![
-            m("a", MatchOp::Equal, "b"),
-            m("c", MatchOp::RegexMatch, "x.*"),
-        ];
+        let want = vec![m("a", MatchOp::Equal, "b"), m("c", MatchOp::RegexMatch, "x.*")];
         for input in [
             r#"{a="b",c=~"x.*"}"#,
             r#"  { a = "b" ,  c =~ "x.*" , }  "#,
@@ -576,22 +526,14 @@ mod tests {
         let alt = m("a", MatchOp::RegexMatch, "x|y");
         assert!(alt.matches(Some("y")) && !alt.matches(Some("xy")));
         assert!(m("a", MatchOp::RegexNoMatch, "b").matches(Some("abc")));
-        assert!(
-            m("a", MatchOp::RegexMatch, "a.c").matches(Some("a\nc")),
-            "dot matches newline as in Prometheus"
-        );
+        assert!(m("a", MatchOp::RegexMatch, "a.c").matches(Some("a\nc")), "dot matches newline as in Prometheus");
     }
 
     #[test]
     fn selector_is_a_conjunction() {
-        let sel: Selector = r#"{env=~"prod|staging", region!="eu", replica=""}"#
-            .parse()
-            .unwrap();
+        let sel: Selector = r#"{env=~"prod|staging", region!="eu", replica=""}"#.parse().unwrap();
         let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
         assert!(sel.matches(&labels(&[("env", "prod"), ("region", "us")])));
         assert!(sel.matches(&labels(&[("env", "staging")])));
@@ -603,12 +545,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for input in [
-            r#"env=~"prod.*""#,
-            r#"a!="q\"b\\\n\u0001""#,
-            r#""service.name"="x""#,
-            r#"a!~"""#,
-        ] {
+        for input in [r#"env=~"prod.*""#, r#"a!="q\"b\\\n\u0001""#, r#""service.name"="x""#, r#"a!~"""#] {
             let parsed = parse_one(input);
             assert_eq!(parsed.to_string(), input);
             assert_eq!(parse_one(&parsed.to_string()), parsed);
@@ -655,14 +592,8 @@ mod tests {
         ];
         for (input, want) in cases {
             let err = parse_matchers(input).expect_err(input).to_string();
-            assert!(
-                err.contains(&format!("{input:?}")),
-                "{input:?}: error {err:?} does not name the input"
-            );
-            assert!(
-                err.contains(want),
-                "{input:?}: error {err:?} does not mention {want:?}"
-            );
+            assert!(err.contains(&format!("{input:?}")), "{input:?}: error {err:?} does not name the input");
+            assert!(err.contains(want), "{input:?}: error {err:?} does not mention {want:?}");
         }
     }
 
@@ -670,28 +601,17 @@ mod tests {
     fn new_reports_bad_regex() {
         let err = Matcher::new("a", MatchOp::RegexMatch, "(").unwrap_err();
         assert!(matches!(&err, MatcherError::BadRegex { regex, .. } if regex == "("));
-        assert!(
-            err.to_string().starts_with(r#"invalid matcher "a=~\"(\"""#),
-            "{err}"
-        );
-        assert!(
-            Matcher::new("a", MatchOp::Equal, "(").is_ok(),
-            "equality values are not regexes"
-        );
+        assert!(err.to_string().starts_with(r#"invalid matcher "a=~\"(\"""#), "{err}");
+        assert!(Matcher::new("a", MatchOp::Equal, "(").is_ok(), "equality values are not regexes");
     }
 
     #[test]
     fn never_panics_on_odd_input() {
-        let pieces = [
-            "{", "}", ",", "=", "!", "~", "\"", "'", "`", "\\", "a", " ", "é", "\n", "x", "(",
-        ];
+        let pieces = ["{", "}", ",", "=", "!", "~", "\"", "'", "`", "\\", "a", " ", "é", "\n", "x", "("];
         // Every string of up to four pieces: enough to hit each grammar branch with truncations and junk.
         let mut inputs = vec![String::new()];
         for _ in 0..4 {
-            inputs = inputs
-                .iter()
-                .flat_map(|s| pieces.iter().map(move |p| format!("{s}{p}")))
-                .collect();
+            inputs = inputs.iter().flat_map(|s| pieces.iter().map(move |p| format!("{s}{p}"))).collect();
             for input in &inputs {
                 let _ = parse_matchers(input);
             }

@@ -23,11 +23,7 @@ pub const MAX_META_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum MetaError {
     #[error("meta.json of block {block} has {size} bytes, more than the {limit}-byte limit")]
-    TooLarge {
-        block: String,
-        size: usize,
-        limit: usize,
-    },
+    TooLarge { block: String, size: usize, limit: usize },
     #[error("meta.json of block {block} is not valid block metadata: {reason}")]
     Parse { block: String, reason: String },
     #[error("meta.json of block {block} has version {version}; only version 1 is supported")]
@@ -142,9 +138,7 @@ pub struct ObjectHash {
 impl ObjectHash {
     /// The SHA256 digest in lower-case hex, when this hash is one bucketflow can verify.
     pub fn sha256_hex(&self) -> Option<String> {
-        self.hash_func
-            .eq_ignore_ascii_case("SHA256")
-            .then(|| self.value.to_ascii_lowercase())
+        self.hash_func.eq_ignore_ascii_case("SHA256").then(|| self.value.to_ascii_lowercase())
     }
 }
 
@@ -165,11 +159,7 @@ pub struct RawMeta {
 /// Parses meta.json read from the folder `block`, enforcing the size cap and the version.
 pub fn parse_meta(block: &str, bytes: Bytes) -> Result<RawMeta, MetaError> {
     if bytes.len() > MAX_META_BYTES {
-        return Err(MetaError::TooLarge {
-            block: block.to_string(),
-            size: bytes.len(),
-            limit: MAX_META_BYTES,
-        });
+        return Err(MetaError::TooLarge { block: block.to_string(), size: bytes.len(), limit: MAX_META_BYTES });
     }
     // The version is checked before the full parse so that a future format with other fields gets
     // the clearer "unsupported version" error rather than a field-level parse error.
@@ -177,32 +167,16 @@ pub fn parse_meta(block: &str, bytes: Bytes) -> Result<RawMeta, MetaError> {
     struct VersionOnly {
         version: Option<u32>,
     }
-    let parse_err = |e: serde_json::Error| MetaError::Parse {
-        block: block.to_string(),
-        reason: e.to_string(),
-    };
+    let parse_err = |e: serde_json::Error| MetaError::Parse { block: block.to_string(), reason: e.to_string() };
     let probe: VersionOnly = serde_json::from_slice(&bytes).map_err(parse_err)?;
     match probe.version {
         Some(SUPPORTED_META_VERSION) => {}
-        Some(version) => {
-            return Err(MetaError::UnsupportedVersion {
-                block: block.to_string(),
-                version,
-            })
-        }
-        None => {
-            return Err(MetaError::Parse {
-                block: block.to_string(),
-                reason: "missing field `version`".into(),
-            })
-        }
+        Some(version) => return Err(MetaError::UnsupportedVersion { block: block.to_string(), version }),
+        None => return Err(MetaError::Parse { block: block.to_string(), reason: "missing field `version`".into() }),
     }
     let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(parse_err)?;
     if meta.ulid.to_string() != block {
-        return Err(MetaError::UlidMismatch {
-            block: block.to_string(),
-            ulid: meta.ulid,
-        });
+        return Err(MetaError::UlidMismatch { block: block.to_string(), ulid: meta.ulid });
     }
     Ok(RawMeta { bytes, meta })
 }
@@ -237,28 +211,14 @@ mod tests {
         assert_eq!(m.thanos.downsample.resolution, 300000);
         assert_eq!(m.thanos.segment_files, vec!["000001"]);
         assert_eq!(m.thanos.files[0].size_bytes, Some(3));
-        assert_eq!(
-            m.thanos.files[0]
-                .hash
-                .as_ref()
-                .unwrap()
-                .sha256_hex()
-                .as_deref(),
-            Some("ab")
-        );
+        assert_eq!(m.thanos.files[0].hash.as_ref().unwrap().sha256_hex().as_deref(), Some("ab"));
         assert_eq!(m.thanos.files[1].size_bytes, None);
     }
 
     #[test]
     fn rejects_other_versions_by_name() {
         let err = parse_meta(ULID, Bytes::from(meta_json(2))).unwrap_err();
-        assert_eq!(
-            err,
-            MetaError::UnsupportedVersion {
-                block: ULID.into(),
-                version: 2
-            }
-        );
+        assert_eq!(err, MetaError::UnsupportedVersion { block: ULID.into(), version: 2 });
         assert!(err.to_string().contains(ULID));
     }
 
@@ -270,9 +230,6 @@ mod tests {
         let err = parse_meta(other, Bytes::from(meta_json(1))).unwrap_err();
         assert!(matches!(err, MetaError::UlidMismatch { .. }), "{err}");
         let big = Bytes::from(vec![b' '; MAX_META_BYTES + 1]);
-        assert!(matches!(
-            parse_meta(ULID, big),
-            Err(MetaError::TooLarge { .. })
-        ));
+        assert!(matches!(parse_meta(ULID, big), Err(MetaError::TooLarge { .. })));
     }
 }

@@ -11,11 +11,7 @@ use crate::strategy::Strategy;
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Copied (as needed) and its meta.json written.
-    Replicated {
-        objects_copied: u64,
-        bytes_copied: u64,
-        objects_already_present: u64,
-    },
+    Replicated { objects_copied: u64, bytes_copied: u64, objects_already_present: u64 },
     /// The target's meta.json was already byte-equal to the source's.
     AlreadyReplicated,
     /// Not selected by the run's filters.
@@ -23,11 +19,7 @@ pub enum Outcome {
     /// meta.json missing, unreadable or unparsable: treated as a partial upload, as Thanos does.
     Skipped { reason: String },
     /// Selected, but could not be replicated; its meta.json was not written.
-    Failed {
-        error: String,
-        objects_copied: u64,
-        bytes_copied: u64,
-    },
+    Failed { error: String, objects_copied: u64, bytes_copied: u64 },
     /// Not committed because an older block of its commit queue failed in this run.
     HeldBack { behind: String },
     /// Dry run: what a real run would copy.
@@ -112,10 +104,7 @@ impl RunReport {
             strategy,
             dry_run,
             started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            duration_seconds: (chrono::Utc::now() - started_at)
-                .num_microseconds()
-                .unwrap_or(0) as f64
-                / 1e6,
+            duration_seconds: (chrono::Utc::now() - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
             objects_copied: 0,
             objects_already_present: 0,
             bytes_copied: 0,
@@ -132,21 +121,13 @@ impl RunReport {
         let c = &mut report.counts;
         for b in &report.blocks {
             match &b.outcome {
-                Outcome::Replicated {
-                    objects_copied,
-                    bytes_copied,
-                    objects_already_present,
-                } => {
+                Outcome::Replicated { objects_copied, bytes_copied, objects_already_present } => {
                     c.replicated += 1;
                     report.objects_copied += objects_copied;
                     report.bytes_copied += bytes_copied;
                     report.objects_already_present += objects_already_present;
                 }
-                Outcome::Failed {
-                    objects_copied,
-                    bytes_copied,
-                    ..
-                } => {
+                Outcome::Failed { objects_copied, bytes_copied, .. } => {
                     c.failed += 1;
                     report.objects_copied += objects_copied;
                     report.bytes_copied += bytes_copied;
@@ -158,8 +139,7 @@ impl RunReport {
                 Outcome::Planned { .. } => c.planned += 1,
             }
         }
-        let unselected =
-            |o: &Outcome| matches!(o, Outcome::Filtered { .. } | Outcome::Skipped { .. });
+        let unselected = |o: &Outcome| matches!(o, Outcome::Filtered { .. } | Outcome::Skipped { .. });
         report.blocks.sort_by(|a, b| {
             (unselected(&a.outcome), &a.group, a.min_time, &a.block).cmp(&(
                 unselected(&b.outcome),
@@ -178,9 +158,6 @@ impl RunReport {
 
     /// The outcome of each block by folder name, for tests and summaries.
     pub fn outcomes(&self) -> BTreeMap<&str, &Outcome> {
-        self.blocks
-            .iter()
-            .map(|b| (b.block.as_str(), &b.outcome))
-            .collect()
+        self.blocks.iter().map(|b| (b.block.as_str(), &b.outcome)).collect()
     }
 }

@@ -6,7 +6,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 use ulid::Ulid;
 
-use crate::block::{PlanError, SourceBlock};
+use crate::block::SourceBlock;
 use crate::error::error_chain;
 use crate::meta::{parse_meta, MetaError, MAX_META_BYTES, META_FILENAME};
 
@@ -15,17 +15,9 @@ pub enum SourceError {
     #[error("listing the source bucket")]
     List(#[source] object_store::Error),
     #[error("reading {path}")]
-    Read {
-        path: Path,
-        source: object_store::Error,
-    },
+    Read { path: Path, source: object_store::Error },
     #[error("listing block folder {block}")]
-    ListBlock {
-        block: String,
-        source: object_store::Error,
-    },
-    #[error(transparent)]
-    Plan(#[from] PlanError),
+    ListBlock { block: String, source: object_store::Error },
 }
 
 /// Why a listed block folder will not be replicated.
@@ -40,10 +32,7 @@ pub enum Unusable {
 /// The block folders at the bucket root: every common prefix whose name is a ULID. Anything else
 /// at the root (debug folders, bucket indexes) is not a block and is left alone.
 pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, SourceError> {
-    let listing = store
-        .list_with_delimiter(None)
-        .await
-        .map_err(SourceError::List)?;
+    let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
     Ok(listing
         .common_prefixes
         .iter()
@@ -54,21 +43,12 @@ pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, Sou
 }
 
 /// Reads meta.json of block folder `dir` with a size cap. `None` when there is none.
-pub async fn read_meta_bytes(
-    store: &dyn ObjectStore,
-    dir: &str,
-) -> Result<Option<Bytes>, SourceError> {
+pub async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Result<Option<Bytes>, SourceError> {
     let path = Path::from_iter([dir, META_FILENAME]);
-    let read_err = |source| SourceError::Read {
-        path: path.clone(),
-        source,
-    };
+    let read_err = |source| SourceError::Read { path: path.clone(), source };
     // Ask for one byte more than the cap, so that an oversized meta.json is noticed without
     // reading all of it.
-    let options = GetOptions {
-        range: Some(GetRange::Bounded(0..MAX_META_BYTES as u64 + 1)),
-        ..Default::default()
-    };
+    let options = GetOptions { range: Some(GetRange::Bounded(0..MAX_META_BYTES as u64 + 1)), ..Default::default() };
     match store.get_opts(&path, options).await {
         Ok(result) => Ok(Some(result.bytes().await.map_err(read_err)?)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -77,27 +57,17 @@ pub async fn read_meta_bytes(
 }
 
 /// The objects under a block folder, as paths relative to it, with their sizes.
-pub async fn list_block(
-    store: &dyn ObjectStore,
-    dir: &str,
-) -> Result<Vec<(String, u64)>, SourceError> {
+pub async fn list_block(store: &dyn ObjectStore, dir: &str) -> Result<Vec<(String, u64)>, SourceError> {
     let prefix = Path::from(dir);
     let objects: Vec<_> = store
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|source| SourceError::ListBlock {
-            block: dir.to_string(),
-            source,
-        })?;
+        .map_err(|source| SourceError::ListBlock { block: dir.to_string(), source })?;
     Ok(objects
         .into_iter()
         .filter_map(|o| {
-            let rel: Vec<_> = o
-                .location
-                .prefix_match(&prefix)?
-                .map(|part| part.as_ref().to_string())
-                .collect();
+            let rel: Vec<_> = o.location.prefix_match(&prefix)?.map(|part| part.as_ref().to_string()).collect();
             Some((rel.join("/"), o.size))
         })
         .collect())
@@ -107,17 +77,13 @@ pub async fn list_block(
 pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBlock, Unusable> {
     let broken = |e: SourceError| Unusable::Broken(error_chain(&e));
     let Some(bytes) = read_meta_bytes(store, dir).await.map_err(broken)? else {
-        return Err(Unusable::Partial(
-            "no meta.json (partial or in-progress upload)".into(),
-        ));
+        return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into()));
     };
     let meta = match parse_meta(dir, bytes) {
         Ok(meta) => meta,
-        Err(e @ MetaError::UnsupportedVersion { .. }) => {
-            return Err(Unusable::Broken(e.to_string()))
-        }
+        Err(e @ MetaError::UnsupportedVersion { .. }) => return Err(Unusable::Broken(e.to_string())),
         Err(e) => return Err(Unusable::Partial(e.to_string())),
     };
     let listing = list_block(store, dir).await.map_err(broken)?;
-    SourceBlock::plan(dir, meta, listing).map_err(|e| broken(e.into()))
+    Ok(SourceBlock::plan(dir, meta, listing))
 }

@@ -13,8 +13,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// One optional number per unit, in descending order; the regex engine resolves
 /// the `m` / `ms` ambiguity by trying both readings.
 static DURATION: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$")
-        .unwrap()
+    regex::Regex::new(
+        r"^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$",
+    )
+    .unwrap()
 });
 
 const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
@@ -63,19 +65,16 @@ pub enum TimeSpecError {
 ///
 /// A bare `0` is accepted too, as Prometheus does, because it is unambiguous.
 pub fn parse_duration(s: &str) -> Result<Duration, TimeSpecError> {
-    let invalid = |reason| TimeSpecError::InvalidDuration {
-        input: s.to_owned(),
-        reason,
-    };
+    let invalid = |reason| TimeSpecError::InvalidDuration { input: s.to_owned(), reason };
     match s {
         "" => return Err(invalid("empty duration")),
         "0" => return Ok(Duration::ZERO),
         _ if s.starts_with('-') => return Err(invalid("negative durations are not allowed here")),
         _ => {}
     }
-    let caps = DURATION.captures(s).ok_or_else(|| {
-        invalid("expected numbers with units y, w, d, h, m, s or ms, largest first, e.g. \"1d12h\"")
-    })?;
+    let caps = DURATION
+        .captures(s)
+        .ok_or_else(|| invalid("expected numbers with units y, w, d, h, m, s or ms, largest first, e.g. \"1d12h\""))?;
     let mut total: u128 = 0;
     for (group, (_, unit_ms)) in caps.iter().skip(1).zip(UNITS) {
         let Some(digits) = group else { continue };
@@ -84,14 +83,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, TimeSpecError> {
         total = total.saturating_add(n.saturating_mul(u128::from(unit_ms)));
     }
     if total > MAX_MILLIS {
-        return Err(TimeSpecError::DurationOutOfRange {
-            input: s.to_owned(),
-        });
+        return Err(TimeSpecError::DurationOutOfRange { input: s.to_owned() });
     }
     // MAX_MILLIS fits in a u64, so this conversion cannot fail after the check above.
-    Ok(Duration::from_millis(
-        u64::try_from(total).unwrap_or(u64::MAX),
-    ))
+    Ok(Duration::from_millis(u64::try_from(total).unwrap_or(u64::MAX)))
 }
 
 /// Formats a duration the way Prometheus prints one (`1w`, `2h45m`, `90d`, `0s`),
@@ -149,14 +144,9 @@ impl FromStr for TimeOrDuration {
             Ok(duration) => Ok(TimeOrDuration::Relative { negative, duration }),
             // Report the range problem with the sign the user wrote, rather than the generic message.
             Err(TimeSpecError::DurationOutOfRange { .. }) => {
-                Err(TimeSpecError::DurationOutOfRange {
-                    input: s.to_owned(),
-                })
+                Err(TimeSpecError::DurationOutOfRange { input: s.to_owned() })
             }
-            Err(_) => Err(TimeSpecError::InvalidTime {
-                input: s.to_owned(),
-                reason: time_reason(s, &time_error),
-            }),
+            Err(_) => Err(TimeSpecError::InvalidTime { input: s.to_owned(), reason: time_reason(s, &time_error) }),
         }
     }
 }
@@ -164,13 +154,13 @@ impl FromStr for TimeOrDuration {
 /// Explains a failed time flag. Chrono's own message ("premature end of input")
 /// only helps when the user evidently meant a timestamp, so it is shown only then.
 fn time_reason(input: &str, error: &chrono::ParseError) -> String {
-    let looks_like_date = input.len() > 4
-        && input.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-        && input.as_bytes()[4] == b'-';
+    let looks_like_date =
+        input.len() > 4 && input.as_bytes()[..4].iter().all(u8::is_ascii_digit) && input.as_bytes()[4] == b'-';
     if looks_like_date {
         format!("not a valid RFC3339 timestamp such as 2020-01-02T15:04:05Z: {error}")
     } else {
-        "expected an RFC3339 timestamp such as 2020-01-02T15:04:05Z or a duration relative to now such as -2w or 2h45m".to_owned()
+        "expected an RFC3339 timestamp such as 2020-01-02T15:04:05Z or a duration relative to now such as -2w or 2h45m"
+            .to_owned()
     }
 }
 
@@ -184,17 +174,10 @@ impl TimeOrDuration {
             TimeOrDuration::Absolute(t) => t.timestamp_millis(),
             TimeOrDuration::Relative { negative, duration } => {
                 // Work in nanoseconds so a sub-millisecond `now` rounds exactly as Go does.
-                let now_ns = i128::from(now.timestamp()) * 1_000_000_000
-                    + i128::from(now.timestamp_subsec_nanos());
+                let now_ns = i128::from(now.timestamp()) * 1_000_000_000 + i128::from(now.timestamp_subsec_nanos());
                 let offset = i128::try_from(duration.as_nanos()).unwrap_or(i128::MAX);
-                let t = if negative {
-                    now_ns.saturating_sub(offset)
-                } else {
-                    now_ns.saturating_add(offset)
-                };
-                let ms = t
-                    .div_euclid(1_000_000)
-                    .clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+                let t = if negative { now_ns.saturating_sub(offset) } else { now_ns.saturating_add(offset) };
+                let ms = t.div_euclid(1_000_000).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
                 i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
             }
         }
@@ -205,16 +188,9 @@ impl fmt::Display for TimeOrDuration {
     /// Prints a value that parses back to the same `TimeOrDuration` (to the millisecond).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TimeOrDuration::Absolute(t) => {
-                f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-            }
+            TimeOrDuration::Absolute(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
             TimeOrDuration::Relative { negative, duration } => {
-                write!(
-                    f,
-                    "{}{}",
-                    if *negative { "-" } else { "" },
-                    format_duration(*duration)
-                )
+                write!(f, "{}{}", if *negative { "-" } else { "" }, format_duration(*duration))
             }
         }
     }
@@ -244,10 +220,7 @@ mod tests {
             ("1y", 365 * DAY),
             ("100ms", 100),
             ("1m5ms", MIN + 5),
-            (
-                "1y2w3d4h5m6s7ms",
-                365 * DAY + 14 * DAY + 3 * DAY + 4 * HOUR + 5 * MIN + 6_000 + 7,
-            ),
+            ("1y2w3d4h5m6s7ms", 365 * DAY + 14 * DAY + 3 * DAY + 4 * HOUR + 5 * MIN + 6_000 + 7),
             ("90d", 90 * DAY),
             ("0001h", HOUR),
             ("292y", 292 * 365 * DAY),
@@ -262,30 +235,16 @@ mod tests {
     #[test]
     fn rejects_bad_durations_naming_them() {
         for input in [
-            "", "1", "5", "h", "1x", "1h1h", "1m1h", "5s1m", "1ms1s", "-5m", "+5m", "1.5h", " 1h",
-            "1h ", "1H", "1d-1h", "1hh", "١h",
+            "", "1", "5", "h", "1x", "1h1h", "1m1h", "5s1m", "1ms1s", "-5m", "+5m", "1.5h", " 1h", "1h ", "1H",
+            "1d-1h", "1hh", "١h",
         ] {
             let err = parse_duration(input).expect_err(input);
-            assert!(
-                matches!(err, TimeSpecError::InvalidDuration { .. }),
-                "{input}: {err:?}"
-            );
+            assert!(matches!(err, TimeSpecError::InvalidDuration { .. }), "{input}: {err:?}");
             assert!(err.to_string().contains(&format!("{input:?}")), "{err}");
         }
-        for input in [
-            "293y",
-            "106752d",
-            "9223372036855s",
-            "99999999999999999999999999999999999999999999y",
-            "292y30w",
-        ] {
+        for input in ["293y", "106752d", "9223372036855s", "99999999999999999999999999999999999999999999y", "292y30w"] {
             let err = parse_duration(input).expect_err(input);
-            assert_eq!(
-                err,
-                TimeSpecError::DurationOutOfRange {
-                    input: input.to_owned()
-                }
-            );
+            assert_eq!(err, TimeSpecError::DurationOutOfRange { input: input.to_owned() });
             assert!(err.to_string().contains(input), "{err}");
         }
     }
@@ -308,10 +267,7 @@ mod tests {
     #[test]
     fn parses_absolute_times() {
         let t: TimeOrDuration = "2020-01-02T15:04:05Z".parse().unwrap();
-        assert_eq!(
-            t,
-            TimeOrDuration::Absolute(Utc.with_ymd_and_hms(2020, 1, 2, 15, 4, 5).unwrap())
-        );
+        assert_eq!(t, TimeOrDuration::Absolute(Utc.with_ymd_and_hms(2020, 1, 2, 15, 4, 5).unwrap()));
         let t: TimeOrDuration = "2020-01-02T17:04:05.5+02:00".parse().unwrap();
         assert_eq!(t.resolve_millis(Utc::now()), 1_577_977_445_500);
         // Thanos's defaults for --min-time and --max-time.
@@ -324,10 +280,7 @@ mod tests {
 
     #[test]
     fn parses_relative_times() {
-        let rel = |negative, d| TimeOrDuration::Relative {
-            negative,
-            duration: ms(d),
-        };
+        let rel = |negative, d| TimeOrDuration::Relative { negative, duration: ms(d) };
         assert_eq!("-2w".parse(), Ok(rel(true, 14 * DAY)));
         assert_eq!("2h45m".parse(), Ok(rel(false, 2 * HOUR + 45 * MIN)));
         assert_eq!("-30m".parse(), Ok(rel(true, 30 * MIN)));
@@ -352,15 +305,9 @@ mod tests {
         assert_eq!(resolve_with("1ms", before_epoch), 0);
 
         // Offsets past the representable range saturate rather than wrap.
-        let huge = TimeOrDuration::Relative {
-            negative: false,
-            duration: Duration::MAX,
-        };
+        let huge = TimeOrDuration::Relative { negative: false, duration: Duration::MAX };
         assert_eq!(huge.resolve_millis(now), i64::MAX);
-        let huge_neg = TimeOrDuration::Relative {
-            negative: true,
-            duration: Duration::MAX,
-        };
+        let huge_neg = TimeOrDuration::Relative { negative: true, duration: Duration::MAX };
         assert_eq!(huge_neg.resolve_millis(now), i64::MIN);
     }
 
@@ -370,42 +317,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_times_naming_them() {
-        for input in [
-            "",
-            "-",
-            "yesterday",
-            "2020-01-02",
-            "2020-13-01T00:00:00Z",
-            "2020-01-02T15:04:05",
-            "--2w",
-            "+2w",
-            "2w-",
-        ] {
+        for input in
+            ["", "-", "yesterday", "2020-01-02", "2020-13-01T00:00:00Z", "2020-01-02T15:04:05", "--2w", "+2w", "2w-"]
+        {
             let err = input.parse::<TimeOrDuration>().expect_err(input);
-            assert!(
-                matches!(err, TimeSpecError::InvalidTime { .. }),
-                "{input}: {err:?}"
-            );
+            assert!(matches!(err, TimeSpecError::InvalidTime { .. }), "{input}: {err:?}");
             assert!(err.to_string().contains(&format!("{input:?}")), "{err}");
         }
-        let err = "2020-13-01T00:00:00Z"
-            .parse::<TimeOrDuration>()
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("not a valid RFC3339 timestamp"),
-            "{err}"
-        );
+        let err = "2020-13-01T00:00:00Z".parse::<TimeOrDuration>().unwrap_err();
+        assert!(err.to_string().contains("not a valid RFC3339 timestamp"), "{err}");
         let err = "yesterday".parse::<TimeOrDuration>().unwrap_err();
-        assert!(
-            err.to_string().contains("or a duration relative to now"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("or a duration relative to now"), "{err}");
         let err = "-300y".parse::<TimeOrDuration>().unwrap_err();
-        assert_eq!(
-            err,
-            TimeSpecError::DurationOutOfRange {
-                input: "-300y".to_owned()
-            }
-        );
+        assert_eq!(err, TimeSpecError::DurationOutOfRange { input: "-300y".to_owned() });
     }
 }

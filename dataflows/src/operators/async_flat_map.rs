@@ -60,54 +60,42 @@ impl<'scope, D: Clone + 'static> AsyncFlatMap<'scope, D> for StreamVec<'scope, E
     {
         let worker = self.scope().worker();
         let limit = limit.max(1);
-        self.unary_frontier::<CapacityContainerBuilder<Vec<D2>>, _, _, _>(
-            pact,
-            name,
-            move |_initial, info| {
-                let mut tasks = OperatorTasks::<(Epoch, Vec<D2>)>::new(
-                    runtime,
-                    worker.sync_activator_for(info.address.to_vec()),
-                );
-                // Queued records, smallest (epoch, priority, arrival) first.
-                let mut queue: BTreeMap<(Epoch, K, u64), D> = BTreeMap::new();
-                let mut arrivals = 0u64;
-                // Per epoch: a capability and how many records hold it (queued or in flight).
-                let mut holds: BTreeMap<Epoch, (Capability<Epoch>, usize)> = BTreeMap::new();
-                move |(input, _frontier), output| {
-                    input.for_each(|cap, data| {
-                        let epoch = *cap
-                            .least()
-                            .expect("a totally ordered stamp has a least time");
-                        let hold = holds
-                            .entry(epoch)
-                            .or_insert_with(|| (cap.delayed(&epoch, 0), 0));
-                        for record in data.drain(..) {
-                            hold.1 += 1;
-                            arrivals += 1;
-                            queue.insert((epoch, priority(&record), arrivals), record);
-                        }
-                    });
-                    for (epoch, records) in tasks.drain() {
-                        let Some(hold) = holds.get_mut(&epoch) else {
-                            continue;
-                        };
-                        output.session(&hold.0).give_iterator(records.into_iter());
-                        hold.1 -= 1;
-                        if hold.1 == 0 {
-                            holds.remove(&epoch);
-                        }
+        self.unary_frontier::<CapacityContainerBuilder<Vec<D2>>, _, _, _>(pact, name, move |_initial, info| {
+            let mut tasks =
+                OperatorTasks::<(Epoch, Vec<D2>)>::new(runtime, worker.sync_activator_for(info.address.to_vec()));
+            // Queued records, smallest (epoch, priority, arrival) first.
+            let mut queue: BTreeMap<(Epoch, K, u64), D> = BTreeMap::new();
+            let mut arrivals = 0u64;
+            // Per epoch: a capability and how many records hold it (queued or in flight).
+            let mut holds: BTreeMap<Epoch, (Capability<Epoch>, usize)> = BTreeMap::new();
+            move |(input, _frontier), output| {
+                input.for_each(|cap, data| {
+                    let epoch = *cap.least().expect("a totally ordered stamp has a least time");
+                    let hold = holds.entry(epoch).or_insert_with(|| (cap.delayed(&epoch, 0), 0));
+                    for record in data.drain(..) {
+                        hold.1 += 1;
+                        arrivals += 1;
+                        queue.insert((epoch, priority(&record), arrivals), record);
                     }
-                    while tasks.in_flight() < limit {
-                        let Some(((epoch, _, _), record)) = queue.pop_first() else {
-                            break;
-                        };
-                        let future = logic(record);
-                        tasks.spawn(async move { (epoch, future.await) }, move |_| {
-                            (epoch, Vec::new())
-                        });
+                });
+                for (epoch, records) in tasks.drain() {
+                    let Some(hold) = holds.get_mut(&epoch) else {
+                        continue;
+                    };
+                    output.session(&hold.0).give_iterator(records.into_iter());
+                    hold.1 -= 1;
+                    if hold.1 == 0 {
+                        holds.remove(&epoch);
                     }
                 }
-            },
-        )
+                while tasks.in_flight() < limit {
+                    let Some(((epoch, _, _), record)) = queue.pop_first() else {
+                        break;
+                    };
+                    let future = logic(record);
+                    tasks.spawn(async move { (epoch, future.await) }, move |_| (epoch, Vec::new()));
+                }
+            }
+        })
     }
 }

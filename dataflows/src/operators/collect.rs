@@ -26,36 +26,35 @@ impl<'scope> CollectRuns<'scope> for StreamVec<'scope, Epoch, RunRequest> {
     {
         let mut runs: BTreeMap<Epoch, (Option<RunRequest>, Vec<Record>)> = BTreeMap::new();
         // The output is never used: the collector is a sink with two inputs.
-        let _ = self
-            .binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
-                records,
-                Exchange::new(|_: &RunRequest| 0),
-                Exchange::new(|_: &Record| 0),
-                "CollectRuns",
-                move |_initial, _info| {
-                    move |(requests, requests_frontier), (records, records_frontier), _output| {
-                        requests.for_each(|cap, data| {
-                            let epoch = *cap.least().expect("totally ordered");
-                            runs.entry(epoch).or_default().0 = data.pop();
-                        });
-                        records.for_each(|cap, data| {
-                            let epoch = *cap.least().expect("totally ordered");
-                            runs.entry(epoch).or_default().1.append(data);
-                        });
-                        while let Some(entry) = runs.first_entry() {
-                            let epoch = *entry.key();
-                            if requests_frontier.frontier().less_equal(&epoch)
-                                || records_frontier.frontier().less_equal(&epoch)
-                            {
-                                break;
-                            }
-                            let (request, records) = entry.remove();
-                            if let Some(request) = request {
-                                on_run(request, records);
-                            }
+        let _ = self.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+            records,
+            Exchange::new(|_: &RunRequest| 0),
+            Exchange::new(|_: &Record| 0),
+            "CollectRuns",
+            move |_initial, _info| {
+                move |(requests, requests_frontier), (records, records_frontier), _output| {
+                    requests.for_each(|cap, data| {
+                        let epoch = *cap.least().expect("totally ordered");
+                        runs.entry(epoch).or_default().0 = data.pop();
+                    });
+                    records.for_each(|cap, data| {
+                        let epoch = *cap.least().expect("totally ordered");
+                        runs.entry(epoch).or_default().1.append(data);
+                    });
+                    while let Some(entry) = runs.first_entry() {
+                        let epoch = *entry.key();
+                        if requests_frontier.frontier().less_equal(&epoch)
+                            || records_frontier.frontier().less_equal(&epoch)
+                        {
+                            break;
+                        }
+                        let (request, records) = entry.remove();
+                        if let Some(request) = request {
+                            on_run(request, records);
                         }
                     }
-                },
-            );
+                }
+            },
+        );
     }
 }

@@ -55,10 +55,7 @@ enum CommitError {
     #[error("{path} is still wrong in the target after copying it again")]
     StillWrong { path: object_store::path::Path },
     #[error("writing {path}")]
-    WriteMeta {
-        path: object_store::path::Path,
-        source: object_store::Error,
-    },
+    WriteMeta { path: object_store::path::Path, source: object_store::Error },
 }
 
 /// Commits blocks whose objects have all been copied.
@@ -105,11 +102,7 @@ impl Pending {
     fn copied(&self) -> (u64, u64, u64) {
         let copied = self.done.values().filter(|d| d.copied);
         let present = self.done.values().filter(|d| !d.copied).count() as u64;
-        (
-            copied.clone().count() as u64,
-            copied.map(|d| d.bytes).sum(),
-            present,
-        )
+        (copied.clone().count() as u64, copied.map(|d| d.bytes).sum(), present)
     }
 
     fn record(&self, outcome: Outcome) -> Record {
@@ -125,11 +118,7 @@ impl Pending {
 
     fn failed(&self, error: String) -> Record {
         let (objects_copied, bytes_copied, _) = self.copied();
-        self.record(Outcome::Failed {
-            error,
-            objects_copied,
-            bytes_copied,
-        })
+        self.record(Outcome::Failed { error, objects_copied, bytes_copied })
     }
 }
 
@@ -153,21 +142,14 @@ impl EpochState {
     fn add_block(&mut self, queue: String, block: SourceBlock) {
         let key = block.order_key();
         let dir = block.dir.clone();
-        let mut pending = Pending {
-            awaiting: block.objects.len(),
-            block,
-            done: HashMap::new(),
-            errors: Vec::new(),
-        };
+        // A block found defective before copying fails in its place in the queue's order.
+        let errors = block.defect.iter().cloned().collect();
+        let mut pending = Pending { awaiting: block.objects.len(), block, done: HashMap::new(), errors };
         for completion in self.early.remove(&dir).unwrap_or_default() {
             pending.apply(completion);
         }
         self.index.insert(dir, (queue.clone(), key));
-        self.queues
-            .entry(queue)
-            .or_default()
-            .blocks
-            .insert(key, pending);
+        self.queues.entry(queue).or_default().blocks.insert(key, pending);
     }
 
     fn add_completion(&mut self, completion: Completion) {
@@ -175,26 +157,16 @@ impl EpochState {
             Some((queue, key)) => {
                 // A block that was already held back or failed has no pending entry: its late
                 // completions have nothing left to decide.
-                if let Some(pending) = self
-                    .queues
-                    .get_mut(queue)
-                    .and_then(|q| q.blocks.get_mut(key))
-                {
+                if let Some(pending) = self.queues.get_mut(queue).and_then(|q| q.blocks.get_mut(key)) {
                     pending.apply(completion);
                 }
             }
-            None => self
-                .early
-                .entry(completion.dir.clone())
-                .or_default()
-                .push(completion),
+            None => self.early.entry(completion.dir.clone()).or_default().push(completion),
         }
     }
 
     fn is_idle(&self) -> bool {
-        self.queues
-            .values()
-            .all(|q| q.blocks.is_empty() && !q.committing)
+        self.queues.values().all(|q| q.blocks.is_empty() && !q.committing)
     }
 }
 
@@ -214,7 +186,8 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
             "OrderedCommit",
             move |_initial, info| {
                 let activator = worker.sync_activator_for(info.address.to_vec());
-                let mut tasks = OperatorTasks::<(Epoch, String, String, Record)>::new(policy.runtime.clone(), activator);
+                let mut tasks =
+                    OperatorTasks::<(Epoch, String, String, Record)>::new(policy.runtime.clone(), activator);
                 let mut epochs: BTreeMap<Epoch, EpochState> = BTreeMap::new();
                 let new_state = |capability| EpochState {
                     capability,
@@ -239,7 +212,8 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
                     });
                     for (epoch, queue, dir, record) in tasks.drain() {
                         let Some(state) = epochs.get_mut(&epoch) else { continue };
-                        let committed = matches!(&record, Record::Block(b) if matches!(b.outcome, Outcome::Replicated { .. }));
+                        let committed =
+                            matches!(&record, Record::Block(b) if matches!(b.outcome, Outcome::Replicated { .. }));
                         if let Some(q) = state.queues.get_mut(&queue) {
                             q.committing = false;
                             if !committed && policy.ordered {
@@ -254,7 +228,16 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
                         let inputs_done = blocks_done && !completions_frontier.frontier().less_equal(&epoch);
                         let mut records = Vec::new();
                         for (queue_key, queue) in state.queues.iter_mut() {
-                            advance_queue(epoch, queue_key, queue, blocks_done, inputs_done, &policy, &mut tasks, &mut records);
+                            advance_queue(
+                                epoch,
+                                queue_key,
+                                queue,
+                                blocks_done,
+                                inputs_done,
+                                &policy,
+                                &mut tasks,
+                                &mut records,
+                            );
                         }
                         output.session(&state.capability).give_iterator(records.into_iter());
                         if inputs_done && state.is_idle() {
@@ -287,9 +270,7 @@ fn advance_queue(
             return;
         };
         if let Some(behind) = &queue.failed_at {
-            records.push(entry.get().record(Outcome::HeldBack {
-                behind: behind.clone(),
-            }));
+            records.push(entry.get().record(Outcome::HeldBack { behind: behind.clone() }));
             entry.remove();
             continue;
         }
@@ -301,10 +282,7 @@ fn advance_queue(
             if !inputs_done {
                 return;
             }
-            Some(format!(
-                "{} object copies never reported back",
-                pending.awaiting
-            ))
+            Some(format!("{} object copies never reported back", pending.awaiting))
         } else if !pending.errors.is_empty() {
             Some(pending.errors.join("; "))
         } else {
@@ -351,18 +329,11 @@ fn advance_queue(
 
 /// Re-checks every object of the block in the target, copies again what is missing or changed,
 /// and then writes meta.json. Returns the objects and bytes copied again.
-async fn commit_block(
-    copier: &Copier,
-    pending: &Pending,
-    concurrency: usize,
-) -> Result<(u64, u64), CommitError> {
+async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) -> Result<(u64, u64), CommitError> {
     let block = &pending.block;
     let recheck = |spec: &ObjectSpec| {
         let path = block.path(&spec.rel_path);
-        let e_tag = pending
-            .done
-            .get(&spec.rel_path)
-            .and_then(|d| d.e_tag.clone());
+        let e_tag = pending.done.get(&spec.rel_path).and_then(|d| d.e_tag.clone());
         let spec = spec.clone();
         async move {
             if copier.still_intact(&path, &spec, e_tag.as_deref()).await? {
@@ -381,11 +352,7 @@ async fn commit_block(
         .await
         .map_err(CommitError::Recheck)?;
     for (path, spec, done) in &repaired {
-        if !copier
-            .still_intact(path, spec, done.e_tag.as_deref())
-            .await
-            .map_err(CommitError::Recheck)?
-        {
+        if !copier.still_intact(path, spec, done.e_tag.as_deref()).await.map_err(CommitError::Recheck)? {
             return Err(CommitError::StillWrong { path: path.clone() });
         }
     }
@@ -394,12 +361,6 @@ async fn commit_block(
         .target
         .put(&meta_path, PutPayload::from(block.meta.bytes.clone()))
         .await
-        .map_err(|source| CommitError::WriteMeta {
-            path: meta_path,
-            source,
-        })?;
-    Ok((
-        repaired.len() as u64,
-        repaired.iter().map(|(_, _, d)| d.bytes).sum(),
-    ))
+        .map_err(|source| CommitError::WriteMeta { path: meta_path, source })?;
+    Ok((repaired.len() as u64, repaired.iter().map(|(_, _, d)| d.bytes).sum()))
 }

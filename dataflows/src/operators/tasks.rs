@@ -42,13 +42,7 @@ impl<T: Send + 'static> OperatorTasks<T> {
     pub fn new(runtime: Handle, activator: SyncActivator) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let waker = Waker::from(Arc::new(ActivatorWaker(activator)));
-        OperatorTasks {
-            runtime,
-            sender,
-            receiver,
-            waker,
-            in_flight: 0,
-        }
+        OperatorTasks { runtime, sender, receiver, waker, in_flight: 0 }
     }
 
     /// Spawns `future`. A panic inside it becomes the result `on_panic(message)`, so that the

@@ -1,0 +1,7 @@
+//! Object store decorators, in object_store's style: each wraps any store and adds one thing.
+
+pub mod read_only;
+pub mod safety;
+
+pub use read_only::ReadOnlyStore;
+pub use safety::{SafetyChecker, Violation};

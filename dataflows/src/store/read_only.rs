@@ -1,0 +1,84 @@
+//! `ReadOnlyStore`: the source bucket, with every write refused.
+//!
+//! bucketflow never writes to its source (promise 3). Wrapping the source makes that a property
+//! of the types in use rather than of every code path: a write that slipped in fails loudly.
+#![deny(clippy::missing_trait_methods)]
+
+use std::fmt;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+
+#[derive(Debug)]
+pub struct ReadOnlyStore<T> {
+    inner: T,
+}
+
+impl<T> ReadOnlyStore<T> {
+    pub fn new(inner: T) -> Self {
+        ReadOnlyStore { inner }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for ReadOnlyStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReadOnly({})", self.inner)
+    }
+}
+
+fn refused(operation: &str, path: &Path) -> object_store::Error {
+    object_store::Error::NotSupported {
+        source: format!("{operation} {path}: the source bucket is read-only for bucketflow").into(),
+    }
+}
+
+#[async_trait]
+impl<T: ObjectStore> ObjectStore for ReadOnlyStore<T> {
+    async fn put_opts(&self, location: &Path, _: PutPayload, _: PutOptions) -> Result<PutResult> {
+        Err(refused("writing", location))
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, _: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        Err(refused("writing", location))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        locations.map(|p| p.and_then(|p| Err(refused("deleting", &p)))).boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, _: &Path, to: &Path, _: CopyOptions) -> Result<()> {
+        Err(refused("copying to", to))
+    }
+
+    async fn rename_opts(&self, from: &Path, _: &Path, _: RenameOptions) -> Result<()> {
+        Err(refused("renaming", from))
+    }
+}
