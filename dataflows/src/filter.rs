@@ -45,14 +45,16 @@ impl Default for BlockFilter {
 impl BlockFilter {
     /// `Ok` when the block is selected; otherwise the reason, for the run report.
     pub fn check(&self, meta: &BlockMeta, markers: &Markers, now_millis: i64) -> Result<(), String> {
-        if self.ignore_marked_for_deletion && markers.deletion {
-            return Err("marked for deletion".into());
+        // Thanos's order: empty labels first (even for --id blocks), then deletion marks whose
+        // time has come (replicate runs its fetcher with no delay), then ids or the selectors.
+        if meta.thanos.labels.is_empty() {
+            return Err("external labels are empty".into());
+        }
+        if let Some(t) = markers.deletion_time.filter(|&t| self.ignore_marked_for_deletion && now_millis / 1000 > t) {
+            return Err(format!("marked for deletion at {t}"));
         }
         if !self.ids.is_empty() {
             return if self.ids.contains(&meta.ulid) { Ok(()) } else { Err("not among the --id blocks".into()) };
-        }
-        if meta.thanos.labels.is_empty() {
-            return Err("external labels are empty".into());
         }
         if !self.selector.matches(&meta.thanos.labels) {
             return Err("labels do not match the --matcher selector".into());
@@ -111,12 +113,16 @@ mod tests {
             ..Default::default()
         };
         let m = meta(r#""a":"b""#, 0, 1, 100, 200);
-        let marked = Markers { deletion: true, ..Default::default() };
+        let marked = Markers { deletion: true, deletion_time: Some(0), ..Default::default() };
+        let partial_mark = Markers { deletion: true, deletion_time: None, ..Default::default() };
+        let future_mark = Markers { deletion: true, deletion_time: Some(4_000_000_000), ..Default::default() };
         assert!(f.check(&m, &Markers::default(), 0).is_ok());
         assert!(f.check(&meta(r#""a":"d""#, 0, 1, 0, 1), &Markers::default(), 0).is_err());
         assert!(f.check(&m, &marked, 0).is_ok(), "marked blocks are replicated unless asked otherwise");
         f.ignore_marked_for_deletion = true;
-        assert!(f.check(&m, &marked, 0).is_err());
+        assert!(f.check(&m, &marked, 1000).is_err());
+        assert!(f.check(&m, &partial_mark, 1000).is_ok(), "a partial mark is no mark, as in Thanos");
+        assert!(f.check(&m, &future_mark, 1000).is_ok(), "a mark whose time has not come is kept");
 
         f.min_time = Some("1970-01-01T00:00:00.200Z".parse().unwrap());
         assert!(f.check(&m, &Markers::default(), 0).is_ok(), "touching the window's start overlaps it");
@@ -131,6 +137,7 @@ mod tests {
 
         f.ids = [m.ulid].into_iter().collect();
         assert!(f.check(&m, &Markers::default(), 0).is_ok(), "--id ignores the other filters");
-        assert!(f.check(&m, &marked, 0).is_err(), "but not the deletion-mark filter");
+        assert!(f.check(&m, &marked, 1000).is_err(), "but not the deletion-mark filter");
+        assert!(f.check(&meta("", 0, 1, 100, 200), &Markers::default(), 0).is_err(), "nor the empty-labels one");
     }
 }

@@ -24,7 +24,21 @@ pub struct Markers {
     pub deletion: bool,
     pub no_compact: bool,
     pub no_downsample: bool,
+    /// When the deletion mark was readable: its `deletion_time` (Unix seconds). A partial or
+    /// corrupt mark leaves this empty, and Thanos then keeps the block.
+    pub deletion_time: Option<i64>,
 }
+
+/// The content of `deletion-mark.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct DeletionMark {
+    pub id: ulid::Ulid,
+    pub deletion_time: i64,
+    pub version: u32,
+}
+
+/// A deletion mark larger than this is not a deletion mark.
+pub const MAX_MARKER_BYTES: usize = 64 * 1024;
 
 impl Markers {
     /// Records `rel_path` if it is a marker; returns whether it was one.
@@ -49,7 +63,7 @@ mod tests {
         assert!(m.note("deletion-mark.json"));
         assert!(!m.note("chunks/deletion-mark.json"));
         assert!(!m.note("index"));
-        assert_eq!(m, Markers { deletion: true, no_compact: false, no_downsample: false });
+        assert_eq!(m, Markers { deletion: true, ..Markers::default() });
         assert!(is_marker(NO_COMPACT_MARK) && !is_marker("meta.json"));
     }
 }

@@ -8,6 +8,7 @@ use ulid::Ulid;
 
 use crate::block::SourceBlock;
 use crate::error::error_chain;
+use crate::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
 use crate::meta::{parse_meta, MetaError, MAX_META_BYTES, META_FILENAME};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,5 +86,29 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
         Err(e) => return Err(Unusable::Partial(e.to_string())),
     };
     let listing = list_block(store, dir).await.map_err(broken)?;
-    Ok(SourceBlock::plan(dir, meta, listing))
+    let mut block = SourceBlock::plan(dir, meta, listing);
+    if block.markers.deletion {
+        block.markers.deletion_time = read_deletion_time(store, dir).await.map_err(broken)?;
+    }
+    Ok(block)
+}
+
+/// The deletion time of a block's deletion mark; `None` when the mark is partial or corrupt,
+/// which Thanos treats as no mark (with a warning).
+async fn read_deletion_time(store: &dyn ObjectStore, dir: &str) -> Result<Option<i64>, SourceError> {
+    let path = Path::from_iter([dir, DELETION_MARK]);
+    let options = GetOptions { range: Some(GetRange::Bounded(0..MAX_MARKER_BYTES as u64)), ..Default::default() };
+    let read_err = |source| SourceError::Read { path: path.clone(), source };
+    let bytes = match store.get_opts(&path, options).await {
+        Ok(result) => result.bytes().await.map_err(read_err)?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => return Err(read_err(source)),
+    };
+    match serde_json::from_slice::<DeletionMark>(&bytes) {
+        Ok(mark) => Ok(Some(mark.deletion_time)),
+        Err(error) => {
+            tracing::warn!(block = dir, %error, "ignoring a partial or corrupt deletion-mark.json");
+            Ok(None)
+        }
+    }
 }
