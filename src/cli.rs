@@ -63,7 +63,8 @@ pub struct ReplicateArgs {
     /// The target bucket's Thanos objstore YAML, inline (instead of --objstore-to.config-file).
     #[arg(long = "objstore-to.config", value_name = "YAML", conflicts_with = "target_config_file")]
     pub target_config: Option<String>,
-    /// Source bucket as a URL (file:///dir, memory://), instead of the YAML flags.
+    /// Source bucket as a URL (file:///dir, s3://bucket/prefix, gs://, az://, memory://) with
+    /// object_store options as query parameters, instead of the YAML flags.
     #[arg(long = "from", value_name = "URL", conflicts_with_all = ["source_config_file", "source_config"])]
     pub from: Option<String>,
     /// Target bucket as a URL, instead of the YAML flags.
@@ -119,6 +120,13 @@ pub struct ReplicateArgs {
     /// Multipart part size in bytes; with --concurrency it bounds the memory used by copies.
     #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub part_size: u64,
+    /// Retries of a failed request or object copy (transient failures only: 5xx, throttling,
+    /// timeouts, resets); a missing or forbidden object fails its block at once.
+    #[arg(long, default_value_t = 10)]
+    pub retries: usize,
+    /// How long one request or object copy may keep retrying.
+    #[arg(long = "retry-timeout", value_parser = parse_duration_flag, default_value = "3m")]
+    pub retry_timeout: Duration,
     /// Period of continuous replication.
     #[arg(long, value_parser = parse_duration_flag, default_value = "1m")]
     pub interval: Duration,

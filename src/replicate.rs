@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bucketflow_dataflows::copy::RetryPolicy;
 use bucketflow_dataflows::filter::BlockFilter;
 use bucketflow_dataflows::matcher::{parse_matchers, Selector};
 use bucketflow_dataflows::report::Outcome;
 use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
 
 use crate::cli::ReplicateArgs;
-use crate::objstore::{open_bucket, Side};
+use crate::objstore::{open_bucket, same_store, Retries, Side};
 
 /// How a replicate invocation ended.
 pub enum Finish {
@@ -50,6 +51,8 @@ pub fn block_filter(args: &ReplicateArgs) -> Result<BlockFilter> {
 pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
     let defaults = EngineConfig::default();
     Ok(EngineConfig {
+        retry: RetryPolicy { retries: args.retries, timeout: args.retry_timeout, ..RetryPolicy::default() },
+        same_store: None,
         strategy: args.strategy,
         concurrency: args.concurrency as usize,
         workers: args.workers.map(|w| w as usize).unwrap_or(defaults.workers),
@@ -60,9 +63,14 @@ pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
 }
 
 pub fn run(args: &ReplicateArgs) -> Result<Finish> {
-    let config = engine_config(args)?;
-    let source = open_bucket(&args.source(), Side::Source).context("source bucket")?;
-    let target = open_bucket(&args.target(), Side::Target).context("target bucket")?;
+    let mut config = engine_config(args)?;
+    let retries = Retries { retries: args.retries, retry_timeout: args.retry_timeout };
+    let source = open_bucket(&args.source(), Side::Source, retries).context("source bucket")?;
+    let target = open_bucket(&args.target(), Side::Target, retries).context("target bucket")?;
+    config.same_store = same_store(&source, &target);
+    if config.same_store.is_some() {
+        tracing::info!("source and target are one store; objects are copied server-side");
+    }
     // Bind now so that a bad or busy address is reported at start; the HTTP endpoints (metrics,
     // probes) are served from this socket by the sidecar surface.
     let listener =
@@ -84,7 +92,7 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
             stop.store(true, Ordering::SeqCst);
         });
     }
-    let mut replicator = Replicator::start(source, target, config, runtime.handle().clone())?;
+    let mut replicator = Replicator::start(source.store, target.store, config, runtime.handle().clone())?;
     let single = args.is_single_run();
     loop {
         let report = replicator.run()?;

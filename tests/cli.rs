@@ -65,7 +65,8 @@ fn bad_bucket_configs_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, to) = urls(tmp.path());
     let cases: &[(&str, &str)] = &[
-        ("type: S3\nconfig:\n  bucket: b\n", "S3 is not supported yet"),
+        ("type: S3\nconfig:\n  bucket: b\n  endpointt: 127.0.0.1:1\n", "unknown field `endpointt`"),
+        ("type: GCS\nconfig:\n  service_account: x\n", "`bucket` is required"),
         ("type: FILESYSTEM\nconfig:\n  directory: /x\nsurprise: true\n", "unknown field `surprise`"),
         ("type: FILESYSTEM\nconfig: [unclosed\n", "invalid objstore YAML"),
         ("type: FILESYSTEM\nconfig:\n  directory: /nonexistent/bucketflow-test\n", "does not exist"),
@@ -74,7 +75,16 @@ fn bad_bucket_configs_are_named() {
         let file = tmp.path().join(format!("bucket{i}.yaml"));
         std::fs::write(&file, yaml).unwrap();
         let file = file.to_str().unwrap();
-        let out = run(&["replicate", "--objstore.config-file", file, "--to", &to, "--single-run", "--http-address", "127.0.0.1:0"]);
+        let out = run(&[
+            "replicate",
+            "--objstore.config-file",
+            file,
+            "--to",
+            &to,
+            "--single-run",
+            "--http-address",
+            "127.0.0.1:0",
+        ]);
         let err = stderr(&out);
         assert!(!out.status.success());
         assert!(err.contains(needle) && err.contains(file), "{yaml:?}: should name {needle:?} and the file: {err}");
@@ -110,8 +120,18 @@ fn unordered_warns_and_json_logs_are_json() {
     let tmp = tempfile::tempdir().unwrap();
     let (from, to) = urls(tmp.path());
     let out = run(&[
-        "replicate", "--from", &from, "--to", &to, "--single-run", "--http-address", "127.0.0.1:0",
-        "--strategy", "unordered", "--log.format", "json",
+        "replicate",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--single-run",
+        "--http-address",
+        "127.0.0.1:0",
+        "--strategy",
+        "unordered",
+        "--log.format",
+        "json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);

@@ -129,6 +129,20 @@ impl SourceBlock {
         Ok(objects)
     }
 
+    /// A block that cannot be planned, found after its meta.json was read: it keeps its place in
+    /// its group's order, and fails there.
+    pub fn defective(dir: &str, meta: RawMeta, defect: String) -> Self {
+        let group = meta.meta.group_key();
+        SourceBlock {
+            dir: dir.to_string(),
+            meta,
+            group,
+            markers: Markers::default(),
+            objects: Vec::new(),
+            defect: Some(defect),
+        }
+    }
+
     pub fn ulid(&self) -> Ulid {
         self.meta.meta.ulid
     }
@@ -149,9 +163,11 @@ impl SourceBlock {
     }
 }
 
-/// The bucket path of `rel_path` inside block folder `dir`.
+/// The bucket path of `rel_path` inside block folder `dir`. Listed names are already in
+/// object_store's encoded form, so they are joined as they are rather than encoded twice.
 pub fn block_path(dir: &str, rel_path: &str) -> Path {
-    Path::from_iter(std::iter::once(dir).chain(rel_path.split('/')))
+    Path::parse(format!("{dir}/{rel_path}"))
+        .unwrap_or_else(|_| Path::from_iter(std::iter::once(dir).chain(rel_path.split('/'))))
 }
 
 #[cfg(test)]

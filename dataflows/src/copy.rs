@@ -7,11 +7,12 @@
 //! is completed: a wrong source object never becomes a right-looking target object.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -20,6 +21,59 @@ use crate::block::ObjectSpec;
 
 /// Default multipart part size: above S3's 5 MiB minimum, small enough to bound memory.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// How often a failed object copy is tried again, and for how long at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub retries: usize,
+    pub timeout: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 10,
+            timeout: Duration::from_secs(180),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: the first error is final.
+    pub fn none() -> Self {
+        RetryPolicy { retries: 0, ..RetryPolicy::default() }
+    }
+
+    /// Exponential backoff with full jitter, so that many copies failing together (a throttling
+    /// store) do not retry in lockstep.
+    fn backoff(&self, attempt: usize) -> Duration {
+        let ceiling = self.initial_backoff.saturating_mul(1u32 << attempt.min(16) as u32).min(self.max_backoff);
+        ceiling.mul_f64(rand::random_range(0.0..=1.0))
+    }
+}
+
+/// Source and target are one store (same endpoint, bucket and credentials) under two prefixes:
+/// objects are copied by the store itself, without passing through bucketflow.
+#[derive(Clone)]
+pub struct SameStore {
+    pub store: Arc<dyn ObjectStore>,
+    pub source_prefix: Path,
+    pub target_prefix: Path,
+}
+
+impl std::fmt::Debug for SameStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SameStore({}: {} -> {})", self.store, self.source_prefix, self.target_prefix)
+    }
+}
+
+fn join(prefix: &Path, path: &Path) -> Path {
+    Path::from_iter(prefix.parts().chain(path.parts()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -31,6 +85,38 @@ pub enum CopyError {
     SourceSize { path: Path, expected: u64, actual: u64 },
     #[error("{path}: the source object's SHA256 is {actual}, meta.json lists {expected}")]
     SourceHash { path: Path, expected: String, actual: String },
+    #[error("writing {path} in the target")]
+    WriteMeta { path: Path, source: object_store::Error },
+    #[error("copying {path} within the store")]
+    ServerSide { path: Path, source: object_store::Error },
+    #[error("{path}: the target does not hold the expected object after a server-side copy")]
+    ServerSideMismatch { path: Path },
+}
+
+impl CopyError {
+    /// Whether trying again can help. A missing or forbidden object, or a request the store
+    /// does not support, fails the block at once; everything else (5xx, throttling, timeouts,
+    /// resets, and reads cut short, which show as a size or hash mismatch) is retried.
+    pub fn is_transient(&self) -> bool {
+        let store_error = match self {
+            CopyError::Source { source, .. }
+            | CopyError::Target { source, .. }
+            | CopyError::ServerSide { source, .. }
+            | CopyError::WriteMeta { source, .. } => source,
+            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => {
+                return true
+            }
+        };
+        !matches!(
+            store_error,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+                | object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. }
+                | object_store::Error::InvalidPath { .. }
+        )
+    }
 }
 
 /// What ensuring an object did.
@@ -49,6 +135,8 @@ pub struct Copier {
     pub source: Arc<dyn ObjectStore>,
     pub target: Arc<dyn ObjectStore>,
     pub part_size: usize,
+    pub retry: RetryPolicy,
+    pub same_store: Option<SameStore>,
     permits: Arc<Semaphore>,
 }
 
@@ -59,17 +147,80 @@ impl Copier {
         concurrency: usize,
         part_size: usize,
     ) -> Self {
-        Copier { source, target, part_size: part_size.max(1), permits: Arc::new(Semaphore::new(concurrency.max(1))) }
+        Copier {
+            source,
+            target,
+            part_size: part_size.max(1),
+            retry: RetryPolicy::default(),
+            same_store: None,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        Copier { retry, ..self }
+    }
+
+    pub fn with_same_store(self, same_store: Option<SameStore>) -> Self {
+        Copier { same_store, ..self }
     }
 
     /// Makes sure the target holds an intact copy of `spec` at `path`: skips it when the target
     /// already has the right size (and hash, where listed), copies it otherwise.
+    /// Transient failures are tried again with backoff, within the retry policy; the permit is
+    /// released while waiting, so a failing object does not hold a slot others could use.
     pub async fn ensure(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
-        let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
+        self.retrying(path, || async {
+            let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
+            self.ensure_once(path, spec).await
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, or the retry policy is spent.
+    pub async fn retrying<T, F, Fut>(&self, path: &Path, mut attempt: F) -> Result<T, CopyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CopyError>>,
+    {
+        let deadline = Instant::now() + self.retry.timeout;
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(error) if error.is_transient() && tries < self.retry.retries && Instant::now() < deadline => {
+                    let wait = self.retry.backoff(tries).min(deadline.saturating_duration_since(Instant::now()));
+                    tries += 1;
+                    tracing::warn!(%path, attempt = tries, error = %crate::error::error_chain(&error), "request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn ensure_once(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
         if let Some(e_tag) = self.target_intact(path, spec).await? {
             return Ok(ObjectDone { copied: false, bytes: 0, e_tag });
         }
-        self.copy(path, spec).await
+        match &self.same_store {
+            Some(same) => self.copy_server_side(same, path, spec).await,
+            None => self.copy(path, spec).await,
+        }
+    }
+
+    /// Lets the store copy the object, then checks the result like any other copy.
+    async fn copy_server_side(
+        &self,
+        same: &SameStore,
+        path: &Path,
+        spec: &ObjectSpec,
+    ) -> Result<ObjectDone, CopyError> {
+        let (from, to) = (join(&same.source_prefix, path), join(&same.target_prefix, path));
+        same.store.copy(&from, &to).await.map_err(|source| CopyError::ServerSide { path: path.clone(), source })?;
+        match self.target_intact(path, spec).await? {
+            Some(e_tag) => Ok(ObjectDone { copied: true, bytes: spec.size, e_tag }),
+            None => Err(CopyError::ServerSideMismatch { path: path.clone() }),
+        }
     }
 
     /// `Some(etag)` when the target holds `path` with the expected size, and the expected SHA256
@@ -126,29 +277,30 @@ impl Copier {
         let target_err = |operation, source| CopyError::Target { operation, path: path.clone(), source };
         let mut upload = self.target.put_multipart(path).await.map_err(|e| target_err("starting upload of", e))?;
         let outcome: Result<(), CopyError> = async {
-            let mut part = BytesMut::with_capacity(self.part_size);
-            loop {
-                let chunk = stream
-                    .next()
-                    .await
-                    .transpose()
-                    .map_err(|source| CopyError::Source { path: path.clone(), source })?;
-                let end = chunk.is_none();
-                if let Some(chunk) = chunk {
-                    verifier.update(&chunk)?;
-                    part.extend_from_slice(&chunk);
-                } else {
-                    verifier.finish()?;
-                }
-                while part.len() >= self.part_size || (end && !part.is_empty()) {
-                    let take = part.len().min(self.part_size);
-                    let payload = PutPayload::from(part.split_to(take).freeze());
-                    upload.put_part(payload).await.map_err(|e| target_err("uploading a part of", e))?;
-                }
-                if end {
-                    return Ok(());
+            // A part is built from the stream's own chunks, without copying them into a growing
+            // buffer, so a copy holds one part (plus the chunk that crosses its end) in memory.
+            let mut part = PutPayloadMut::new();
+            let mut part_len = 0;
+            while let Some(mut chunk) =
+                stream.next().await.transpose().map_err(|source| CopyError::Source { path: path.clone(), source })?
+            {
+                verifier.update(&chunk)?;
+                while !chunk.is_empty() {
+                    let take = chunk.len().min(self.part_size - part_len);
+                    part.push(chunk.split_to(take));
+                    part_len += take;
+                    if part_len == self.part_size {
+                        let full = std::mem::take(&mut part).freeze();
+                        part_len = 0;
+                        upload.put_part(full).await.map_err(|e| target_err("uploading a part of", e))?;
+                    }
                 }
             }
+            verifier.finish()?;
+            if part_len > 0 {
+                upload.put_part(part.freeze()).await.map_err(|e| target_err("uploading a part of", e))?;
+            }
+            Ok(())
         }
         .await;
         match outcome {
@@ -167,6 +319,10 @@ impl Copier {
     /// At commit time: true when the target still holds `path` with the expected size, and the
     /// ETag recorded at copy time where both are known.
     pub async fn still_intact(&self, path: &Path, spec: &ObjectSpec, e_tag: Option<&str>) -> Result<bool, CopyError> {
+        self.retrying(path, || self.still_intact_once(path, spec, e_tag)).await
+    }
+
+    async fn still_intact_once(&self, path: &Path, spec: &ObjectSpec, e_tag: Option<&str>) -> Result<bool, CopyError> {
         match self.target.head(path).await {
             Ok(head) => {
                 Ok(head.size == spec.size

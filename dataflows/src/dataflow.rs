@@ -21,9 +21,11 @@ use crate::block::{block_path, ObjectSpec, SourceBlock};
 use crate::copy::Copier;
 use crate::error::error_chain;
 use crate::filter::BlockFilter;
-use crate::operators::{AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit};
+use crate::operators::{
+    commit_inputs, AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit,
+};
 use crate::report::{BlockOutcome, Outcome, Record};
-use crate::source::{list_block_dirs, load_block, read_meta_bytes, Unusable};
+use crate::source::{list_block_dirs, load_block, read_meta_bytes, SourceError, Unusable};
 use crate::strategy::Strategy;
 use crate::{route, Epoch, RunRequest};
 
@@ -61,6 +63,21 @@ fn block_record(block: &SourceBlock, outcome: Outcome) -> Record {
     })
 }
 
+/// A block read from the source that will not reach the copy stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Unloaded {
+    Record(Record),
+    /// Its meta.json could not be read, so its group is unknown.
+    Barrier {
+        dir: String,
+        error: String,
+    },
+}
+
+fn defective(block: SourceBlock, defect: String) -> SourceBlock {
+    SourceBlock { defect: Some(defect), objects: Vec::new(), ..block }
+}
+
 fn dir_record(dir: &str, outcome: Outcome) -> Record {
     Record::Block(BlockOutcome { block: dir.to_string(), group: None, min_time: None, max_time: None, outcome })
 }
@@ -81,6 +98,7 @@ pub fn build<'scope>(
         rt.clone(),
         1,
         |_| (),
+        |_, message| vec![Err(Record::RunError(format!("internal error: listing panicked: {message}")))],
         move |request: RunRequest| {
             let source = c.source.clone();
             async move {
@@ -101,6 +119,7 @@ pub fn build<'scope>(
         rt.clone(),
         ctx.concurrency,
         |_| (),
+        |(_, dir), message| vec![Err(Unloaded::Barrier { error: format!("internal error: reading it panicked: {message}"), dir })],
         move |(request, dir): (RunRequest, String)| {
             let source = c.source.clone();
             async move {
@@ -108,17 +127,36 @@ pub fn build<'scope>(
                     Ok(block) => Ok((request, block)),
                     Err(Unusable::Partial(reason)) => {
                         tracing::warn!(block = %dir, run = request.run_id, %reason, "skipping block");
-                        Err(dir_record(&dir, Outcome::Skipped { reason }))
+                        Err(Unloaded::Record(dir_record(&dir, Outcome::Skipped { reason })))
                     }
-                    Err(Unusable::Broken(error)) => {
+                    Err(Unusable::Unsupported(error)) => {
                         tracing::warn!(block = %dir, run = request.run_id, %error, "block failed");
-                        Err(dir_record(&dir, Outcome::Failed { error, objects_copied: 0, bytes_copied: 0 }))
+                        Err(Unloaded::Record(dir_record(&dir, Outcome::Failed { error, objects_copied: 0, bytes_copied: 0 })))
+                    }
+                    Err(Unusable::Unreadable(error)) => {
+                        tracing::error!(block = %dir, run = request.run_id, %error, "meta.json unreadable; holding back every group this run");
+                        Err(Unloaded::Barrier { dir, error })
                     }
                 }]
             }
         },
     );
-    let (loaded, load_records) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
+    let (loaded, unloaded) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
+    let barriers = unloaded.clone().flat_map(|u| match u {
+        Unloaded::Barrier { dir, .. } => Some(dir),
+        Unloaded::Record(_) => None,
+    });
+    let load_records = unloaded.map(|u| match u {
+        Unloaded::Record(record) => record,
+        Unloaded::Barrier { dir, error } => dir_record(
+            &dir,
+            Outcome::Failed {
+                error: format!("{error} (its compaction group is unknown, so every group is held back this run)"),
+                objects_copied: 0,
+                bytes_copied: 0,
+            },
+        ),
+    });
 
     let c = ctx.clone();
     let (selected, filtered) =
@@ -136,6 +174,7 @@ pub fn build<'scope>(
         rt.clone(),
         ctx.concurrency,
         |_| (),
+        |block, message| vec![Ok(defective(block, format!("internal error: checking the target panicked: {message}")))],
         move |block: SourceBlock| {
             let target = c.target.clone();
             async move {
@@ -143,11 +182,11 @@ pub fn build<'scope>(
                     Ok(Some(bytes)) if bytes == block.meta.bytes => {
                         Err(block_record(&block, Outcome::AlreadyReplicated))
                     }
-                    Ok(_) => Ok(block),
-                    Err(e) => Err(block_record(
-                        &block,
-                        Outcome::Failed { error: error_chain(&e), objects_copied: 0, bytes_copied: 0 },
-                    )),
+                    // An oversized target meta.json is not this block's: it is replaced.
+                    Ok(_) | Err(SourceError::TooLarge { .. }) => Ok(block),
+                    // Failing here, outside the commit queue, would let the group's newer blocks
+                    // commit; as a defect the block fails in its place in the order instead.
+                    Err(e) => Ok(defective(block, error_chain(&e))),
                 }]
             }
         },
@@ -156,7 +195,11 @@ pub fn build<'scope>(
 
     let outcomes = if ctx.dry_run {
         to_copy.map(|block| {
-            block_record(&block, Outcome::Planned { objects: block.objects.len() as u64, bytes: block.total_bytes() })
+            let outcome = match &block.defect {
+                Some(error) => Outcome::Failed { error: error.clone(), objects_copied: 0, bytes_copied: 0 },
+                None => Outcome::Planned { objects: block.objects.len() as u64, bytes: block.total_bytes() },
+            };
+            block_record(&block, outcome)
         })
     } else {
         let strategy = ctx.strategy;
@@ -175,22 +218,32 @@ pub fn build<'scope>(
         let copy_pact = Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
         let copy_limit = strategy.copy_concurrency(ctx.concurrency);
         let priority = |job: &CopyJob| (job.min_time, job.ulid, job.spec.rank());
-        let completions =
-            jobs.async_flat_map("Copy", copy_pact, rt.clone(), copy_limit, priority, move |job: CopyJob| {
+        let completions = jobs.async_flat_map(
+            "Copy",
+            copy_pact,
+            rt.clone(),
+            copy_limit,
+            priority,
+            |job, message| {
+                let result = Err(format!("internal error: the copy panicked: {message}"));
+                vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
+            },
+            move |job: CopyJob| {
                 let copier = c.copier.clone();
                 async move {
                     let path = block_path(&job.dir, &job.spec.rel_path);
                     let result = copier.ensure(&path, &job.spec).await.map_err(|e| error_chain(&e));
                     vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
                 }
-            });
+            },
+        );
         let policy = CommitPolicy {
             copier: ctx.copier.clone(),
             ordered: strategy.ordered_commit(),
             recheck_concurrency: copy_limit,
             runtime: rt,
         };
-        blocks.ordered_commit(completions, policy)
+        commit_inputs(blocks, barriers).ordered_commit(completions, policy)
     };
 
     let records = scope.concatenate([list_errors, load_records, filtered, already, outcomes]);

@@ -9,7 +9,7 @@ use object_store::ObjectStore;
 use timely::dataflow::operators::vec::Input;
 use timely::WorkerConfig;
 
-use crate::copy::{Copier, DEFAULT_PART_SIZE};
+use crate::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
 use crate::dataflow::{build, Context};
 use crate::filter::BlockFilter;
 use crate::report::RunReport;
@@ -30,6 +30,10 @@ pub struct EngineConfig {
     /// Plan only: read and filter, write nothing.
     pub dry_run: bool,
     pub filter: BlockFilter,
+    /// Per-object retries of transient copy failures.
+    pub retry: RetryPolicy,
+    /// Set when source and target are one store, for server-side copies.
+    pub same_store: Option<SameStore>,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +45,8 @@ impl Default for EngineConfig {
             part_size: DEFAULT_PART_SIZE,
             dry_run: false,
             filter: BlockFilter::default(),
+            retry: RetryPolicy::default(),
+            same_store: None,
         }
     }
 }
@@ -80,7 +86,9 @@ impl Replicator {
             target.clone(),
             config.strategy.copy_concurrency(config.concurrency),
             config.part_size,
-        );
+        )
+        .with_retry(config.retry)
+        .with_same_store(config.same_store.clone());
         let context = Arc::new(Context {
             source,
             target,

@@ -17,7 +17,7 @@ pub const META_FILENAME: &str = "meta.json";
 /// The only meta.json version Prometheus and Thanos write.
 pub const SUPPORTED_META_VERSION: u32 = 1;
 /// A meta.json larger than this is treated as corrupt rather than read into memory.
-pub const MAX_META_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_META_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a meta.json could not be used.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -3,13 +3,13 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, ObjectStore};
 use ulid::Ulid;
 
 use crate::block::SourceBlock;
 use crate::error::error_chain;
 use crate::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
-use crate::meta::{parse_meta, MetaError, MAX_META_BYTES, META_FILENAME};
+use crate::meta::{parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -17,17 +17,22 @@ pub enum SourceError {
     List(#[source] object_store::Error),
     #[error("reading {path}")]
     Read { path: Path, source: object_store::Error },
+    #[error("{path} has {size} bytes, more than the {limit}-byte limit")]
+    TooLarge { path: Path, size: u64, limit: usize },
     #[error("listing block folder {block}")]
     ListBlock { block: String, source: object_store::Error },
 }
 
-/// Why a listed block folder will not be replicated.
+/// Why a listed block folder will not be replicated, when that is known before its group is.
 #[derive(Debug)]
 pub enum Unusable {
     /// No usable meta.json: an upload in progress or abandoned, skipped as Thanos does.
     Partial(String),
-    /// The block exists but is wrong, or the source could not be read: a failure of the run.
-    Broken(String),
+    /// meta.json says the block is of a format bucketflow cannot read: a failure of this block.
+    Unsupported(String),
+    /// meta.json could not be read at all. The block's compaction group is unknown, so no
+    /// group can be sure that it has no older block missing: the run holds back every group.
+    Unreadable(String),
 }
 
 /// The block folders at the bucket root: every common prefix whose name is a ULID. Anything else
@@ -43,18 +48,23 @@ pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, Sou
         .collect())
 }
 
-/// Reads meta.json of block folder `dir` with a size cap. `None` when there is none.
-pub async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Result<Option<Bytes>, SourceError> {
-    let path = Path::from_iter([dir, META_FILENAME]);
+/// Reads a small object whole, refusing one larger than `limit` without reading its body.
+/// `None` when there is no such object. (A ranged read is not used: it fails on an empty object.)
+pub async fn read_small(store: &dyn ObjectStore, path: &Path, limit: usize) -> Result<Option<Bytes>, SourceError> {
     let read_err = |source| SourceError::Read { path: path.clone(), source };
-    // Ask for one byte more than the cap, so that an oversized meta.json is noticed without
-    // reading all of it.
-    let options = GetOptions { range: Some(GetRange::Bounded(0..MAX_META_BYTES as u64 + 1)), ..Default::default() };
-    match store.get_opts(&path, options).await {
+    match store.get_opts(path, GetOptions::default()).await {
+        Ok(result) if result.meta.size > limit as u64 => {
+            Err(SourceError::TooLarge { path: path.clone(), size: result.meta.size, limit })
+        }
         Ok(result) => Ok(Some(result.bytes().await.map_err(read_err)?)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(source) => Err(read_err(source)),
     }
+}
+
+/// Reads meta.json of block folder `dir` with the size cap. `None` when there is none.
+pub async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Result<Option<Bytes>, SourceError> {
+    read_small(store, &Path::from_iter([dir, META_FILENAME]), MAX_META_BYTES).await
 }
 
 /// The objects under a block folder, as paths relative to it, with their sizes.
@@ -65,30 +75,45 @@ pub async fn list_block(store: &dyn ObjectStore, dir: &str) -> Result<Vec<(Strin
         .try_collect()
         .await
         .map_err(|source| SourceError::ListBlock { block: dir.to_string(), source })?;
+    let folder = format!("{dir}/");
     Ok(objects
         .into_iter()
-        .filter_map(|o| {
-            let rel: Vec<_> = o.location.prefix_match(&prefix)?.map(|part| part.as_ref().to_string()).collect();
-            Some((rel.join("/"), o.size))
-        })
+        .filter_map(|o| Some((o.location.as_ref().strip_prefix(&folder)?.to_string(), o.size)))
         .collect())
 }
 
-/// Reads and plans one source block.
+/// Reads and plans one source block. Once meta.json is parsed, every later problem makes the
+/// block defective rather than unusable, so that it keeps its place in its group's order.
 pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBlock, Unusable> {
-    let broken = |e: SourceError| Unusable::Broken(error_chain(&e));
-    let Some(bytes) = read_meta_bytes(store, dir).await.map_err(broken)? else {
-        return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into()));
+    let bytes = match read_meta_bytes(store, dir).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into())),
+        Err(e @ SourceError::TooLarge { .. }) => return Err(Unusable::Partial(e.to_string())),
+        Err(e) => return Err(Unusable::Unreadable(error_chain(&e))),
     };
-    let meta = match parse_meta(dir, bytes) {
+    let meta = match parse_meta(dir, bytes.clone()) {
         Ok(meta) => meta,
-        Err(e @ MetaError::UnsupportedVersion { .. }) => return Err(Unusable::Broken(e.to_string())),
+        Err(e @ MetaError::UnsupportedVersion { .. }) => {
+            // Its group may still be readable; then the block fails in its group's order.
+            return match serde_json::from_slice::<BlockMeta>(&bytes) {
+                Ok(meta) if meta.ulid.to_string() == dir => {
+                    Ok(SourceBlock::defective(dir, RawMeta { bytes, meta }, e.to_string()))
+                }
+                _ => Err(Unusable::Unsupported(e.to_string())),
+            };
+        }
         Err(e) => return Err(Unusable::Partial(e.to_string())),
     };
-    let listing = list_block(store, dir).await.map_err(broken)?;
+    let listing = match list_block(store, dir).await {
+        Ok(listing) => listing,
+        Err(e) => return Ok(SourceBlock::defective(dir, meta, error_chain(&e))),
+    };
     let mut block = SourceBlock::plan(dir, meta, listing);
     if block.markers.deletion {
-        block.markers.deletion_time = read_deletion_time(store, dir).await.map_err(broken)?;
+        match read_deletion_time(store, dir).await {
+            Ok(time) => block.markers.deletion_time = time,
+            Err(e) => return Ok(SourceBlock::defective(dir, block.meta, error_chain(&e))),
+        }
     }
     Ok(block)
 }
@@ -97,12 +122,14 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
 /// which Thanos treats as no mark (with a warning).
 async fn read_deletion_time(store: &dyn ObjectStore, dir: &str) -> Result<Option<i64>, SourceError> {
     let path = Path::from_iter([dir, DELETION_MARK]);
-    let options = GetOptions { range: Some(GetRange::Bounded(0..MAX_MARKER_BYTES as u64)), ..Default::default() };
-    let read_err = |source| SourceError::Read { path: path.clone(), source };
-    let bytes = match store.get_opts(&path, options).await {
-        Ok(result) => result.bytes().await.map_err(read_err)?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(read_err(source)),
+    let bytes = match read_small(store, &path, MAX_MARKER_BYTES).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(e @ SourceError::TooLarge { .. }) => {
+            tracing::warn!(block = dir, error = %e, "ignoring an oversized deletion-mark.json");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     };
     match serde_json::from_slice::<DeletionMark>(&bytes) {
         Ok(mark) => Ok(Some(mark.deletion_time)),

@@ -23,7 +23,8 @@ pub trait AsyncFlatMap<'scope, D> {
     ///
     /// Progress: the operator holds a capability for an epoch while any record of that epoch is
     /// queued or in flight, so the frontier downstream passes an epoch only when every future of
-    /// that epoch has finished and its outputs are sent. A future that panics yields no output.
+    /// that epoch has finished and its outputs are sent. A future that panics yields
+    /// `on_panic(record, message)` instead, so that every record still ends in an output.
     fn async_flat_map<D2, K, P, F, Fut>(
         self,
         name: &str,
@@ -31,6 +32,7 @@ pub trait AsyncFlatMap<'scope, D> {
         runtime: Handle,
         limit: usize,
         priority: impl Fn(&D) -> K + 'static,
+        on_panic: fn(D, String) -> Vec<D2>,
         logic: F,
     ) -> StreamVec<'scope, Epoch, D2>
     where
@@ -41,7 +43,7 @@ pub trait AsyncFlatMap<'scope, D> {
         Fut: Future<Output = Vec<D2>> + Send + 'static;
 }
 
-impl<'scope, D: Clone + 'static> AsyncFlatMap<'scope, D> for StreamVec<'scope, Epoch, D> {
+impl<'scope, D: Clone + Send + 'static> AsyncFlatMap<'scope, D> for StreamVec<'scope, Epoch, D> {
     fn async_flat_map<D2, K, P, F, Fut>(
         self,
         name: &str,
@@ -49,6 +51,7 @@ impl<'scope, D: Clone + 'static> AsyncFlatMap<'scope, D> for StreamVec<'scope, E
         runtime: Handle,
         limit: usize,
         priority: impl Fn(&D) -> K + 'static,
+        on_panic: fn(D, String) -> Vec<D2>,
         mut logic: F,
     ) -> StreamVec<'scope, Epoch, D2>
     where
@@ -92,8 +95,11 @@ impl<'scope, D: Clone + 'static> AsyncFlatMap<'scope, D> for StreamVec<'scope, E
                     let Some(((epoch, _, _), record)) = queue.pop_first() else {
                         break;
                     };
+                    let fallback = record.clone();
                     let future = logic(record);
-                    tasks.spawn(async move { (epoch, future.await) }, move |_| (epoch, Vec::new()));
+                    tasks.spawn(async move { (epoch, future.await) }, move |message| {
+                        (epoch, on_panic(fallback, message))
+                    });
                 }
             }
         })

@@ -6,9 +6,12 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::broadcast::Broadcast;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 use tokio::runtime::Handle;
 use ulid::Ulid;
@@ -26,6 +29,27 @@ use crate::{route, Epoch};
 pub struct CommitBlock {
     pub queue: String,
     pub block: SourceBlock,
+}
+
+/// What the commit's first input carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CommitInput {
+    Block(CommitBlock),
+    /// A block of unknown group failed (its meta.json could not be read): every queue of the
+    /// epoch is held back behind it, since any group might have lost an older block.
+    Barrier {
+        dir: String,
+    },
+}
+
+/// Routes blocks to the worker that owns their queue, and barriers to every worker.
+pub fn commit_inputs<'scope>(
+    blocks: StreamVec<'scope, Epoch, CommitBlock>,
+    barriers: StreamVec<'scope, Epoch, String>,
+) -> StreamVec<'scope, Epoch, CommitInput> {
+    let blocks = blocks.exchange(|b: &CommitBlock| route(&b.queue)).map(CommitInput::Block);
+    let barriers = barriers.broadcast().map(|dir| CommitInput::Barrier { dir });
+    blocks.concat(barriers)
 }
 
 /// The end of one object's copy, sent back to the worker that owns the block's queue.
@@ -54,8 +78,8 @@ enum CommitError {
     Recheck(#[source] CopyError),
     #[error("{path} is still wrong in the target after copying it again")]
     StillWrong { path: object_store::path::Path },
-    #[error("writing {path}")]
-    WriteMeta { path: object_store::path::Path, source: object_store::Error },
+    #[error("writing meta.json")]
+    WriteMeta(#[source] CopyError),
 }
 
 /// Commits blocks whose objects have all been copied.
@@ -64,11 +88,12 @@ pub trait OrderedCommit<'scope> {
     /// after re-checking every object in the target (HEAD: size, and ETag where known) and
     /// copying again any that went missing or changed.
     ///
-    /// Order: blocks and completions are exchanged by queue key, so one worker owns each queue.
+    /// Order: blocks (routed by [`commit_inputs`]) and completions are exchanged by queue key, so
+    /// one worker owns each queue.
     /// With `ordered`, a queue's blocks commit one at a time in ascending (minTime, ULID) order,
     /// and the first commit of an epoch waits until the blocks input has passed the epoch, so
     /// that no older block can still arrive. A block that fails holds back the later blocks of its
-    /// queue for the epoch; other queues go on.
+    /// queue for the epoch; other queues go on. A barrier holds back every queue of its epoch.
     ///
     /// Progress: every block yields exactly one record at its epoch. The operator holds the epoch
     /// while it has blocks or commits of it, and lets go once both inputs have passed it. Blocks
@@ -136,6 +161,8 @@ struct EpochState {
     index: HashMap<String, (String, (i64, Ulid))>,
     /// Completions that arrived before their block.
     early: HashMap<String, Vec<Completion>>,
+    /// The block of unknown group that holds back every queue of this epoch.
+    barrier: Option<String>,
 }
 
 impl EpochState {
@@ -170,18 +197,17 @@ impl EpochState {
     }
 }
 
-impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
+impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
     fn ordered_commit(
         self,
         completions: StreamVec<'scope, Epoch, Completion>,
         policy: CommitPolicy,
     ) -> StreamVec<'scope, Epoch, Record> {
         let worker = self.scope().worker();
-        let blocks_pact = Exchange::new(|b: &CommitBlock| route(&b.queue));
         let completions_pact = Exchange::new(|c: &Completion| route(&c.queue));
         self.binary_frontier::<_, CapacityContainerBuilder<Vec<Record>>, _, _, _, _>(
             completions,
-            blocks_pact,
+            Pipeline,
             completions_pact,
             "OrderedCommit",
             move |_initial, info| {
@@ -194,13 +220,17 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
                     queues: BTreeMap::new(),
                     index: HashMap::new(),
                     early: HashMap::new(),
+                    barrier: None,
                 };
                 move |(blocks, blocks_frontier), (completions, completions_frontier), output| {
                     blocks.for_each(|cap, data| {
                         let epoch = *cap.least().expect("totally ordered");
                         let state = epochs.entry(epoch).or_insert_with(|| new_state(cap.delayed(&epoch, 0)));
-                        for CommitBlock { queue, block } in data.drain(..) {
-                            state.add_block(queue, block);
+                        for input in data.drain(..) {
+                            match input {
+                                CommitInput::Block(CommitBlock { queue, block }) => state.add_block(queue, block),
+                                CommitInput::Barrier { dir } => state.barrier = state.barrier.take().or(Some(dir)),
+                            }
                         }
                     });
                     completions.for_each(|cap, data| {
@@ -228,6 +258,9 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitBlock> {
                         let inputs_done = blocks_done && !completions_frontier.frontier().less_equal(&epoch);
                         let mut records = Vec::new();
                         for (queue_key, queue) in state.queues.iter_mut() {
+                            if policy.ordered && queue.failed_at.is_none() {
+                                queue.failed_at = state.barrier.clone();
+                            }
                             advance_queue(
                                 epoch,
                                 queue_key,
@@ -358,9 +391,12 @@ async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) ->
     }
     let meta_path = block.path(META_FILENAME);
     copier
-        .target
-        .put(&meta_path, PutPayload::from(block.meta.bytes.clone()))
+        .retrying(&meta_path, || async {
+            let payload = PutPayload::from(block.meta.bytes.clone());
+            let put = copier.target.put(&meta_path, payload).await;
+            put.map(|_| ()).map_err(|source| CopyError::WriteMeta { path: meta_path.clone(), source })
+        })
         .await
-        .map_err(|source| CommitError::WriteMeta { path: meta_path, source })?;
+        .map_err(CommitError::WriteMeta)?;
     Ok((repaired.len() as u64, repaired.iter().map(|(_, _, d)| d.bytes).sum()))
 }

@@ -7,4 +7,4 @@ pub mod tasks;
 
 pub use async_flat_map::AsyncFlatMap;
 pub use collect::CollectRuns;
-pub use commit::{CommitBlock, CommitPolicy, Completion, OrderedCommit};
+pub use commit::{commit_inputs, CommitBlock, CommitInput, CommitPolicy, Completion, OrderedCommit};

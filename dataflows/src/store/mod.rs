@@ -1,7 +1,9 @@
 //! Object store decorators, in object_store's style: each wraps any store and adds one thing.
 
+pub mod faults;
 pub mod read_only;
 pub mod safety;
 
+pub use faults::{FaultRule, FaultyStore, Op};
 pub use read_only::ReadOnlyStore;
 pub use safety::{SafetyChecker, Violation};

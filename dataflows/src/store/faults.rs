@@ -1,0 +1,191 @@
+//! `FaultyStore`: injects request failures by path pattern, operation, count and rate.
+//!
+//! Tests and benchmarks use it to show that transient failures are retried, permanent ones fail
+//! only their block, and no failure ever lets an incomplete block become visible.
+#![deny(clippy::missing_trait_methods)]
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use regex::Regex;
+
+/// The kind of request a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Get,
+    Head,
+    Put,
+    List,
+    Delete,
+    Copy,
+}
+
+/// One way to fail: requests of `ops` on paths matching `path` fail with probability `rate`,
+/// at most `times` times (unlimited when `None`).
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub path: Regex,
+    pub ops: Vec<Op>,
+    pub rate: f64,
+    pub times: Option<usize>,
+    /// A permanent failure (access denied) is not worth retrying; a transient one (a 503) is.
+    pub permanent: bool,
+}
+
+impl FaultRule {
+    /// Every matching request fails, transiently, until `times` have failed.
+    pub fn transient(path: &str, ops: &[Op], times: Option<usize>) -> Self {
+        FaultRule {
+            path: Regex::new(path).expect("a valid test regex"),
+            ops: ops.to_vec(),
+            rate: 1.0,
+            times,
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(path: &str, ops: &[Op]) -> Self {
+        FaultRule { permanent: true, ..FaultRule::transient(path, ops, None) }
+    }
+
+    pub fn with_rate(self, rate: f64) -> Self {
+        FaultRule { rate, ..self }
+    }
+}
+
+pub struct FaultyStore<T> {
+    inner: T,
+    faults: Arc<Faults>,
+}
+
+/// The rules and their state, shared with the streams the store hands out.
+struct Faults {
+    rules: Vec<FaultRule>,
+    state: Mutex<(StdRng, Vec<usize>)>,
+    injected: AtomicUsize,
+}
+
+impl<T> FaultyStore<T> {
+    pub fn new(inner: T, rules: Vec<FaultRule>, seed: u64) -> Self {
+        let counts = vec![0; rules.len()];
+        let faults =
+            Faults { rules, state: Mutex::new((StdRng::seed_from_u64(seed), counts)), injected: AtomicUsize::new(0) };
+        FaultyStore { inner, faults: Arc::new(faults) }
+    }
+
+    /// How many failures were injected so far.
+    pub fn injected(&self) -> usize {
+        self.faults.injected.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, op: Op, path: &Path) -> Result<()> {
+        self.faults.check(op, path)
+    }
+}
+
+impl Faults {
+    fn check(&self, op: Op, path: &Path) -> Result<()> {
+        let mut state = self.state.lock().expect("the fault state lock is never poisoned");
+        let (rng, counts) = &mut *state;
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !rule.ops.contains(&op) || !rule.path.is_match(path.as_ref()) {
+                continue;
+            }
+            if rule.times.is_some_and(|t| counts[i] >= t) || !rng.random_bool(rule.rate.clamp(0.0, 1.0)) {
+                continue;
+            }
+            counts[i] += 1;
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            let source = format!("injected {op:?} fault on {path}").into();
+            return Err(if rule.permanent {
+                object_store::Error::PermissionDenied { path: path.to_string(), source }
+            } else {
+                object_store::Error::Generic { store: "FaultyStore", source }
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for FaultyStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for FaultyStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyStore").field("inner", &self.inner).field("rules", &self.faults.rules).finish()
+    }
+}
+
+#[async_trait]
+impl<T: ObjectStore> ObjectStore for FaultyStore<T> {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        self.check(Op::Put, location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.check(Op::Put, location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.check(if options.head { Op::Head } else { Op::Get }, location)?;
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.check(Op::Get, location)?;
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        let faults = self.faults.clone();
+        let checked = locations.map(move |p| p.and_then(|p| faults.check(Op::Delete, &p).map(|_| p)));
+        self.inner.delete_stream(checked.boxed())
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        match self.check(Op::List, prefix.unwrap_or(&Path::default())) {
+            Ok(()) => self.inner.list(prefix),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+        match self.check(Op::List, prefix.unwrap_or(&Path::default())) {
+            Ok(()) => self.inner.list_with_offset(prefix, offset),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.check(Op::List, prefix.unwrap_or(&Path::default()))?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.check(Op::Copy, to)?;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.check(Op::Copy, to)?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}

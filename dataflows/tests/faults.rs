@@ -1,0 +1,164 @@
+//! Failures from the stores: transient ones are retried, permanent ones fail their block, and a
+//! block that fails anywhere holds back its group (or, when its group is unknown, every group).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketflow_dataflows::block::block_path;
+use bucketflow_dataflows::copy::RetryPolicy;
+use bucketflow_dataflows::report::Outcome;
+use bucketflow_dataflows::store::safety::ExpectedBlock;
+use bucketflow_dataflows::store::{FaultRule, FaultyStore, Op, SafetyChecker};
+use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
+use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        retries: 8,
+        timeout: Duration::from_secs(30),
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(20),
+    }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        strategy: Strategy::Grouped,
+        workers: 2,
+        concurrency: 8,
+        retry: fast_retries(),
+        ..EngineConfig::default()
+    }
+}
+
+fn replicate(rt: &tokio::runtime::Runtime, source: Arc<dyn ObjectStore>, target: Arc<dyn ObjectStore>) -> RunReport {
+    let mut replicator = Replicator::start(source, target, config(), rt.handle().clone()).unwrap();
+    let report = replicator.run().unwrap();
+    replicator.shutdown().unwrap();
+    report
+}
+
+async fn contents(store: &dyn ObjectStore) -> BTreeMap<String, Bytes> {
+    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+    let mut out = BTreeMap::new();
+    for m in metas {
+        out.insert(m.location.to_string(), store.get(&m.location).await.unwrap().bytes().await.unwrap());
+    }
+    out
+}
+
+fn bucket(rt: &tokio::runtime::Runtime, groups: usize, per: usize) -> (Vec<SynthBlock>, Arc<InMemory>) {
+    let blocks = generate(&SynthSpec { groups, blocks_per_group: per, ..SynthSpec::default() });
+    let store = Arc::new(InMemory::new());
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    rt.block_on(write(&dyn_store, &blocks)).unwrap();
+    (blocks, store)
+}
+
+fn checker(blocks: &[SynthBlock]) -> Arc<SafetyChecker<InMemory>> {
+    Arc::new(SafetyChecker::new(InMemory::new(), blocks.iter().map(ExpectedBlock::from)))
+}
+
+#[test]
+fn transient_failures_are_retried_and_the_run_completes_safely() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 3, 4);
+    let flaky_source = Arc::new(FaultyStore::new(
+        source.clone(),
+        vec![FaultRule::transient(r"/(chunks/|index)", &[Op::Get], None).with_rate(0.3)],
+        7,
+    ));
+    let target = checker(&blocks);
+    let flaky_target = Arc::new(FaultyStore::new(
+        target.clone(),
+        vec![FaultRule::transient(r"/(chunks/|index)", &[Op::Put, Op::Head], None).with_rate(0.2)],
+        8,
+    ));
+    let report = replicate(&rt, flaky_source.clone(), flaky_target.clone());
+    assert!(flaky_source.injected() + flaky_target.injected() > 5, "faults were injected");
+    assert_eq!(report.counts.replicated, 12, "{report:#?}");
+    assert_eq!(target.violations(), vec![]);
+    assert_eq!(rt.block_on(contents(&*target)), rt.block_on(contents(&*source)));
+}
+
+#[test]
+fn a_permanent_failure_fails_its_block_at_once_and_holds_back_its_group() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 2, 3);
+    let denied = format!("{}/index", blocks[0].dir);
+    let faulty = Arc::new(FaultyStore::new(source, vec![FaultRule::permanent(&denied, &[Op::Get])], 1));
+    let target = checker(&blocks);
+    let report = replicate(&rt, faulty.clone(), target.clone());
+    assert_eq!(faulty.injected(), 1, "a permanent failure is not retried");
+    let outcomes = report.outcomes();
+    assert!(matches!(outcomes[blocks[0].dir.as_str()], Outcome::Failed { error, .. } if error.contains("index")));
+    for later in &blocks[1..3] {
+        assert_eq!(outcomes[later.dir.as_str()], &Outcome::HeldBack { behind: blocks[0].dir.clone() });
+    }
+    assert_eq!(report.counts.replicated, 3, "the other group goes on");
+    assert_eq!(target.violations(), vec![]);
+}
+
+#[test]
+fn a_target_that_cannot_be_read_fails_the_block_in_its_group_order() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 2, 3);
+    let target = checker(&blocks);
+    let meta = format!("{}/meta.json", blocks[1].dir);
+    let faulty = Arc::new(FaultyStore::new(target.clone(), vec![FaultRule::permanent(&meta, &[Op::Get])], 1));
+    let report = replicate(&rt, source, faulty);
+    let outcomes = report.outcomes();
+    assert_eq!(outcomes[blocks[0].dir.as_str()].kind(), "replicated");
+    assert_eq!(outcomes[blocks[1].dir.as_str()].kind(), "failed");
+    assert_eq!(outcomes[blocks[2].dir.as_str()], &Outcome::HeldBack { behind: blocks[1].dir.clone() });
+    assert_eq!(report.counts.replicated, 4);
+    assert_eq!(target.violations(), vec![]);
+}
+
+#[test]
+fn an_unreadable_source_meta_holds_back_every_group() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 2, 2);
+    let meta = format!("{}/meta.json", blocks[3].dir);
+    let faulty = Arc::new(FaultyStore::new(source.clone(), vec![FaultRule::permanent(&meta, &[Op::Get])], 1));
+    let target = checker(&blocks);
+    let report = replicate(&rt, faulty, target.clone());
+    let outcomes = report.outcomes();
+    assert!(
+        matches!(outcomes[blocks[3].dir.as_str()], Outcome::Failed { error, .. } if error.contains("group is unknown"))
+    );
+    for b in &blocks[..3] {
+        assert_eq!(outcomes[b.dir.as_str()], &Outcome::HeldBack { behind: blocks[3].dir.clone() }, "{report:#?}");
+    }
+    assert!(target.commits().is_empty());
+    // With the fault gone, the next run replicates everything, in order.
+    let report = replicate(&rt, source, target.clone());
+    assert_eq!(report.counts.replicated, 4, "{report:#?}");
+    assert_eq!(target.violations(), vec![]);
+}
+
+#[test]
+fn empty_meta_and_empty_deletion_mark_are_partial_not_failures() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 1, 2);
+    rt.block_on(source.put(&block_path(&blocks[0].dir, "meta.json"), PutPayload::from_static(b""))).unwrap();
+    rt.block_on(source.put(&block_path(&blocks[1].dir, "deletion-mark.json"), PutPayload::from_static(b""))).unwrap();
+    let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut config = config();
+    config.filter.ignore_marked_for_deletion = true;
+    let mut replicator = Replicator::start(source, target, config, rt.handle().clone()).unwrap();
+    let report = replicator.run().unwrap();
+    let outcomes = report.outcomes();
+    assert_eq!(outcomes[blocks[0].dir.as_str()].kind(), "skipped", "{report:#?}");
+    assert_eq!(outcomes[blocks[1].dir.as_str()].kind(), "replicated", "an empty mark is no mark");
+    assert!(!report.is_failure());
+}
