@@ -44,6 +44,10 @@ pub enum PlanError {
     SizeMismatch { block: String, rel_path: String, listed: u64, actual: u64 },
     #[error("block {block}: meta.json lists an unusable object path {rel_path:?}")]
     BadPath { block: String, rel_path: String },
+    /// Every TSDB block has an index; a listing without one is not a block's (or the store's
+    /// listing is broken), and copying it would make an empty block visible.
+    #[error("block {block}: the source listing of the block folder has no index")]
+    NoIndex { block: String },
 }
 
 /// A block selected from the source listing.
@@ -120,6 +124,9 @@ impl SourceBlock {
             if let Some(hex) = file.hash.as_ref().and_then(|h| h.sha256_hex()) {
                 hashes.insert(file.rel_path.clone(), hex);
             }
+        }
+        if !sizes.contains_key("index") {
+            return Err(PlanError::NoIndex { block: dir.to_string() });
         }
         let mut objects: Vec<ObjectSpec> = sizes
             .into_iter()
@@ -220,6 +227,7 @@ mod tests {
         };
         assert!(defect(&[("index", 3)], files).contains("index has 3 bytes in the source, but meta.json lists 2"));
         assert!(defect(&[], files).contains("lists index, which is not in the source"));
+        assert!(defect(&[("chunks/000001", 1)], "").contains("has no index"));
         let escaping = r#"{"rel_path":"../other/index","size_bytes":2}"#;
         assert!(defect(&[("index", 2)], escaping).contains("unusable object path \"../other/index\""));
     }
