@@ -117,8 +117,9 @@ pub struct ReplicateArgs {
     /// Timely worker threads (default: the number of cores).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
-    /// Multipart part size in bytes; with --concurrency it bounds the memory used by copies.
-    #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Multipart part size in bytes, from 5 MiB (S3's smallest part) to 5 GiB; with
+    /// --concurrency it bounds the memory used by copies.
+    #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024))]
     pub part_size: u64,
     /// Retries of a failed request or object copy (transient failures only: 5xx, throttling,
     /// timeouts, resets); a missing or forbidden object fails its block at once.

@@ -49,6 +49,8 @@ fn bad_flags_are_named_and_never_panic() {
         (&["--concurrency", "0"], "--concurrency"),
         (&["--compaction-min", "3", "--compaction-max", "2"], "--compaction-min 3"),
         (&["--log.format", "xml"], "xml"),
+        (&["--part-size", "1024"], "--part-size"),
+        (&["--retry-timeout", "forever"], "forever"),
     ];
     for (extra, needle) in cases {
         let out = run(&[&base[..], extra].concat());

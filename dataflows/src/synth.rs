@@ -25,7 +25,8 @@ pub struct SynthSpec {
     pub blocks_per_group: usize,
     /// Chunk segments per block: between 1 and this many.
     pub max_chunk_files: usize,
-    /// Largest chunk segment, in bytes; most are much smaller.
+    /// Smallest and largest chunk segment, in bytes; most are near the smallest.
+    pub min_chunk_bytes: usize,
     pub max_chunk_bytes: usize,
     /// Largest index, in bytes.
     pub max_index_bytes: usize,
@@ -42,6 +43,7 @@ impl Default for SynthSpec {
             groups: 4,
             blocks_per_group: 4,
             max_chunk_files: 3,
+            min_chunk_bytes: 1,
             max_chunk_bytes: 64 * 1024,
             max_index_bytes: 16 * 1024,
             with_hashes: true,
@@ -68,11 +70,11 @@ impl SynthBlock {
     }
 }
 
-/// A size skewed toward small values, as object sizes in a real bucket are.
-fn skewed_size(rng: &mut StdRng, max: usize) -> usize {
-    let max = max.max(1);
+/// A size between `min` and `max`, skewed toward small values, as object sizes in a real bucket are.
+fn skewed_size(rng: &mut StdRng, min: usize, max: usize) -> usize {
+    let (min, max) = (min.max(1), max.max(min.max(1)));
     let u: f64 = rng.random_range(0.0..1.0);
-    ((u * u * u) * max as f64) as usize + 1
+    min + ((u * u * u) * (max - min) as f64) as usize
 }
 
 /// Generates the blocks of `spec`, group by group, in ascending time within each group.
@@ -92,11 +94,11 @@ pub fn generate(spec: &SynthSpec) -> Vec<SynthBlock> {
             let ulid = Ulid::from_parts(max_time as u64, rng.random::<u128>());
             let mut objects = BTreeMap::new();
             for c in 0..rng.random_range(1..=spec.max_chunk_files.max(1)) {
-                let mut data = vec![0u8; skewed_size(&mut rng, spec.max_chunk_bytes)];
+                let mut data = vec![0u8; skewed_size(&mut rng, spec.min_chunk_bytes, spec.max_chunk_bytes)];
                 rng.fill_bytes(&mut data);
                 objects.insert(format!("chunks/{:06}", c + 1), Bytes::from(data));
             }
-            let mut index = vec![0u8; skewed_size(&mut rng, spec.max_index_bytes)];
+            let mut index = vec![0u8; skewed_size(&mut rng, 1, spec.max_index_bytes)];
             rng.fill_bytes(&mut index);
             objects.insert("index".to_string(), Bytes::from(index));
             let mut files: Vec<serde_json::Value> = objects

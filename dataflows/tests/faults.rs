@@ -23,8 +23,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
-        retries: 8,
-        timeout: Duration::from_secs(30),
+        retries: 25,
+        timeout: Duration::from_secs(60),
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(20),
     }

@@ -1,0 +1,200 @@
+//! Replication through real object-store servers on 127.0.0.1 (s3s-fs, moto, azurite), driven
+//! through the binary with Thanos objstore YAML, as an operator would run it.
+
+#[path = "support/servers.rs"]
+mod servers;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bucketflow_dataflows::synth::{generate, write, SynthSpec};
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+use servers::Server;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
+
+fn fs_yaml(dir: &Path) -> String {
+    format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", dir.display())
+}
+
+fn s3_yaml(server: &Server, bucket: &str, prefix: &str) -> String {
+    let host = server.endpoint.trim_start_matches("http://");
+    format!(
+        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: {host}\n  region: {}\n  access_key: {}\n  secret_key: {}\n  insecure: true\nprefix: {prefix}\n",
+        server.region, server.access_key, server.secret_key
+    )
+}
+
+fn azure_yaml(server: &Server, container: &str) -> String {
+    format!(
+        "type: AZURE\nconfig:\n  storage_account: {}\n  storage_account_key: {}\n  container: {container}\n  endpoint: {}\n",
+        servers::AZURITE_ACCOUNT,
+        servers::AZURITE_KEY,
+        server.azure_account_url()
+    )
+}
+
+/// Runs one replication and returns its report and stderr.
+fn replicate(from: &str, to: &str, extra: &[&str]) -> (serde_json::Value, String) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(BIN)
+        .args(["replicate", "--objstore.config", from, "--objstore-to.config", to, "--single-run"])
+        .args(["--http-address", "127.0.0.1:0", "--report-file"])
+        .arg(report.path())
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "replication failed: {stderr}");
+    (serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap(), stderr)
+}
+
+fn count(report: &serde_json::Value, outcome: &str) -> u64 {
+    report["counts"][outcome].as_u64().unwrap()
+}
+
+/// A synthetic Thanos bucket in a folder: 3 groups x 3 blocks of small objects.
+fn source_folder(root: &Path) -> (PathBuf, usize) {
+    source_folder_of(
+        root,
+        SynthSpec { groups: 3, blocks_per_group: 3, max_chunk_bytes: 256 * 1024, ..SynthSpec::default() },
+    )
+}
+
+fn source_folder_of(root: &Path, spec: SynthSpec) -> (PathBuf, usize) {
+    let dir = root.join("origin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let blocks = generate(&spec);
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap());
+    tokio::runtime::Runtime::new().unwrap().block_on(write(&store, &blocks)).unwrap();
+    (dir, blocks.len())
+}
+
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// fs -> S3 bucket a -> S3 bucket b -> (azure, when given) -> fs, then byte equality end to end.
+fn chain(s3: &Server, azure: Option<&Server>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, n) = source_folder(tmp.path());
+    let back = tmp.path().join("back");
+    let (a, b) = (s3_yaml(s3, "source", ""), s3_yaml(s3, "target", "replica"));
+    let (report, _) = replicate(&fs_yaml(&origin), &a, &[]);
+    assert_eq!(count(&report, "replicated"), n as u64, "filesystem -> S3: {report}");
+    let (report, _) = replicate(&a, &b, &[]);
+    assert_eq!(count(&report, "replicated"), n as u64, "S3 -> S3: {report}");
+    let (report, _) = replicate(&a, &b, &[]);
+    assert_eq!(count(&report, "already_replicated"), n as u64, "a re-run on S3 copies nothing: {report}");
+    assert_eq!(report["bytes_copied"], 0);
+
+    let last = match azure {
+        Some(azure) => {
+            let c = azure_yaml(azure, "blocks");
+            let (report, _) = replicate(&b, &c, &[]);
+            assert_eq!(count(&report, "replicated"), n as u64, "S3 -> Azure: {report}");
+            c
+        }
+        None => b,
+    };
+    let (report, _) = replicate(&last, &fs_yaml(&back), &[]);
+    assert_eq!(count(&report, "replicated"), n as u64, "back to the filesystem: {report}");
+    assert_eq!(files(&back), files(&origin), "every object arrives byte for byte");
+}
+
+#[test]
+fn filesystem_s3_s3_azure_filesystem_on_s3s_fs_and_azurite() {
+    let (Some(s3), Some(azure)) = (servers::s3s_fs(&["source", "target"]), servers::azurite(&["blocks"])) else {
+        return;
+    };
+    chain(&s3, Some(&azure));
+}
+
+#[test]
+fn filesystem_s3_s3_filesystem_on_moto() {
+    let Some(s3) = servers::moto(&["source", "target"]) else { return };
+    chain(&s3, None);
+}
+
+#[test]
+fn one_bucket_under_two_prefixes_copies_server_side() {
+    let Some(s3) = servers::s3s_fs(&["shared"]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, n) = source_folder(tmp.path());
+    let (from, to) = (s3_yaml(&s3, "shared", "from"), s3_yaml(&s3, "shared", "to"));
+    replicate(&fs_yaml(&origin), &from, &[]);
+    let (report, stderr) = replicate(&from, &to, &[]);
+    assert!(stderr.contains("copied server-side"), "{stderr}");
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    let back = tmp.path().join("back");
+    replicate(&to, &fs_yaml(&back), &[]);
+    assert_eq!(files(&back), files(&origin));
+}
+
+#[test]
+fn a_partial_upload_in_an_s3_target_is_resumed() {
+    let Some(s3) = servers::s3s_fs(&["source", "target"]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, n) = source_folder(tmp.path());
+    // An earlier run that stopped half way: one block's index, truncated, and no meta.json.
+    let index = files(&origin).keys().find(|p| p.ends_with("index")).unwrap().clone();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("target")
+        .with_endpoint(&s3.endpoint)
+        .with_region(&s3.region)
+        .with_access_key_id(&s3.access_key)
+        .with_secret_access_key(&s3.secret_key)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let path = object_store::path::Path::from(index.to_str().unwrap());
+    let put = object_store::ObjectStoreExt::put(&store, &path, object_store::PutPayload::from_static(b"trunc"));
+    tokio::runtime::Runtime::new().unwrap().block_on(put).unwrap();
+    let target = s3_yaml(&s3, "target", "");
+    let (report, _) = replicate(&fs_yaml(&origin), &target, &[]);
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    let back = tmp.path().join("back");
+    replicate(&target, &fs_yaml(&back), &[]);
+    assert_eq!(files(&back), files(&origin), "the truncated index was replaced");
+}
+
+#[test]
+fn objects_larger_than_a_part_go_through_multipart_uploads() {
+    let (Some(s3), Some(azure)) = (servers::s3s_fs(&["big"]), servers::azurite(&["big"])) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // Chunk segments of 9 to 13 MiB: two or more 5 MiB parts each.
+    let mib = 1024 * 1024;
+    let spec = SynthSpec {
+        groups: 1,
+        blocks_per_group: 2,
+        max_chunk_files: 1,
+        min_chunk_bytes: 9 * mib,
+        max_chunk_bytes: 13 * mib,
+        ..SynthSpec::default()
+    };
+    let (origin, n) = source_folder_of(tmp.path(), spec);
+    let (s3, az) = (s3_yaml(&s3, "big", ""), azure_yaml(&azure, "big"));
+    let part = ["--part-size", "5242880"];
+    let (report, _) = replicate(&fs_yaml(&origin), &s3, &part);
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    let (report, _) = replicate(&s3, &az, &part);
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    let back = tmp.path().join("back");
+    replicate(&az, &fs_yaml(&back), &part);
+    assert_eq!(files(&back), files(&origin));
+}
