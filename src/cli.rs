@@ -25,6 +25,44 @@ pub struct Cli {
 pub enum Command {
     /// Replicate blocks from one bucket to another (a drop-in for `thanos tools bucket replicate`).
     Replicate(Box<ReplicateArgs>),
+    /// Write a synthetic Thanos bucket (compaction groups of consecutive blocks), for trials and
+    /// benchmarks.
+    Gen(GenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Target bucket's Thanos objstore YAML file.
+    #[arg(long = "objstore.config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Target bucket's Thanos objstore YAML, inline.
+    #[arg(long = "objstore.config", value_name = "YAML", conflicts_with = "config_file")]
+    pub config: Option<String>,
+    /// Target bucket as a URL.
+    #[arg(long = "to", value_name = "URL", conflicts_with_all = ["config_file", "config"])]
+    pub to: Option<String>,
+    #[arg(long, default_value_t = 4)]
+    pub groups: usize,
+    #[arg(long = "blocks-per-group", default_value_t = 4)]
+    pub blocks_per_group: usize,
+    /// Chunk segments per block: 1 to this many.
+    #[arg(long = "max-chunk-files", default_value_t = 3)]
+    pub max_chunk_files: usize,
+    #[arg(long = "min-chunk-bytes", default_value_t = 1)]
+    pub min_chunk_bytes: usize,
+    #[arg(long = "max-chunk-bytes", default_value_t = 64 * 1024)]
+    pub max_chunk_bytes: usize,
+    /// Do not record SHA256 hashes in meta.json's thanos.files.
+    #[arg(long = "no-hashes")]
+    pub no_hashes: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl GenArgs {
+    pub fn target(&self) -> BucketFlags {
+        BucketFlags { config_file: self.config_file.clone(), config: self.config.clone(), url: self.to.clone() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! bucketflow: replicate Prometheus/Thanos TSDB blocks between buckets.
 
 mod cli;
+mod gen;
 mod logging;
 mod objstore;
 mod replicate;
@@ -18,6 +19,10 @@ fn main() -> ExitCode {
         Command::Replicate(args) => {
             logging::init(args.log_level, args.log_format);
             replicate::run(args)
+        }
+        Command::Gen(args) => {
+            logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt);
+            gen::run(args).map(|()| Finish::Succeeded)
         }
     };
     match result {

@@ -146,3 +146,42 @@ pub async fn write(store: &Arc<dyn ObjectStore>, blocks: &[SynthBlock]) -> objec
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::parse_meta;
+
+    #[test]
+    fn layout_is_consecutive_groups_with_complete_metas_and_repeatable() {
+        let spec = SynthSpec { groups: 4, blocks_per_group: 3, ..SynthSpec::default() };
+        let blocks = generate(&spec);
+        assert_eq!(blocks.len(), 12);
+        let groups: std::collections::BTreeSet<_> = blocks.iter().map(|b| b.group.clone()).collect();
+        assert_eq!(groups.len(), 4);
+        for group in &groups {
+            let times: Vec<_> = blocks.iter().filter(|b| &b.group == group).map(|b| (b.min_time, b.max_time)).collect();
+            assert!(times.windows(2).all(|w| w[0].1 == w[1].0), "consecutive time ranges: {times:?}");
+        }
+        for b in &blocks {
+            let meta = parse_meta(&b.dir, b.meta_json().clone()).unwrap();
+            assert_eq!(meta.meta.group_key(), b.group);
+            assert!(b.objects.contains_key("index") && b.objects.keys().any(|k| k.starts_with("chunks/")));
+            for file in meta.meta.thanos.files.iter().filter(|f| f.rel_path != "meta.json") {
+                let data = &b.objects[&file.rel_path];
+                assert_eq!(file.size_bytes, Some(data.len() as u64));
+                assert_eq!(file.hash.as_ref().unwrap().sha256_hex().unwrap(), hex::encode(Sha256::digest(data)));
+            }
+        }
+        let levels: std::collections::BTreeSet<_> =
+            blocks.iter().map(|b| parse_meta(&b.dir, b.meta_json().clone()).unwrap().meta.compaction.level).collect();
+        assert!(levels.len() > 1, "several compaction levels");
+        let again = generate(&spec);
+        assert_eq!(
+            blocks.iter().map(|b| &b.objects).collect::<Vec<_>>(),
+            again.iter().map(|b| &b.objects).collect::<Vec<_>>()
+        );
+        let other = generate(&SynthSpec { seed: 2, ..spec });
+        assert_ne!(blocks[0].dir, other[0].dir, "another seed, another bucket");
+    }
+}
