@@ -9,6 +9,7 @@ use ulid::Ulid;
 
 use crate::markers::Markers;
 use crate::meta::{RawMeta, META_FILENAME};
+use crate::report::{Failure, FailureCause};
 
 /// One object of a block to copy, with what the target copy is checked against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +64,7 @@ pub struct SourceBlock {
     /// Why this block cannot be replicated, found before copying (a source block that disagrees
     /// with its meta.json, a target that could not be read). A defective block still takes its
     /// place in its group's commit order, so that it holds back the newer blocks of its group.
-    pub defect: Option<String>,
+    pub defect: Option<Failure>,
 }
 
 /// A relative path is usable when it names an object inside the block folder.
@@ -83,7 +84,7 @@ impl SourceBlock {
         let group = meta.meta.group_key();
         let (objects, defect) = match Self::objects(dir, &meta, listing, &mut markers) {
             Ok(objects) => (objects, None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
+            Err(e) => (Vec::new(), Some(Failure::new(FailureCause::Source, e.to_string()))),
         };
         SourceBlock { dir: dir.to_string(), meta, group, markers, objects, defect }
     }
@@ -138,7 +139,7 @@ impl SourceBlock {
 
     /// A block that cannot be planned, found after its meta.json was read: it keeps its place in
     /// its group's order, and fails there.
-    pub fn defective(dir: &str, meta: RawMeta, defect: String) -> Self {
+    pub fn defective(dir: &str, meta: RawMeta, defect: Failure) -> Self {
         let group = meta.meta.group_key();
         SourceBlock {
             dir: dir.to_string(),
@@ -223,7 +224,7 @@ mod tests {
         let defect = |l: &[(&str, u64)], files: &str| {
             let b = SourceBlock::plan(ULID, raw(files), listing(l));
             assert!(b.objects.is_empty(), "a defective block has nothing to copy");
-            b.defect.expect("defective")
+            b.defect.expect("defective").error
         };
         assert!(defect(&[("index", 3)], files).contains("index has 3 bytes in the source, but meta.json lists 2"));
         assert!(defect(&[], files).contains("lists index, which is not in the source"));

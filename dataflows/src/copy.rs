@@ -16,6 +16,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::Telemetry;
 
 use crate::block::ObjectSpec;
 
@@ -94,6 +97,17 @@ pub enum CopyError {
 }
 
 impl CopyError {
+    /// The failure this error stands for, with its error chain.
+    pub fn failure(&self) -> crate::report::Failure {
+        use crate::report::FailureCause::*;
+        let cause = match self {
+            CopyError::Source { .. } => Source,
+            CopyError::Target { .. } | CopyError::WriteMeta { .. } | CopyError::ServerSide { .. } => Target,
+            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => Verification,
+        };
+        crate::report::Failure::new(cause, crate::error::error_chain(self))
+    }
+
     /// Whether trying again can help. A missing or forbidden object, or a request the store
     /// does not support, fails the block at once; everything else (5xx, throttling, timeouts,
     /// resets, and reads cut short, which show as a size or hash mismatch) is retried.
@@ -137,6 +151,9 @@ pub struct Copier {
     pub part_size: usize,
     pub retry: RetryPolicy,
     pub same_store: Option<SameStore>,
+    pub telemetry: Telemetry,
+    /// Once cancelled, no new copy starts and no failure is retried.
+    pub cancel: CancellationToken,
     permits: Arc<Semaphore>,
 }
 
@@ -153,6 +170,8 @@ impl Copier {
             part_size: part_size.max(1),
             retry: RetryPolicy::default(),
             same_store: None,
+            telemetry: Telemetry::default(),
+            cancel: CancellationToken::new(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
@@ -165,16 +184,30 @@ impl Copier {
         Copier { same_store, ..self }
     }
 
+    pub fn with_telemetry(self, telemetry: Telemetry, cancel: CancellationToken) -> Self {
+        Copier { telemetry, cancel, ..self }
+    }
+
     /// Makes sure the target holds an intact copy of `spec` at `path`: skips it when the target
     /// already has the right size (and hash, where listed), copies it otherwise.
     /// Transient failures are tried again with backoff, within the retry policy; the permit is
     /// released while waiting, so a failing object does not hold a slot others could use.
     pub async fn ensure(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
-        self.retrying(path, || async {
-            let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
-            self.ensure_once(path, spec).await
-        })
-        .await
+        let done = self
+            .retrying(path, || async {
+                let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
+                let in_flight = &self.telemetry.metrics.objects_in_flight;
+                in_flight.inc();
+                let result = self.ensure_once(path, spec).await;
+                in_flight.dec();
+                result
+            })
+            .await?;
+        if done.copied {
+            self.telemetry.metrics.bytes_copied.inc_by(done.bytes);
+        }
+        self.telemetry.progress.bytes_done.fetch_add(spec.size, std::sync::atomic::Ordering::Relaxed);
+        Ok(done)
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or the retry policy is spent.
@@ -187,7 +220,13 @@ impl Copier {
         let mut tries = 0;
         loop {
             match attempt().await {
-                Err(error) if error.is_transient() && tries < self.retry.retries && Instant::now() < deadline => {
+                Err(error)
+                    if error.is_transient()
+                        && tries < self.retry.retries
+                        && Instant::now() < deadline
+                        && !self.cancel.is_cancelled() =>
+                {
+                    self.telemetry.metrics.retries.inc();
                     let wait = self.retry.backoff(tries).min(deadline.saturating_duration_since(Instant::now()));
                     tries += 1;
                     tracing::warn!(%path, attempt = tries, error = %crate::error::error_chain(&error), "request failed; retrying");

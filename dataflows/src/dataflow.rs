@@ -6,13 +6,14 @@
 //!                                 collector ◄─exchange(0)─ records ◄─ ordered commit ◄─exchange(queue)──────────┘
 //! ```
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concatenate, OkErr};
+use timely::dataflow::operators::{Concatenate, Inspect, OkErr};
 use timely::dataflow::{Scope, StreamVec};
 use tokio::runtime::Handle;
 use ulid::Ulid;
@@ -24,7 +25,7 @@ use crate::filter::BlockFilter;
 use crate::operators::{
     commit_inputs, AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit,
 };
-use crate::report::{BlockOutcome, Outcome, Record};
+use crate::report::{BlockOutcome, Failure, FailureCause, Outcome, Record};
 use crate::source::{list_block_dirs, load_block, read_meta_bytes, SourceError, Unusable};
 use crate::strategy::Strategy;
 use crate::{route, Epoch, RunRequest};
@@ -74,7 +75,7 @@ enum Unloaded {
     },
 }
 
-fn defective(block: SourceBlock, defect: String) -> SourceBlock {
+fn defective(block: SourceBlock, defect: Failure) -> SourceBlock {
     SourceBlock { defect: Some(defect), objects: Vec::new(), ..block }
 }
 
@@ -131,7 +132,7 @@ pub fn build<'scope>(
                     }
                     Err(Unusable::Unsupported(error)) => {
                         tracing::warn!(block = %dir, run = request.run_id, %error, "block failed");
-                        Err(Unloaded::Record(dir_record(&dir, Outcome::Failed { error, objects_copied: 0, bytes_copied: 0 })))
+                        Err(Unloaded::Record(dir_record(&dir, Outcome::failed(Failure::new(FailureCause::Unsupported, error)))))
                     }
                     Err(Unusable::Unreadable(error)) => {
                         tracing::error!(block = %dir, run = request.run_id, %error, "meta.json unreadable; holding back every group this run");
@@ -150,11 +151,10 @@ pub fn build<'scope>(
         Unloaded::Record(record) => record,
         Unloaded::Barrier { dir, error } => dir_record(
             &dir,
-            Outcome::Failed {
-                error: format!("{error} (its compaction group is unknown, so every group is held back this run)"),
-                objects_copied: 0,
-                bytes_copied: 0,
-            },
+            Outcome::failed(Failure::new(
+                FailureCause::Source,
+                format!("{error} (its compaction group is unknown, so every group is held back this run)"),
+            )),
         ),
     });
 
@@ -174,7 +174,10 @@ pub fn build<'scope>(
         rt.clone(),
         ctx.concurrency,
         |_| (),
-        |block, message| vec![Ok(defective(block, format!("internal error: checking the target panicked: {message}")))],
+        |block, message| {
+            let failure = Failure::new(FailureCause::Internal, format!("internal error: checking the target panicked: {message}"));
+            vec![Ok(defective(block, failure))]
+        },
         move |block: SourceBlock| {
             let target = c.target.clone();
             async move {
@@ -186,7 +189,7 @@ pub fn build<'scope>(
                     Ok(_) | Err(SourceError::TooLarge { .. }) => Ok(block),
                     // Failing here, outside the commit queue, would let the group's newer blocks
                     // commit; as a defect the block fails in its place in the order instead.
-                    Err(e) => Ok(defective(block, error_chain(&e))),
+                    Err(e) => Ok(defective(block, Failure::new(FailureCause::Target, error_chain(&e)))),
                 }]
             }
         },
@@ -196,14 +199,19 @@ pub fn build<'scope>(
     let outcomes = if ctx.dry_run {
         to_copy.map(|block| {
             let outcome = match &block.defect {
-                Some(error) => Outcome::Failed { error: error.clone(), objects_copied: 0, bytes_copied: 0 },
+                Some(failure) => Outcome::failed(failure.clone()),
                 None => Outcome::Planned { objects: block.objects.len() as u64, bytes: block.total_bytes() },
             };
             block_record(&block, outcome)
         })
     } else {
         let strategy = ctx.strategy;
-        let blocks = to_copy.map(move |block| CommitBlock { queue: strategy.partition_key(&block), block });
+        let progress = ctx.copier.telemetry.progress.clone();
+        let blocks = to_copy.map(move |block| {
+            progress.blocks_total.fetch_add(1, Ordering::Relaxed);
+            progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
+            CommitBlock { queue: strategy.partition_key(&block), block }
+        });
         let jobs = blocks.clone().flat_map(|CommitBlock { queue, block }| {
             let (min_time, ulid) = block.order_key();
             block.objects.into_iter().map(move |spec| CopyJob {
@@ -225,14 +233,18 @@ pub fn build<'scope>(
             copy_limit,
             priority,
             |job, message| {
-                let result = Err(format!("internal error: the copy panicked: {message}"));
+                let result = Err(Failure::new(FailureCause::Internal, format!("internal error: the copy panicked: {message}")));
                 vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
             },
             move |job: CopyJob| {
                 let copier = c.copier.clone();
                 async move {
                     let path = block_path(&job.dir, &job.spec.rel_path);
-                    let result = copier.ensure(&path, &job.spec).await.map_err(|e| error_chain(&e));
+                    let result = if copier.cancel.is_cancelled() {
+                        Err(Failure::new(FailureCause::Interrupted, "interrupted before the copy started"))
+                    } else {
+                        copier.ensure(&path, &job.spec).await.map_err(|e| e.failure())
+                    };
                     vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
                 }
             },
@@ -243,7 +255,12 @@ pub fn build<'scope>(
             recheck_concurrency: copy_limit,
             runtime: rt,
         };
-        commit_inputs(blocks, barriers).ordered_commit(completions, policy)
+        let progress = ctx.copier.telemetry.progress.clone();
+        commit_inputs(blocks, barriers)
+            .ordered_commit(completions, policy)
+            .inspect(move |_| {
+                progress.blocks_done.fetch_add(1, Ordering::Relaxed);
+            })
     };
 
     let records = scope.concatenate([list_errors, load_records, filtered, already, outcomes]);

@@ -13,7 +13,9 @@ use crate::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
 use crate::dataflow::{build, Context};
 use crate::filter::BlockFilter;
 use crate::report::RunReport;
-use crate::store::ReadOnlyStore;
+use crate::store::{InstrumentedStore, ReadOnlyStore};
+use crate::telemetry::{Side, Telemetry};
+use tokio_util::sync::CancellationToken;
 use crate::strategy::Strategy;
 use crate::{Epoch, RunRequest};
 
@@ -34,6 +36,11 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Set when source and target are one store, for server-side copies.
     pub same_store: Option<SameStore>,
+    /// Metrics and progress, for the embedding program to expose.
+    pub telemetry: Telemetry,
+    /// Cancelling stops a run gracefully: no new copy starts, copies in flight finish, and a block
+    /// left incomplete fails (as interrupted) without its meta.json.
+    pub cancel: CancellationToken,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +54,8 @@ impl Default for EngineConfig {
             filter: BlockFilter::default(),
             retry: RetryPolicy::default(),
             same_store: None,
+            telemetry: Telemetry::default(),
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -80,7 +89,14 @@ impl Replicator {
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, EngineError> {
         // The engine never writes to its source (promise 3); the wrapper makes a stray write fail.
-        let source: Arc<dyn ObjectStore> = Arc::new(ReadOnlyStore::new(source));
+        let metrics = config.telemetry.metrics.clone();
+        let source: Arc<dyn ObjectStore> =
+            Arc::new(InstrumentedStore::new(ReadOnlyStore::new(source), Side::Source, metrics.clone()));
+        let target: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(target, Side::Target, metrics.clone()));
+        let same_store = config.same_store.clone().map(|same| SameStore {
+            store: Arc::new(InstrumentedStore::new(same.store, Side::Target, metrics.clone())),
+            ..same
+        });
         let copier = Copier::new(
             source.clone(),
             target.clone(),
@@ -88,7 +104,8 @@ impl Replicator {
             config.part_size,
         )
         .with_retry(config.retry)
-        .with_same_store(config.same_store.clone());
+        .with_same_store(same_store)
+        .with_telemetry(config.telemetry.clone(), config.cancel.clone());
         let context = Arc::new(Context {
             source,
             target,

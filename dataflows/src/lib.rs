@@ -21,6 +21,7 @@ pub mod source;
 pub mod store;
 pub mod strategy;
 pub mod synth;
+pub mod telemetry;
 pub mod timespec;
 
 use serde::{Deserialize, Serialize};

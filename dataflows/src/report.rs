@@ -6,6 +6,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::strategy::Strategy;
 
+/// What kind of failure stopped a block, for metrics and alerting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCause {
+    /// The source could not be read, or disagrees with the block's meta.json.
+    Source,
+    /// The target could not be read or written.
+    Target,
+    /// A copy did not have the size or hash it should.
+    Verification,
+    /// The block's format is not one bucketflow reads (a meta.json version other than 1).
+    Unsupported,
+    /// The run was interrupted (SIGINT/SIGTERM) before the block was complete.
+    Interrupted,
+    /// A bug: a task panicked or a copy never reported back.
+    Internal,
+}
+
+impl FailureCause {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureCause::Source => "source",
+            FailureCause::Target => "target",
+            FailureCause::Verification => "verification",
+            FailureCause::Unsupported => "unsupported",
+            FailureCause::Interrupted => "interrupted",
+            FailureCause::Internal => "internal",
+        }
+    }
+}
+
+/// A failure and its error chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub cause: FailureCause,
+    pub error: String,
+}
+
+impl Failure {
+    pub fn new(cause: FailureCause, error: impl Into<String>) -> Self {
+        Failure { cause, error: error.into() }
+    }
+}
+
 /// What happened to one block in one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -19,7 +63,7 @@ pub enum Outcome {
     /// meta.json missing, unreadable or unparsable: treated as a partial upload, as Thanos does.
     Skipped { reason: String },
     /// Selected, but could not be replicated; its meta.json was not written.
-    Failed { error: String, objects_copied: u64, bytes_copied: u64 },
+    Failed { cause: FailureCause, error: String, objects_copied: u64, bytes_copied: u64 },
     /// Not committed because an older block of its commit queue failed in this run.
     HeldBack { behind: String },
     /// Dry run: what a real run would copy.
@@ -27,6 +71,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A failure before anything was copied.
+    pub fn failed(failure: Failure) -> Outcome {
+        Outcome::Failed { cause: failure.cause, error: failure.error, objects_copied: 0, bytes_copied: 0 }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Replicated { .. } => "replicated",

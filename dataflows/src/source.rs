@@ -9,6 +9,7 @@ use ulid::Ulid;
 use crate::block::SourceBlock;
 use crate::error::error_chain;
 use crate::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
+use crate::report::{Failure, FailureCause};
 use crate::meta::{parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +98,7 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
             // Its group may still be readable; then the block fails in its group's order.
             return match serde_json::from_slice::<BlockMeta>(&bytes) {
                 Ok(meta) if meta.ulid.to_string() == dir => {
-                    Ok(SourceBlock::defective(dir, RawMeta { bytes, meta }, e.to_string()))
+                    Ok(SourceBlock::defective(dir, RawMeta { bytes, meta }, Failure::new(FailureCause::Unsupported, e.to_string())))
                 }
                 _ => Err(Unusable::Unsupported(e.to_string())),
             };
@@ -106,13 +107,15 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
     };
     let listing = match list_block(store, dir).await {
         Ok(listing) => listing,
-        Err(e) => return Ok(SourceBlock::defective(dir, meta, error_chain(&e))),
+        Err(e) => return Ok(SourceBlock::defective(dir, meta, Failure::new(FailureCause::Source, error_chain(&e)))),
     };
     let mut block = SourceBlock::plan(dir, meta, listing);
     if block.markers.deletion {
         match read_deletion_time(store, dir).await {
             Ok(time) => block.markers.deletion_time = time,
-            Err(e) => return Ok(SourceBlock::defective(dir, block.meta, error_chain(&e))),
+            Err(e) => {
+                return Ok(SourceBlock::defective(dir, block.meta, Failure::new(FailureCause::Source, error_chain(&e))))
+            }
         }
     }
     Ok(block)

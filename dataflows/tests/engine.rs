@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bucketflow_dataflows::block::block_path;
-use bucketflow_dataflows::report::Outcome;
+use bucketflow_dataflows::report::{FailureCause, Outcome};
 use bucketflow_dataflows::store::safety::ExpectedBlock;
 use bucketflow_dataflows::store::SafetyChecker;
 use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
@@ -313,4 +313,63 @@ proptest! {
             prop_assert!(finals[1].2 <= finals[0].2, "serial never commits more than grouped: {:?}", finals);
         }
     }
+}
+
+#[test]
+fn cancelling_mid_run_commits_only_complete_blocks_and_a_rerun_finishes() {
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let rt = runtime();
+    let blocks = generate(&SynthSpec { groups: 2, blocks_per_group: 6, ..SynthSpec::default() });
+    let memory = source_with(&rt, &blocks);
+    let latency = std::time::Duration::from_millis(20);
+    let throttle = ThrottleConfig { wait_get_per_call: latency, wait_put_per_call: latency, ..ThrottleConfig::default() };
+    let source: Arc<dyn ObjectStore> = Arc::new(ThrottledStore::new(memory.clone(), throttle));
+    let checker = Arc::new(SafetyChecker::new(InMemory::new(), blocks.iter().map(ExpectedBlock::from)));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let telemetry = bucketflow_dataflows::telemetry::Telemetry::default();
+    let progress = telemetry.progress.clone();
+    let cancellable = EngineConfig { concurrency: 2, cancel: cancel.clone(), telemetry, ..config(Strategy::Grouped, 2) };
+    let mut replicator = Replicator::start(source.clone(), checker.clone(), cancellable, rt.handle().clone()).unwrap();
+    // Cancel as soon as two blocks are done, which leaves most of the run still to go.
+    let canceller = std::thread::spawn(move || {
+        while progress.snapshot().0 < 2 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        cancel.cancel();
+    });
+    let report = replicator.run().unwrap();
+    canceller.join().unwrap();
+    replicator.shutdown().unwrap();
+    assert!(report.counts.replicated < 12, "the run was cut short: {:?}", report.counts);
+    let interrupted = report.blocks.iter().filter(|b| matches!(b.outcome, Outcome::Failed { cause: FailureCause::Interrupted, .. })).count();
+    assert!(interrupted > 0, "{report:#?}");
+    assert_eq!(checker.violations(), vec![], "no incomplete or out-of-order block became visible");
+
+    let report = replicate(&rt, source, checker.clone(), config(Strategy::Grouped, 2));
+    assert_eq!(report.counts.replicated + report.counts.already_replicated, 12);
+    assert_eq!(checker.violations(), vec![]);
+    assert_eq!(rt.block_on(contents(&*checker)), rt.block_on(contents(&*memory)));
+}
+
+#[test]
+fn telemetry_counts_requests_bytes_and_progress() {
+    use prometheus_client::encoding::text::encode;
+    let rt = runtime();
+    let blocks = generate(&SynthSpec { groups: 2, blocks_per_group: 2, ..SynthSpec::default() });
+    let source = source_with(&rt, &blocks);
+    let telemetry = bucketflow_dataflows::telemetry::Telemetry::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    telemetry.metrics.register(&mut registry);
+    let observed = EngineConfig { telemetry: telemetry.clone(), ..config(Strategy::Grouped, 2) };
+    let report = replicate(&rt, source, Arc::new(InMemory::new()), observed);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    assert!(text.contains(&format!("bucketflow_bytes_copied_total {}", report.bytes_copied)), "{text}");
+    assert!(text.contains("bucketflow_objects_in_flight 0"), "{text}");
+    assert!(text.contains("bucketflow_requests_total{bucket=\"Source\",operation=\"get\"}"), "{text}");
+    assert!(text.contains("bucketflow_requests_total{bucket=\"Target\",operation=\"put\"}"), "{text}");
+    assert!(text.contains("bucketflow_request_duration_seconds_bucket{le="), "{text}");
+    let (blocks_done, blocks_total, bytes_done, bytes_total) = telemetry.progress.snapshot();
+    assert_eq!((blocks_done, blocks_total), (4, 4));
+    assert_eq!((bytes_done, bytes_total), (report.bytes_copied, report.bytes_copied));
 }

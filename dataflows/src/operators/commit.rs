@@ -21,7 +21,7 @@ use crate::block::{ObjectSpec, SourceBlock};
 use crate::copy::{Copier, CopyError, ObjectDone};
 use crate::error::error_chain;
 use crate::meta::META_FILENAME;
-use crate::report::{Outcome, Record};
+use crate::report::{Failure, FailureCause, Outcome, Record};
 use crate::{route, Epoch};
 
 /// A block on its way to the commit, with the queue (partition key) it belongs to.
@@ -58,7 +58,7 @@ pub struct Completion {
     pub queue: String,
     pub dir: String,
     pub rel_path: String,
-    pub result: Result<ObjectDone, String>,
+    pub result: Result<ObjectDone, Failure>,
 }
 
 /// What the commit needs besides its inputs.
@@ -110,7 +110,7 @@ struct Pending {
     block: SourceBlock,
     awaiting: usize,
     done: HashMap<String, ObjectDone>,
-    errors: Vec<String>,
+    errors: Vec<Failure>,
 }
 
 impl Pending {
@@ -141,9 +141,9 @@ impl Pending {
         })
     }
 
-    fn failed(&self, error: String) -> Record {
+    fn failed(&self, failure: Failure) -> Record {
         let (objects_copied, bytes_copied, _) = self.copied();
-        self.record(Outcome::Failed { error, objects_copied, bytes_copied })
+        self.record(Outcome::Failed { cause: failure.cause, error: failure.error, objects_copied, bytes_copied })
     }
 }
 
@@ -315,16 +315,18 @@ fn advance_queue(
             if !inputs_done {
                 return;
             }
-            Some(format!("{} object copies never reported back", pending.awaiting))
-        } else if !pending.errors.is_empty() {
-            Some(pending.errors.join("; "))
+            Some(Failure::new(FailureCause::Internal, format!("{} object copies never reported back", pending.awaiting)))
+        } else if let Some(first) = pending.errors.first() {
+            let all: Vec<_> = pending.errors.iter().map(|f| f.error.as_str()).collect();
+            Some(Failure::new(first.cause, all.join("; ")))
         } else {
             None
         };
         let pending = entry.remove();
-        if let Some(error) = failure {
+        if let Some(failure) = failure {
+            let error = &failure.error;
             tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
-            records.push(pending.failed(error));
+            records.push(pending.failed(failure));
             if policy.ordered {
                 queue.failed_at = Some(pending.block.dir.clone());
             }
@@ -333,7 +335,7 @@ fn advance_queue(
         queue.committing = true;
         let (queue_name, dir) = (queue_key.to_string(), pending.block.dir.clone());
         let (panic_queue, panic_dir) = (queue_name.clone(), dir.clone());
-        let panic_record = pending.failed(String::from("internal error: the commit task panicked"));
+        let panic_record = pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
         let (copier, concurrency) = (policy.copier.clone(), policy.recheck_concurrency);
         tasks.spawn(
             async move {
@@ -348,9 +350,13 @@ fn advance_queue(
                         })
                     }
                     Err(e) => {
+                        let cause = match &e {
+                            CommitError::Recheck(copy) | CommitError::WriteMeta(copy) => copy.failure().cause,
+                            CommitError::StillWrong { .. } => FailureCause::Verification,
+                        };
                         let error = error_chain(&e);
                         tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
-                        pending.failed(error)
+                        pending.failed(Failure::new(cause, error))
                     }
                 };
                 (epoch, queue_name, dir, record)

@@ -1,9 +1,11 @@
 //! Object store decorators, in object_store's style: each wraps any store and adds one thing.
 
 pub mod faults;
+pub mod instrumented;
 pub mod read_only;
 pub mod safety;
 
 pub use faults::{FaultRule, FaultyStore, Op};
+pub use instrumented::InstrumentedStore;
 pub use read_only::ReadOnlyStore;
 pub use safety::{SafetyChecker, Violation};

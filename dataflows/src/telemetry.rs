@@ -1,0 +1,106 @@
+//! What the engine reports while it runs: Prometheus metrics (prometheus-client) and the live
+//! progress of the current run, for a shell to expose over HTTP or draw as a progress bar.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Which bucket a request went to.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub bucket: Side,
+    pub operation: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn request_histogram() -> Histogram {
+    // 1 ms to about 65 s: a local HEAD up to a slow multipart part.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// The engine's metrics. Clones share the same series.
+#[derive(Clone)]
+pub struct EngineMetrics {
+    pub bytes_copied: Counter,
+    pub objects_in_flight: Gauge,
+    pub retries: Counter,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: HistogramFamily<RequestLabels>,
+}
+
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        EngineMetrics {
+            bytes_copied: Counter::default(),
+            objects_in_flight: Gauge::default(),
+            retries: Counter::default(),
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(request_histogram),
+        }
+    }
+}
+
+impl EngineMetrics {
+    /// Registers every series under `bucketflow_`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("bucketflow");
+        r.register("bytes_copied", "Bytes copied to the target.", self.bytes_copied.clone());
+        r.register("objects_in_flight", "Objects being copied now.", self.objects_in_flight.clone());
+        r.register("retries", "Requests and object copies tried again after a transient failure.", self.retries.clone());
+        r.register("requests", "Object-store requests, by bucket and operation.", self.requests.clone());
+        r.register(
+            "request_duration_seconds",
+            "Object-store request latency (to the response headers), by bucket and operation.",
+            self.request_duration.clone(),
+        );
+    }
+}
+
+/// The current run's progress: what it selected to copy and how far it is.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub blocks_total: AtomicU64,
+    pub blocks_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+}
+
+impl Progress {
+    pub fn reset(&self) {
+        for a in [&self.blocks_total, &self.blocks_done, &self.bytes_total, &self.bytes_done] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// (blocks done, blocks total, bytes done, bytes total).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (get(&self.blocks_done), get(&self.blocks_total), get(&self.bytes_done), get(&self.bytes_total))
+    }
+}
+
+/// Metrics and progress, shared by the engine and the shell that embeds it.
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    pub metrics: EngineMetrics,
+    pub progress: Arc<Progress>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("progress", &self.progress).finish_non_exhaustive()
+    }
+}
