@@ -166,6 +166,13 @@ pub struct ReplicateArgs {
     /// How long one request or object copy may keep retrying.
     #[arg(long = "retry-timeout", value_parser = parse_duration_flag, default_value = "3m")]
     pub retry_timeout: Duration,
+    /// After SIGINT or SIGTERM, how long copies in flight may take to finish before the process
+    /// exits anyway (no meta.json is ever written for an incomplete block).
+    #[arg(long = "grace-period", value_parser = parse_duration_flag, default_value = "30s")]
+    pub grace_period: Duration,
+    /// Adds this latency to every request to either bucket (for demonstrations and tests).
+    #[arg(long = "debug.latency", value_parser = parse_duration_flag, hide = true)]
+    pub debug_latency: Option<Duration>,
     /// Period of continuous replication.
     #[arg(long, value_parser = parse_duration_flag, default_value = "1m")]
     pub interval: Duration,

@@ -15,7 +15,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
         LogLevel::Error => LevelFilter::ERROR,
     };
     let layer = match format {
-        LogFormat::Logfmt => tracing_logfmt::builder().layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Logfmt => tracing_logfmt::builder().layer().with_writer(|| crate::progress::LogWriter).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     };
     // A second initialisation (as in tests that call `main` logic twice) keeps the first.

@@ -2,8 +2,11 @@
 
 mod cli;
 mod gen;
+mod http;
 mod logging;
+mod metrics;
 mod objstore;
+mod progress;
 mod replicate;
 
 use std::process::ExitCode;
@@ -28,6 +31,8 @@ fn main() -> ExitCode {
     match result {
         Ok(Finish::Succeeded) => ExitCode::SUCCESS,
         Ok(Finish::RunFailed) => ExitCode::from(1),
+        // As a shell reports a process ended by a signal: 128 + its number.
+        Ok(Finish::Interrupted(signal)) => ExitCode::from((128 + signal) as u8),
         Err(error) => {
             // The whole chain, so that the message names the flag, file or block at fault.
             eprintln!("error: {error:#}");

@@ -1,9 +1,8 @@
 //! The `replicate` command: flags to engine configuration, then one run or a run every interval.
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -13,14 +12,23 @@ use bucketflow_dataflows::matcher::{parse_matchers, Selector};
 use bucketflow_dataflows::report::Outcome;
 use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
 
-use crate::cli::ReplicateArgs;
+use object_store::throttle::{ThrottleConfig, ThrottledStore};
+use object_store::ObjectStore;
+use prometheus_client::registry::Registry;
+
+use crate::cli::{LogFormat, ReplicateArgs};
+use crate::http::{self, HttpState};
+use crate::metrics::RunMetrics;
 use crate::objstore::{open_bucket, same_store, Retries, Side};
+use crate::progress::Bar;
 
 /// How a replicate invocation ended.
 pub enum Finish {
     Succeeded,
     /// A single run in which a selected block failed.
     RunFailed,
+    /// A run stopped by this signal.
+    Interrupted(i32),
 }
 
 /// Builds the run's block filter from Thanos's selection flags.
@@ -53,6 +61,8 @@ pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
     Ok(EngineConfig {
         retry: RetryPolicy { retries: args.retries, timeout: args.retry_timeout, ..RetryPolicy::default() },
         same_store: None,
+        telemetry: Default::default(),
+        cancel: Default::default(),
         strategy: args.strategy,
         concurrency: args.concurrency as usize,
         workers: args.workers.map(|w| w as usize).unwrap_or(defaults.workers),
@@ -71,31 +81,50 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     if config.same_store.is_some() {
         tracing::info!("source and target are one store; objects are copied server-side");
     }
-    // Bind now so that a bad or busy address is reported at start; the HTTP endpoints (metrics,
-    // probes) are served from this socket by the sidecar surface.
-    let listener =
-        TcpListener::bind(args.http_address).with_context(|| format!("--http-address {}", args.http_address))?;
-    tracing::info!(address = %listener.local_addr()?, "http address bound");
-    drop(listener);
     if config.strategy == Strategy::Unordered {
         tracing::warn!("--strategy unordered commits blocks with no compaction-group order; a target compactor can see gaps. Use it for benchmarks only");
     }
+    let (source, target) = match args.debug_latency {
+        Some(latency) => (with_latency(source.store, latency), with_latency(target.store, latency)),
+        None => (source.store, target.store),
+    };
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let mut registry = Registry::default();
+    config.telemetry.metrics.register(&mut registry);
+    let run_metrics = RunMetrics::new(&mut registry);
+    let state = Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false) });
+    let bound = runtime.block_on(http::serve(args.http_address, state.clone()))?;
+    tracing::info!(address = %bound, "serving HTTP: /metrics, /-/healthy, /-/ready");
+    runtime.spawn(become_ready(source.clone(), target.clone(), state));
+
+    // A signal cancels the run in progress: no new copies start, copies in flight finish (within
+    // the grace period), and blocks left incomplete fail without their meta.json.
+    let signal = Arc::new(AtomicI32::new(0));
     {
-        let stop = stop.clone();
+        let (signal, cancel, grace) = (signal.clone(), config.cancel.clone(), args.grace_period);
         runtime.spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("signal received; stopping after the current run");
-            stop.store(true, Ordering::SeqCst);
+            let number = shutdown_signal().await;
+            signal.store(number, Ordering::SeqCst);
+            cancel.cancel();
+            tracing::warn!(signal = number, grace_period = ?grace, "signal received: starting no new copies and stopping after the copies in flight");
+            tokio::time::sleep(grace).await;
+            tracing::error!("the grace period is over; exiting with copies still in flight (their blocks have no meta.json)");
+            std::process::exit(128 + number);
         });
     }
-    let mut replicator = Replicator::start(source.store, target.store, config, runtime.handle().clone())?;
+
+    let telemetry = config.telemetry.clone();
+    let mut replicator = Replicator::start(source, target, config, runtime.handle().clone())?;
     let single = args.is_single_run();
+    let show_bar = single && !args.dry_run && args.log_format == LogFormat::Logfmt && std::io::stderr().is_terminal();
     loop {
+        telemetry.progress.reset();
+        let bar = show_bar.then(|| Bar::start(telemetry.progress.clone()));
         let report = replicator.run()?;
+        drop(bar);
+        run_metrics.observe(&report);
         log_report(&report);
         if args.dry_run {
             print_plan(&report)?;
@@ -104,40 +133,68 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
             let json = serde_json::to_vec_pretty(&report)?;
             std::fs::write(path, json).with_context(|| format!("writing --report-file {}", path.display()))?;
         }
+        let interrupted = signal.load(Ordering::SeqCst);
+        if interrupted != 0 {
+            return Ok(Finish::Interrupted(interrupted));
+        }
         if single {
             return Ok(if report.is_failure() { Finish::RunFailed } else { Finish::Succeeded });
         }
         let next = Instant::now() + args.interval;
         while Instant::now() < next {
-            if stop.load(Ordering::SeqCst) {
+            if signal.load(Ordering::SeqCst) != 0 {
+                // Between runs there is nothing to interrupt: a clean stop.
+                tracing::info!("stopping between runs");
                 return Ok(Finish::Succeeded);
             }
-            std::thread::sleep(Duration::from_millis(100).min(next.saturating_duration_since(Instant::now())));
-        }
-        if stop.load(Ordering::SeqCst) {
-            return Ok(Finish::Succeeded);
+            std::thread::sleep(Duration::from_millis(50).min(next.saturating_duration_since(Instant::now())));
         }
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+/// Every request to `store` waits `latency` first, as over a slow network.
+fn with_latency(store: Arc<dyn ObjectStore>, latency: Duration) -> Arc<dyn ObjectStore> {
+    let config = ThrottleConfig {
+        wait_get_per_call: latency,
+        wait_put_per_call: latency,
+        wait_list_per_call: latency,
+        wait_list_with_delimiter_per_call: latency,
+        ..ThrottleConfig::default()
+    };
+    Arc::new(ThrottledStore::new(store, config))
+}
+
+/// Ready once both buckets have been listed, retried every few seconds until they can be.
+async fn become_ready(source: Arc<dyn ObjectStore>, target: Arc<dyn ObjectStore>, state: Arc<HttpState>) {
+    loop {
+        match tokio::try_join!(source.list_with_delimiter(None), target.list_with_delimiter(None)) {
+            Ok(_) => {
+                state.ready.store(true, Ordering::SeqCst);
+                return;
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            Err(error) => {
+                tracing::warn!(error = %error, "listing the buckets for readiness failed; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Waits for SIGINT or SIGTERM and returns its number.
+async fn shutdown_signal() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => 2,
+                _ = term.recv() => 15,
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            2
+        }
+    }
 }
 
 fn log_report(report: &RunReport) {

@@ -1,10 +1,22 @@
 //! Thanos's replication scheme tests, driven through the real binary.
 //!
 //! This is a port of `TestReplicationSchemeAll` from Thanos'
-//! `pkg/replicate/scheme_test.go`. Every Thanos case is one `#[test]` here.
-//! Thanos runs the scheme against two in-memory buckets. Here the buckets are
-//! local folders (objstore `FILESYSTEM` configs) and we run
-//! `bucketflow replicate --single-run`.
+//! `pkg/replicate/scheme_test.go`. Thanos runs the scheme against two
+//! in-memory buckets. Here the origin bucket is a local folder (objstore
+//! `FILESYSTEM` config) and we run `bucketflow replicate --single-run`. Every
+//! case is a plain function that takes a [`Fixture`], and
+//! [`for_each_target!`] turns it into two `#[test]`s, one per target kind
+//! ([`TargetKind`]):
+//!
+//! * `filesystem::<case>`: the target is another local folder;
+//! * `s3::<case>`: the target is a bucket on an s3s-fs server on 127.0.0.1,
+//!   one server per test (objstore `S3` config). Without s3s-fs installed
+//!   these return early, unless CI or `BUCKETFLOW_REQUIRE_SERVERS` is set
+//!   (see `tests/support/servers.rs`).
+//!
+//! Both variants read the target back as the same "relative path -> bytes"
+//! map (the S3 one through object_store's S3 client, never from s3s-fs' files),
+//! so the assertions are shared.
 //!
 //! Thanos builds its filter in the test loop with
 //! `NewBlockFilter(selector{test-labelname="test-labelvalue"}, [raw], [1], blockIDs)`.
@@ -30,7 +42,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{json, Value};
+
+#[path = "support/servers.rs"]
+mod servers;
 
 // Fixed, valid ULIDs (Crockford base32, 26 characters, first char <= '7').
 const BLOCK_A: &str = "01HQ3V5N6W7X8Y9Z0A1B2C3D4E";
@@ -214,29 +232,180 @@ fn is_marker(key: &str) -> bool {
     key.ends_with("/deletion-mark.json") || key.ends_with("/no-compact-mark.json")
 }
 
-/// A source bucket, a target bucket and their objstore configs, all in one
-/// temporary directory.
+/// Where the target bucket lives. The origin is always a local folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetKind {
+    /// Another local folder (objstore `FILESYSTEM`).
+    Filesystem,
+    /// A bucket on an s3s-fs server on 127.0.0.1 (objstore `S3`).
+    S3,
+}
+
+/// The bucket name on the per-test s3s-fs server.
+const S3_BUCKET: &str = "thanos-target";
+
+/// The target bucket, read and written the way its kind allows: files in a
+/// folder, or objects through the S3 API.
+enum Target {
+    Filesystem(PathBuf),
+    S3(S3Target),
+}
+
+/// A bucket on a private s3s-fs server, with an object_store client for it.
+/// Fields drop in order: the client and its runtime before the server.
+struct S3Target {
+    store: AmazonS3,
+    rt: tokio::runtime::Runtime,
+    server: servers::Server,
+}
+
+impl Target {
+    /// The target of `kind`; `None` when it is S3 and s3s-fs is not installed
+    /// (and servers are not required).
+    fn new(kind: TargetKind, dir: &Path) -> Option<Self> {
+        match kind {
+            TargetKind::Filesystem => {
+                fs::create_dir_all(dir).unwrap();
+                Some(Target::Filesystem(dir.to_path_buf()))
+            }
+            TargetKind::S3 => {
+                let server = servers::s3s_fs(&[S3_BUCKET])?;
+                let store = AmazonS3Builder::new()
+                    .with_bucket_name(S3_BUCKET)
+                    .with_endpoint(&server.endpoint)
+                    .with_region(&server.region)
+                    .with_access_key_id(&server.access_key)
+                    .with_secret_access_key(&server.secret_key)
+                    .with_allow_http(true)
+                    .build()
+                    .expect("S3 client for s3s-fs");
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                Some(Target::S3(S3Target { store, rt, server }))
+            }
+        }
+    }
+
+    /// The objstore YAML that points bucketflow at this target.
+    fn objstore_yaml(&self) -> String {
+        match self {
+            Target::Filesystem(dir) => objstore_yaml(dir),
+            Target::S3(s3) => {
+                let server = &s3.server;
+                let host = server.endpoint.strip_prefix("http://").expect("s3s-fs endpoint is http://");
+                format!(
+                    "type: S3\nconfig:\n  bucket: {S3_BUCKET}\n  endpoint: {host}\n  region: {}\n  access_key: {}\n  secret_key: {}\n  insecure: true\n",
+                    server.region, server.access_key, server.secret_key
+                )
+            }
+        }
+    }
+
+    fn put(&self, rel: &str, bytes: &[u8]) {
+        match self {
+            Target::Filesystem(dir) => put(dir, rel, bytes),
+            Target::S3(s3) => {
+                let payload = PutPayload::from(bytes.to_vec());
+                s3.rt
+                    .block_on(s3.store.put(&ObjectPath::from(rel), payload))
+                    .unwrap_or_else(|e| panic!("putting {rel} into the S3 target: {e}"));
+            }
+        }
+    }
+
+    /// Every object, keyed by its `/`-separated path in the bucket.
+    fn objects(&self) -> BTreeMap<String, Vec<u8>> {
+        match self {
+            Target::Filesystem(dir) => list_objects(dir),
+            Target::S3(s3) => s3.rt.block_on(async {
+                let mut out = BTreeMap::new();
+                for meta in s3.list().await {
+                    let key = meta.location.to_string();
+                    let got = s3.store.get(&meta.location).await;
+                    let bytes = match got {
+                        Ok(got) => got.bytes().await,
+                        Err(e) => Err(e),
+                    };
+                    let bytes = bytes.unwrap_or_else(|e| panic!("reading {key} from the S3 target: {e}"));
+                    out.insert(key, bytes.to_vec());
+                }
+                out
+            }),
+        }
+    }
+
+    /// The last-modified time of every object, to tell whether a run rewrote
+    /// any. s3s-fs lists `LastModified` to the millisecond.
+    fn mtimes(&self) -> BTreeMap<String, SystemTime> {
+        match self {
+            Target::Filesystem(dir) => list_objects(dir)
+                .into_keys()
+                .map(|k| {
+                    let m = fs::metadata(dir.join(&k)).unwrap().modified().unwrap();
+                    (k, m)
+                })
+                .collect(),
+            Target::S3(s3) => s3
+                .rt
+                .block_on(s3.list())
+                .into_iter()
+                .map(|meta| (meta.location.to_string(), SystemTime::from(meta.last_modified)))
+                .collect(),
+        }
+    }
+
+    /// What the S3 server logged (warnings and errors), for failure messages.
+    fn server_logs(&self) -> Option<String> {
+        match self {
+            Target::Filesystem(_) => None,
+            Target::S3(s3) => Some(s3.server.logs()),
+        }
+    }
+}
+
+impl S3Target {
+    /// Lists the whole bucket, one "directory" level at a time (the same
+    /// ListObjectsV2 calls as a recursive listing, without needing a stream
+    /// combinator crate in the tests).
+    async fn list(&self) -> Vec<ObjectMeta> {
+        let mut out = Vec::new();
+        let mut pending: Vec<Option<ObjectPath>> = vec![None];
+        while let Some(prefix) = pending.pop() {
+            let level = self
+                .store
+                .list_with_delimiter(prefix.as_ref())
+                .await
+                .unwrap_or_else(|e| panic!("listing the S3 target under {prefix:?}: {e}"));
+            pending.extend(level.common_prefixes.into_iter().map(Some));
+            out.extend(level.objects);
+        }
+        out
+    }
+}
+
+/// A source bucket, a target bucket and their objstore configs. The origin
+/// and every config, log and report live in one temporary directory, as does
+/// the target when it is a folder.
 struct Fixture {
     tmp: tempfile::TempDir,
     src: PathBuf,
-    dst: PathBuf,
+    target: Target,
     src_config: PathBuf,
     dst_config: PathBuf,
     runs: Cell<u32>,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    /// `None` when the target kind is not available here (S3 without s3s-fs).
+    fn new(kind: TargetKind) -> Option<Self> {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("origin");
-        let dst = tmp.path().join("target");
         fs::create_dir_all(&src).unwrap();
-        fs::create_dir_all(&dst).unwrap();
+        let target = Target::new(kind, &tmp.path().join("target"))?;
         let src_config = tmp.path().join("origin.yaml");
         let dst_config = tmp.path().join("target.yaml");
         fs::write(&src_config, objstore_yaml(&src)).unwrap();
-        fs::write(&dst_config, objstore_yaml(&dst)).unwrap();
-        Fixture { tmp, src, dst, src_config, dst_config, runs: Cell::new(0) }
+        fs::write(&dst_config, target.objstore_yaml()).unwrap();
+        Some(Fixture { tmp, src, target, src_config, dst_config, runs: Cell::new(0) })
     }
 
     fn add_block(&self, block: &Block) {
@@ -247,8 +416,10 @@ impl Fixture {
         put(&self.src, rel, bytes);
     }
 
+    /// Puts an object into the target bucket before a run (a folder write or
+    /// an S3 PUT).
     fn put_dst(&self, rel: &str, bytes: &[u8]) {
-        put(&self.dst, rel, bytes);
+        self.target.put(rel, bytes);
     }
 
     fn source(&self) -> BTreeMap<String, Vec<u8>> {
@@ -256,7 +427,11 @@ impl Fixture {
     }
 
     fn target(&self) -> BTreeMap<String, Vec<u8>> {
-        list_objects(&self.dst)
+        self.target.objects()
+    }
+
+    fn target_mtimes(&self) -> BTreeMap<String, SystemTime> {
+        self.target.mtimes()
     }
 
     /// Runs `bucketflow replicate --single-run` from the origin to the target
@@ -297,8 +472,9 @@ impl Fixture {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "bucketflow did not finish within {RUN_TIMEOUT:?}: {command_line}\nstderr:\n{}",
-                    fs::read_to_string(&stderr_path).unwrap_or_default()
+                    "bucketflow did not finish within {RUN_TIMEOUT:?}: {command_line}\nstderr:\n{}{}",
+                    fs::read_to_string(&stderr_path).unwrap_or_default(),
+                    self.server_logs()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -315,8 +491,9 @@ impl Fixture {
                 )
             }),
             Err(e) => panic!(
-                "no report written to {} ({e}); exit status {status}\ncommand: {command_line}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                report_path.display()
+                "no report written to {} ({e}); exit status {status}\ncommand: {command_line}\nstdout:\n{stdout}\nstderr:\n{stderr}{}",
+                report_path.display(),
+                self.server_logs()
             ),
         };
 
@@ -324,7 +501,14 @@ impl Fixture {
         assert_eq!(keys(&before), keys(&after), "the origin bucket's object list changed during replication");
         assert!(before == after, "the origin bucket's content changed during replication");
 
+        let stderr = stderr + &self.server_logs();
         Run { code: status.code(), report, stderr, command_line }
+    }
+
+    /// The S3 server's log as a suffix for failure messages; empty for a
+    /// folder target.
+    fn server_logs(&self) -> String {
+        self.target.server_logs().map_or_else(String::new, |logs| format!("\ns3s-fs log:\n{logs}"))
     }
 
     /// Asserts that the target bucket holds exactly the objects of `blocks`,
@@ -352,6 +536,33 @@ impl Fixture {
         let got = self.target();
         assert!(got.is_empty(), "the target bucket should be empty, has {:?}", keys(&got));
     }
+}
+
+/// Runs one case against a fresh fixture with a target of `kind`, or does
+/// nothing when that kind is not available (see [`Fixture::new`]).
+fn run_case(kind: TargetKind, case: fn(&Fixture)) {
+    let Some(fx) = Fixture::new(kind) else { return };
+    case(&fx);
+}
+
+/// Generates `filesystem::<case>` and `s3::<case>` `#[test]`s for each listed
+/// case function. A case function left out of the list is dead code, which
+/// the compiler warns about.
+macro_rules! for_each_target {
+    ($($case:ident),* $(,)?) => {
+        for_each_target!(@variant filesystem, Filesystem, $($case),*);
+        for_each_target!(@variant s3, S3, $($case),*);
+    };
+    (@variant $module:ident, $kind:ident, $($case:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $case() {
+                    super::run_case(super::TargetKind::$kind, super::$case);
+                }
+            )*
+        }
+    };
 }
 
 fn objstore_yaml(dir: &Path) -> String {
@@ -460,10 +671,38 @@ fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
 // Ports of TestReplicationSchemeAll
 // ---------------------------------------------------------------------------
 
+// Every case below, as `filesystem::<case>` and `s3::<case>`.
+for_each_target! {
+    // Ports of TestReplicationSchemeAll.
+    empty_origin,
+    no_meta,
+    partial_meta,
+    full_block,
+    full_block_with_thanos_files_section,
+    marked_for_deletion_ignored,
+    marked_for_deletion_replicated_without_flag,
+    marked_for_deletion_partial_mark_is_ignored,
+    marked_for_deletion_in_the_future_is_still_replicated,
+    previous_partial_upload,
+    previous_partial_upload_without_meta,
+    only_raw,
+    multiple_candidates,
+    label_selector,
+    non_zero_compaction,
+    meta_bytes_regression,
+    block_ids,
+    // Filter semantics from scheme.go and the CLI defaults.
+    block_ids_override_other_filters,
+    cli_defaults,
+    compaction_min_max_range,
+    non_block_entries_are_ignored,
+    // Re-runs and per-block failures.
+    rerun_copies_nothing,
+    unsupported_meta_version_fails_only_that_block,
+}
+
 /// Thanos `EmptyOrigin`: nothing to do, and nothing goes wrong.
-#[test]
-fn empty_origin() {
-    let fx = Fixture::new();
+fn empty_origin(fx: &Fixture) {
     let run = fx.replicate(THANOS_TEST_FILTER);
     run.assert_exit(0).assert_counts(&[]);
     assert!(run.blocks().is_empty(), "report lists blocks: {:#}", run.report);
@@ -474,9 +713,7 @@ fn empty_origin() {
 
 /// Thanos `NoMeta`: a block dir without meta.json is a partial upload. It is
 /// skipped, not copied, and the run does not fail.
-#[test]
-fn no_meta() {
-    let fx = Fixture::new();
+fn no_meta(fx: &Fixture) {
     fx.put_src(&format!("{BLOCK_A}/chunks/000001"), b"chunk data");
 
     let run = fx.replicate(THANOS_TEST_FILTER);
@@ -486,9 +723,7 @@ fn no_meta() {
 
 /// Thanos `PartialMeta`: a truncated meta.json (`{`) counts as partial/corrupted
 /// meta. It is skipped, not copied, and the run does not fail.
-#[test]
-fn partial_meta() {
-    let fx = Fixture::new();
+fn partial_meta(fx: &Fixture) {
     fx.put_src(&format!("{BLOCK_A}/meta.json"), b"{");
 
     let run = fx.replicate(THANOS_TEST_FILTER);
@@ -497,9 +732,7 @@ fn partial_meta() {
 }
 
 /// Thanos `FullBlock`: one block of three objects is copied.
-#[test]
-fn full_block() {
-    let fx = Fixture::new();
+fn full_block(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
 
@@ -510,9 +743,7 @@ fn full_block() {
 }
 
 /// `FullBlock` with a `thanos.files` section whose sizes match the objects.
-#[test]
-fn full_block_with_thanos_files_section() {
-    let fx = Fixture::new();
+fn full_block_with_thanos_files_section(fx: &Fixture) {
     let a = Block::new(BLOCK_A).list_files();
     fx.add_block(&a);
 
@@ -525,9 +756,7 @@ fn full_block_with_thanos_files_section() {
 /// `--ignore-marked-for-deletion` the fetcher adds an IgnoreDeletionMarkFilter
 /// with delay 0, so a block whose deletion time has passed is dropped and the
 /// target stays empty.
-#[test]
-fn marked_for_deletion_ignored() {
-    let fx = Fixture::new();
+fn marked_for_deletion_ignored(fx: &Fixture) {
     fx.add_block(&Block::new(BLOCK_A));
     fx.put_src(&format!("{BLOCK_A}/deletion-mark.json"), deletion_mark(BLOCK_A).as_bytes());
 
@@ -549,9 +778,7 @@ fn marked_for_deletion_ignored() {
 /// Without `--ignore-marked-for-deletion`, Thanos does not add the deletion-mark
 /// filter. The block is replicated like any other, but only its meta.json,
 /// index and chunks. The marker itself is never copied.
-#[test]
-fn marked_for_deletion_replicated_without_flag() {
-    let fx = Fixture::new();
+fn marked_for_deletion_replicated_without_flag(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     fx.put_src(&format!("{BLOCK_A}/deletion-mark.json"), deletion_mark(BLOCK_A).as_bytes());
@@ -566,9 +793,7 @@ fn marked_for_deletion_replicated_without_flag() {
 /// parse (`ErrorUnmarshalMarker`: "found partial deletion-mark.json", then
 /// `continue`). The block stays selected and is replicated, even with
 /// `--ignore-marked-for-deletion`.
-#[test]
-fn marked_for_deletion_partial_mark_is_ignored() {
-    let fx = Fixture::new();
+fn marked_for_deletion_partial_mark_is_ignored(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     fx.put_src(&format!("{BLOCK_A}/deletion-mark.json"), b"{");
@@ -582,9 +807,7 @@ fn marked_for_deletion_partial_mark_is_ignored() {
 /// `time.Since(deletion_time) > delay`, and replicate uses a delay of 0. A mark
 /// whose deletion time is still in the future (clock skew, for example) does
 /// not drop the block yet.
-#[test]
-fn marked_for_deletion_in_the_future_is_still_replicated() {
-    let fx = Fixture::new();
+fn marked_for_deletion_in_the_future_is_still_replicated(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     let mark = json!({ "id": BLOCK_A, "deletion_time": 32_503_680_000i64, "version": 1 }); // year 3000
@@ -598,9 +821,7 @@ fn marked_for_deletion_in_the_future_is_still_replicated() {
 /// Thanos `PreviousPartialUpload`: the target already has the chunks and the
 /// index, and a meta.json cut short by 10 bytes. The block is finished, and
 /// every origin object ends up byte-equal in the target.
-#[test]
-fn previous_partial_upload() {
-    let fx = Fixture::new();
+fn previous_partial_upload(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     let meta = a.meta_json();
@@ -615,9 +836,7 @@ fn previous_partial_upload() {
 
 /// A variant of `PreviousPartialUpload`: the earlier upload stopped after the
 /// chunks (no index, no meta.json).
-#[test]
-fn previous_partial_upload_without_meta() {
-    let fx = Fixture::new();
+fn previous_partial_upload_without_meta(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     fx.put_dst(&format!("{BLOCK_A}/chunks/000001"), &a.chunks);
@@ -629,9 +848,7 @@ fn previous_partial_upload_without_meta() {
 
 /// Thanos `OnlyUploadsRaw`: with `--resolution 0s` only, a 5m-downsampled block
 /// is filtered out.
-#[test]
-fn only_raw() {
-    let fx = Fixture::new();
+fn only_raw(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     let b = Block::new(BLOCK_B).resolution(RES_5M);
     fx.add_block(&a);
@@ -647,9 +864,7 @@ fn only_raw() {
 
 /// Thanos `UploadMultipleCandidatesWhenPresent`: two matching blocks, six
 /// objects.
-#[test]
-fn multiple_candidates() {
-    let fx = Fixture::new();
+fn multiple_candidates(fx: &Fixture) {
     let a = Block::new(BLOCK_A).time_range(0, 1000);
     let b = Block::new(BLOCK_B).time_range(1000, 2000);
     fx.add_block(&a);
@@ -664,9 +879,7 @@ fn multiple_candidates() {
 
 /// Thanos `LabelSelector`: a block whose external label value does not match
 /// `--matcher` is filtered out.
-#[test]
-fn label_selector() {
-    let fx = Fixture::new();
+fn label_selector(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     let b = Block::new(BLOCK_B).labels(&[("test_labelname", "non-selected-value")]);
     fx.add_block(&a);
@@ -682,9 +895,7 @@ fn label_selector() {
 
 /// Thanos `NonZeroCompaction`: with `--compaction 1`, a level-2 block is
 /// filtered out.
-#[test]
-fn non_zero_compaction() {
-    let fx = Fixture::new();
+fn non_zero_compaction(fx: &Fixture) {
     fx.add_block(&Block::new(BLOCK_A).level(2));
 
     let run = fx.replicate(THANOS_TEST_FILTER);
@@ -697,9 +908,7 @@ fn non_zero_compaction() {
 /// this version adds unknown fields, a number that re-encoding would change
 /// (`2.50`), a `\u` escape and a tab, so any round trip through a struct
 /// shows up. The selector is empty, as in Thanos.
-#[test]
-fn meta_bytes_regression() {
-    let fx = Fixture::new();
+fn meta_bytes_regression(fx: &Fixture) {
     let meta = "{
         \"ulid\": \"01DQYXMK8G108CEBQ79Y84DYVY\",
         \"minTime\": 1571911200000,
@@ -741,15 +950,13 @@ fn meta_bytes_regression() {
     run.assert_exit(0).assert_outcome(REGRESSION_BLOCK, "replicated").assert_counts(&[("replicated", 1)]);
     fx.assert_target_has_exactly(&[REGRESSION_BLOCK]);
     assert_eq!(fx.target().len(), 3);
-    let got = fs::read(fx.dst.join(REGRESSION_BLOCK).join("meta.json")).unwrap();
+    let got = &fx.target()[&format!("{REGRESSION_BLOCK}/meta.json")];
     assert!(got == meta.as_bytes(), "meta.json was rewritten:\n{}", String::from_utf8_lossy(&got));
 }
 
 /// Thanos `BlockIDs`: with `--id`, only the listed block is replicated, even
 /// though the other one matches the filter too.
-#[test]
-fn block_ids() {
-    let fx = Fixture::new();
+fn block_ids(fx: &Fixture) {
     let a = Block::new(BLOCK_A).time_range(0, 1000);
     let b = Block::new(BLOCK_B).time_range(1000, 2000);
     fx.add_block(&a);
@@ -775,9 +982,7 @@ fn block_ids() {
 /// selector, resolution and compaction checks. Only the empty-labels check
 /// comes first. The CLI help says the same: "IDs will be used to match blocks
 /// and other matchers will be ignored".
-#[test]
-fn block_ids_override_other_filters() {
-    let fx = Fixture::new();
+fn block_ids_override_other_filters(fx: &Fixture) {
     // Fails the selector, the resolution and the compaction filter, but is listed.
     let a = Block::new(BLOCK_A).labels(&[("test_labelname", "non-selected-value")]).resolution(RES_5M).level(3);
     // Passes every filter, but is not listed.
@@ -798,9 +1003,7 @@ fn block_ids_override_other_filters() {
 /// CLI defaults (`cmd/thanos/tools_bucket.go`): resolutions 0s, 5m and 1h,
 /// compaction levels 1 to 4, no matcher. Blocks without external labels are
 /// always filtered out.
-#[test]
-fn cli_defaults() {
-    let fx = Fixture::new();
+fn cli_defaults(fx: &Fixture) {
     let raw = Block::new(BLOCK_A).time_range(0, 1000);
     let five_min = Block::new(BLOCK_B).resolution(RES_5M).level(2);
     let one_hour = Block::new(BLOCK_C).resolution(RES_1H).level(4);
@@ -823,9 +1026,7 @@ fn cli_defaults() {
 
 /// `--compaction-min` and `--compaction-max` select a range of levels when no
 /// `--compaction` is given.
-#[test]
-fn compaction_min_max_range() {
-    let fx = Fixture::new();
+fn compaction_min_max_range(fx: &Fixture) {
     let blocks = [
         Block::new(BLOCK_A).level(1).time_range(0, 1000),
         Block::new(BLOCK_B).level(2).time_range(1000, 2000),
@@ -848,9 +1049,7 @@ fn compaction_min_max_range() {
 
 /// Top-level entries that are not ULIDs are not blocks. They are never copied
 /// and do not appear in the report.
-#[test]
-fn non_block_entries_are_ignored() {
-    let fx = Fixture::new();
+fn non_block_entries_are_ignored(fx: &Fixture) {
     let a = Block::new(BLOCK_A);
     fx.add_block(&a);
     fx.put_src("debug/metas/foo.json", b"{}");
@@ -870,9 +1069,7 @@ fn non_block_entries_are_ignored() {
 /// Running the same replication again copies nothing. Thanos compares the
 /// origin and target meta.json bytes and counts the block as already
 /// replicated.
-#[test]
-fn rerun_copies_nothing() {
-    let fx = Fixture::new();
+fn rerun_copies_nothing(fx: &Fixture) {
     let a = Block::new(BLOCK_A).time_range(0, 1000);
     let b = Block::new(BLOCK_B).time_range(1000, 2000);
     fx.add_block(&a);
@@ -882,7 +1079,7 @@ fn rerun_copies_nothing() {
     first.assert_exit(0).assert_counts(&[("replicated", 2)]);
     fx.assert_target_has_exactly(&[BLOCK_A, BLOCK_B]);
     let target_before = fx.target();
-    let mtimes_before = mtimes(&fx.dst);
+    let mtimes_before = fx.target_mtimes();
 
     let second = fx.replicate(THANOS_TEST_FILTER);
     second
@@ -893,17 +1090,7 @@ fn rerun_copies_nothing() {
     assert_eq!(second.total("objects_copied"), 0, "report: {:#}", second.report);
     assert_eq!(second.total("bytes_copied"), 0, "report: {:#}", second.report);
     assert!(fx.target() == target_before, "the target changed on the second run");
-    assert_eq!(mtimes(&fx.dst), mtimes_before, "target objects were rewritten on the second run");
-}
-
-fn mtimes(root: &Path) -> BTreeMap<String, SystemTime> {
-    list_objects(root)
-        .into_keys()
-        .map(|k| {
-            let m = fs::metadata(root.join(&k)).unwrap().modified().unwrap();
-            (k, m)
-        })
-        .collect()
+    assert_eq!(fx.target_mtimes(), mtimes_before, "target objects were rewritten on the second run");
 }
 
 /// A meta.json with `version: 2` is an error for that block only. Thanos'
@@ -911,9 +1098,7 @@ fn mtimes(root: &Path) -> BTreeMap<String, SystemTime> {
 /// a partial block. The run exits 1, but the other blocks still get
 /// replicated. The healthy block is in a different compaction group and
 /// earlier in time, so the failure cannot hold it back.
-#[test]
-fn unsupported_meta_version_fails_only_that_block() {
-    let fx = Fixture::new();
+fn unsupported_meta_version_fails_only_that_block(fx: &Fixture) {
     let good = Block::new(BLOCK_A).time_range(0, 1000);
     let bad = Block::new(BLOCK_B).labels(&[("test_labelname", "other-group")]).time_range(2000, 3000).version(2);
     fx.add_block(&good);

@@ -103,7 +103,9 @@ impl CopyError {
         let cause = match self {
             CopyError::Source { .. } => Source,
             CopyError::Target { .. } | CopyError::WriteMeta { .. } | CopyError::ServerSide { .. } => Target,
-            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => Verification,
+            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => {
+                Verification
+            }
         };
         crate::report::Failure::new(cause, crate::error::error_chain(self))
     }

@@ -175,7 +175,10 @@ pub fn build<'scope>(
         ctx.concurrency,
         |_| (),
         |block, message| {
-            let failure = Failure::new(FailureCause::Internal, format!("internal error: checking the target panicked: {message}"));
+            let failure = Failure::new(
+                FailureCause::Internal,
+                format!("internal error: checking the target panicked: {message}"),
+            );
             vec![Ok(defective(block, failure))]
         },
         move |block: SourceBlock| {
@@ -233,7 +236,8 @@ pub fn build<'scope>(
             copy_limit,
             priority,
             |job, message| {
-                let result = Err(Failure::new(FailureCause::Internal, format!("internal error: the copy panicked: {message}")));
+                let result =
+                    Err(Failure::new(FailureCause::Internal, format!("internal error: the copy panicked: {message}")));
                 vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
             },
             move |job: CopyJob| {
@@ -256,11 +260,9 @@ pub fn build<'scope>(
             runtime: rt,
         };
         let progress = ctx.copier.telemetry.progress.clone();
-        commit_inputs(blocks, barriers)
-            .ordered_commit(completions, policy)
-            .inspect(move |_| {
-                progress.blocks_done.fetch_add(1, Ordering::Relaxed);
-            })
+        commit_inputs(blocks, barriers).ordered_commit(completions, policy).inspect(move |_| {
+            progress.blocks_done.fetch_add(1, Ordering::Relaxed);
+        })
     };
 
     let records = scope.concatenate([list_errors, load_records, filtered, already, outcomes]);

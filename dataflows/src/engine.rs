@@ -14,10 +14,10 @@ use crate::dataflow::{build, Context};
 use crate::filter::BlockFilter;
 use crate::report::RunReport;
 use crate::store::{InstrumentedStore, ReadOnlyStore};
-use crate::telemetry::{Side, Telemetry};
-use tokio_util::sync::CancellationToken;
 use crate::strategy::Strategy;
+use crate::telemetry::{Side, Telemetry};
 use crate::{Epoch, RunRequest};
+use tokio_util::sync::CancellationToken;
 
 /// How a replicator runs.
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use ulid::Ulid;
 use crate::block::SourceBlock;
 use crate::error::error_chain;
 use crate::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
-use crate::report::{Failure, FailureCause};
 use crate::meta::{parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME};
+use crate::report::{Failure, FailureCause};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -97,9 +97,11 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
         Err(e @ MetaError::UnsupportedVersion { .. }) => {
             // Its group may still be readable; then the block fails in its group's order.
             return match serde_json::from_slice::<BlockMeta>(&bytes) {
-                Ok(meta) if meta.ulid.to_string() == dir => {
-                    Ok(SourceBlock::defective(dir, RawMeta { bytes, meta }, Failure::new(FailureCause::Unsupported, e.to_string())))
-                }
+                Ok(meta) if meta.ulid.to_string() == dir => Ok(SourceBlock::defective(
+                    dir,
+                    RawMeta { bytes, meta },
+                    Failure::new(FailureCause::Unsupported, e.to_string()),
+                )),
                 _ => Err(Unusable::Unsupported(e.to_string())),
             };
         }

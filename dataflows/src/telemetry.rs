@@ -59,7 +59,11 @@ impl EngineMetrics {
         let r = registry.sub_registry_with_prefix("bucketflow");
         r.register("bytes_copied", "Bytes copied to the target.", self.bytes_copied.clone());
         r.register("objects_in_flight", "Objects being copied now.", self.objects_in_flight.clone());
-        r.register("retries", "Requests and object copies tried again after a transient failure.", self.retries.clone());
+        r.register(
+            "retries",
+            "Requests and object copies tried again after a transient failure.",
+            self.retries.clone(),
+        );
         r.register("requests", "Object-store requests, by bucket and operation.", self.requests.clone());
         r.register(
             "request_duration_seconds",

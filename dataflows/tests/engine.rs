@@ -322,13 +322,15 @@ fn cancelling_mid_run_commits_only_complete_blocks_and_a_rerun_finishes() {
     let blocks = generate(&SynthSpec { groups: 2, blocks_per_group: 6, ..SynthSpec::default() });
     let memory = source_with(&rt, &blocks);
     let latency = std::time::Duration::from_millis(20);
-    let throttle = ThrottleConfig { wait_get_per_call: latency, wait_put_per_call: latency, ..ThrottleConfig::default() };
+    let throttle =
+        ThrottleConfig { wait_get_per_call: latency, wait_put_per_call: latency, ..ThrottleConfig::default() };
     let source: Arc<dyn ObjectStore> = Arc::new(ThrottledStore::new(memory.clone(), throttle));
     let checker = Arc::new(SafetyChecker::new(InMemory::new(), blocks.iter().map(ExpectedBlock::from)));
     let cancel = tokio_util::sync::CancellationToken::new();
     let telemetry = bucketflow_dataflows::telemetry::Telemetry::default();
     let progress = telemetry.progress.clone();
-    let cancellable = EngineConfig { concurrency: 2, cancel: cancel.clone(), telemetry, ..config(Strategy::Grouped, 2) };
+    let cancellable =
+        EngineConfig { concurrency: 2, cancel: cancel.clone(), telemetry, ..config(Strategy::Grouped, 2) };
     let mut replicator = Replicator::start(source.clone(), checker.clone(), cancellable, rt.handle().clone()).unwrap();
     // Cancel as soon as two blocks are done, which leaves most of the run still to go.
     let canceller = std::thread::spawn(move || {
@@ -341,7 +343,11 @@ fn cancelling_mid_run_commits_only_complete_blocks_and_a_rerun_finishes() {
     canceller.join().unwrap();
     replicator.shutdown().unwrap();
     assert!(report.counts.replicated < 12, "the run was cut short: {:?}", report.counts);
-    let interrupted = report.blocks.iter().filter(|b| matches!(b.outcome, Outcome::Failed { cause: FailureCause::Interrupted, .. })).count();
+    let interrupted = report
+        .blocks
+        .iter()
+        .filter(|b| matches!(b.outcome, Outcome::Failed { cause: FailureCause::Interrupted, .. }))
+        .count();
     assert!(interrupted > 0, "{report:#?}");
     assert_eq!(checker.violations(), vec![], "no incomplete or out-of-order block became visible");
 

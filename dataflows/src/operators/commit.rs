@@ -315,7 +315,10 @@ fn advance_queue(
             if !inputs_done {
                 return;
             }
-            Some(Failure::new(FailureCause::Internal, format!("{} object copies never reported back", pending.awaiting)))
+            Some(Failure::new(
+                FailureCause::Internal,
+                format!("{} object copies never reported back", pending.awaiting),
+            ))
         } else if let Some(first) = pending.errors.first() {
             let all: Vec<_> = pending.errors.iter().map(|f| f.error.as_str()).collect();
             Some(Failure::new(first.cause, all.join("; ")))
@@ -335,7 +338,8 @@ fn advance_queue(
         queue.committing = true;
         let (queue_name, dir) = (queue_key.to_string(), pending.block.dir.clone());
         let (panic_queue, panic_dir) = (queue_name.clone(), dir.clone());
-        let panic_record = pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
+        let panic_record =
+            pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
         let (copier, concurrency) = (policy.copier.clone(), policy.recheck_concurrency);
         tasks.spawn(
             async move {

@@ -1,0 +1,95 @@
+//! Run metrics under Thanos's names, so that the Thanos mixin's dashboards and alerts for
+//! `thanos tools bucket replicate` work unchanged, plus bucketflow's own per-run series.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use bucketflow_dataflows::report::Outcome;
+use bucketflow_dataflows::RunReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub reason: &'static str,
+}
+
+/// Run durations reach hours for a bulk migration, so the buckets go from a second to a day.
+const RUN_DURATION_BUCKETS: [f64; 14] =
+    [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0];
+
+fn run_histogram() -> Histogram {
+    Histogram::new(RUN_DURATION_BUCKETS)
+}
+
+pub struct RunMetrics {
+    runs: Family<ResultLabel, Counter>,
+    run_duration: Family<ResultLabel, Histogram, fn() -> Histogram>,
+    blocks_already_replicated: Counter,
+    blocks_replicated: Counter,
+    objects_replicated: Counter,
+    blocks_held_back: Counter,
+    block_failures: Family<CauseLabel, Counter>,
+}
+
+impl RunMetrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = RunMetrics {
+            runs: Family::default(),
+            run_duration: Family::new_with_constructor(run_histogram),
+            blocks_already_replicated: Counter::default(),
+            blocks_replicated: Counter::default(),
+            objects_replicated: Counter::default(),
+            blocks_held_back: Counter::default(),
+            block_failures: Family::default(),
+        };
+        // prometheus-client appends `_total` to counters, which gives Thanos's exact names.
+        let thanos = registry.sub_registry_with_prefix("thanos_replicate");
+        thanos.register(
+            "replication_runs",
+            "The number of replication runs split by success and error.",
+            m.runs.clone(),
+        );
+        thanos.register(
+            "replication_run_duration_seconds",
+            "The Duration of replication runs split by success and error.",
+            m.run_duration.clone(),
+        );
+        thanos.register(
+            "blocks_already_replicated",
+            "Total number of blocks skipped due to already being replicated.",
+            m.blocks_already_replicated.clone(),
+        );
+        thanos.register("blocks_replicated", "Total number of blocks replicated.", m.blocks_replicated.clone());
+        thanos.register("objects_replicated", "Total number of objects replicated.", m.objects_replicated.clone());
+        let own = registry.sub_registry_with_prefix("bucketflow");
+        own.register(
+            "blocks_held_back",
+            "Blocks not committed because an older block of their group failed in the same run.",
+            m.blocks_held_back.clone(),
+        );
+        own.register("block_failures", "Blocks that failed, by cause.", m.block_failures.clone());
+        m
+    }
+
+    pub fn observe(&self, report: &RunReport) {
+        let result = ResultLabel { result: if report.is_failure() { "error" } else { "success" } };
+        self.runs.get_or_create(&result).inc();
+        self.run_duration.get_or_create(&result).observe(report.duration_seconds);
+        self.blocks_already_replicated.inc_by(report.counts.already_replicated);
+        self.blocks_replicated.inc_by(report.counts.replicated);
+        self.objects_replicated.inc_by(report.objects_copied);
+        self.blocks_held_back.inc_by(report.counts.held_back);
+        for block in &report.blocks {
+            if let Outcome::Failed { cause, .. } = &block.outcome {
+                self.block_failures.get_or_create(&CauseLabel { reason: cause.name() }).inc();
+            }
+        }
+    }
+}
