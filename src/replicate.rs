@@ -12,7 +12,7 @@ use bucketflow_dataflows::matcher::{parse_matchers, Selector};
 use bucketflow_dataflows::report::Outcome;
 use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
 
-use object_store::throttle::{ThrottleConfig, ThrottledStore};
+use bucketflow_dataflows::store::LatencyStore;
 use object_store::ObjectStore;
 use prometheus_client::registry::Registry;
 
@@ -154,14 +154,7 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
 
 /// Every request to `store` waits `latency` first, as over a slow network.
 fn with_latency(store: Arc<dyn ObjectStore>, latency: Duration) -> Arc<dyn ObjectStore> {
-    let config = ThrottleConfig {
-        wait_get_per_call: latency,
-        wait_put_per_call: latency,
-        wait_list_per_call: latency,
-        wait_list_with_delimiter_per_call: latency,
-        ..ThrottleConfig::default()
-    };
-    Arc::new(ThrottledStore::new(store, config))
+    Arc::new(LatencyStore::new(store, latency))
 }
 
 /// Ready once both buckets have been listed, retried every few seconds until they can be.

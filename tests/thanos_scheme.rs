@@ -248,7 +248,7 @@ const S3_BUCKET: &str = "thanos-target";
 /// folder, or objects through the S3 API.
 enum Target {
     Filesystem(PathBuf),
-    S3(S3Target),
+    S3(Box<S3Target>),
 }
 
 /// A bucket on a private s3s-fs server, with an object_store client for it.
@@ -280,7 +280,7 @@ impl Target {
                     .build()
                     .expect("S3 client for s3s-fs");
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                Some(Target::S3(S3Target { store, rt, server }))
+                Some(Target::S3(Box::new(S3Target { store, rt, server })))
             }
         }
     }
@@ -668,10 +668,9 @@ fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
 }
 
 // ---------------------------------------------------------------------------
-// Ports of TestReplicationSchemeAll
+// The tests: each case below as `filesystem::<case>` and `s3::<case>`
 // ---------------------------------------------------------------------------
 
-// Every case below, as `filesystem::<case>` and `s3::<case>`.
 for_each_target! {
     // Ports of TestReplicationSchemeAll.
     empty_origin,
@@ -700,6 +699,10 @@ for_each_target! {
     rerun_copies_nothing,
     unsupported_meta_version_fails_only_that_block,
 }
+
+// ---------------------------------------------------------------------------
+// Ports of TestReplicationSchemeAll
+// ---------------------------------------------------------------------------
 
 /// Thanos `EmptyOrigin`: nothing to do, and nothing goes wrong.
 fn empty_origin(fx: &Fixture) {
@@ -951,7 +954,7 @@ fn meta_bytes_regression(fx: &Fixture) {
     fx.assert_target_has_exactly(&[REGRESSION_BLOCK]);
     assert_eq!(fx.target().len(), 3);
     let got = &fx.target()[&format!("{REGRESSION_BLOCK}/meta.json")];
-    assert!(got == meta.as_bytes(), "meta.json was rewritten:\n{}", String::from_utf8_lossy(&got));
+    assert!(got == meta.as_bytes(), "meta.json was rewritten:\n{}", String::from_utf8_lossy(got));
 }
 
 /// Thanos `BlockIDs`: with `--id`, only the listed block is replicated, even

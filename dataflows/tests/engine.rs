@@ -372,8 +372,8 @@ fn telemetry_counts_requests_bytes_and_progress() {
     encode(&mut text, &registry).unwrap();
     assert!(text.contains(&format!("bucketflow_bytes_copied_total {}", report.bytes_copied)), "{text}");
     assert!(text.contains("bucketflow_objects_in_flight 0"), "{text}");
-    assert!(text.contains("bucketflow_requests_total{bucket=\"Source\",operation=\"get\"}"), "{text}");
-    assert!(text.contains("bucketflow_requests_total{bucket=\"Target\",operation=\"put\"}"), "{text}");
+    assert!(text.contains("bucketflow_requests_total{bucket=\"source\",operation=\"get\"}"), "{text}");
+    assert!(text.contains("bucketflow_requests_total{bucket=\"target\",operation=\"put\"}"), "{text}");
     assert!(text.contains("bucketflow_request_duration_seconds_bucket{le="), "{text}");
     let (blocks_done, blocks_total, bytes_done, bytes_total) = telemetry.progress.snapshot();
     assert_eq!((blocks_done, blocks_total), (4, 4));

@@ -2,10 +2,12 @@
 
 pub mod faults;
 pub mod instrumented;
+pub mod latency;
 pub mod read_only;
 pub mod safety;
 
 pub use faults::{FaultRule, FaultyStore, Op};
 pub use instrumented::InstrumentedStore;
+pub use latency::LatencyStore;
 pub use read_only::ReadOnlyStore;
 pub use safety::{SafetyChecker, Violation};

@@ -1,0 +1,192 @@
+//! The sidecar surface of a real process: metrics and probes over HTTP, and SIGTERM mid-run.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bucketflow_dataflows::synth::{generate, write, SynthSpec};
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
+
+/// A synthetic bucket in a folder; returns the number of blocks.
+fn bucket(dir: &Path, groups: usize, per: usize) -> usize {
+    std::fs::create_dir_all(dir).unwrap();
+    let blocks = generate(&SynthSpec { groups, blocks_per_group: per, ..SynthSpec::default() });
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
+    tokio::runtime::Runtime::new().unwrap().block_on(write(&store, &blocks)).unwrap();
+    blocks.len()
+}
+
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Starts the binary and streams its stderr lines.
+fn spawn(args: &[&str]) -> (Child, Receiver<String>) {
+    let mut child = Command::new(BIN).args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a stderr line containing `needle` and returns it (and the lines seen before).
+fn wait_for(lines: &Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+    panic!("no line with {needle:?} in: {seen:#?}");
+}
+
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn kill(child: &Child, signal: &str) {
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+}
+
+#[test]
+fn metrics_and_probes_over_http_after_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = bucket(&tmp.path().join("src"), 2, 3);
+    let from = format!("file://{}", tmp.path().join("src").display());
+    let to = format!("file://{}", tmp.path().join("dst").display());
+    let (mut child, lines) =
+        spawn(&["replicate", "--from", &from, "--to", &to, "--interval", "1h", "--http-address", "127.0.0.1:0"]);
+    let mut seen = Vec::new();
+    let serving = wait_for(&lines, "serving HTTP", &mut seen);
+    let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    wait_for(&lines, "replication run finished", &mut seen);
+
+    let (status, body) = http_get(&address, "/-/healthy");
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(&address, "/-/ready").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, metrics) = http_get(&address, "/metrics");
+    assert_eq!(status, 200);
+    let report_objects: u64 =
+        files(&tmp.path().join("dst")).keys().filter(|p| !p.ends_with("meta.json")).count() as u64;
+    for expected in [
+        "thanos_replicate_replication_runs_total{result=\"success\"} 1".to_string(),
+        "thanos_replicate_replication_run_duration_seconds_count{result=\"success\"} 1".to_string(),
+        "thanos_replicate_replication_run_duration_seconds_bucket{le=\"86400.0\",result=\"success\"} 1".to_string(),
+        format!("thanos_replicate_blocks_replicated_total {n}"),
+        "thanos_replicate_blocks_already_replicated_total 0".to_string(),
+        format!("thanos_replicate_objects_replicated_total {report_objects}"),
+        "bucketflow_blocks_held_back_total 0".to_string(),
+        "bucketflow_objects_in_flight 0".to_string(),
+        "bucketflow_requests_total{bucket=\"source\",operation=\"get\"}".to_string(),
+        "bucketflow_requests_total{bucket=\"target\",operation=\"put\"}".to_string(),
+        "bucketflow_request_duration_seconds_count{bucket=\"target\",operation=\"head\"}".to_string(),
+    ] {
+        assert!(metrics.contains(&expected), "missing {expected:?} in:\n{metrics}");
+    }
+    let bytes: u64 =
+        metrics.lines().find_map(|l| l.strip_prefix("bucketflow_bytes_copied_total ")).unwrap().parse().unwrap();
+    let on_disk: u64 = files(&tmp.path().join("dst"))
+        .iter()
+        .filter(|(p, _)| !p.ends_with("meta.json"))
+        .map(|(_, d)| d.len() as u64)
+        .sum();
+    assert_eq!(bytes, on_disk);
+
+    // Between runs a signal is a clean stop.
+    kill(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sigterm_mid_run_leaves_no_incomplete_block_and_a_second_run_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    let n = bucket(&src, 3, 6);
+    let (from, to) = (format!("file://{}", src.display()), format!("file://{}", dst.display()));
+    let report = tmp.path().join("report.json");
+    let (mut child, lines) = spawn(&[
+        "replicate",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--single-run",
+        "--http-address",
+        "127.0.0.1:0",
+        "--concurrency",
+        "2",
+        "--debug.latency",
+        "40ms",
+        "--report-file",
+        report.to_str().unwrap(),
+    ]);
+    let mut seen = Vec::new();
+    wait_for(&lines, "block replicated", &mut seen);
+    kill(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "exit status says it was interrupted");
+    while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+        seen.push(line);
+    }
+    assert!(seen.iter().any(|l| l.contains("signal received")), "{seen:#?}");
+
+    // Every block with a meta.json in the target is complete and byte-equal to the source.
+    let (source, target) = (files(&src), files(&dst));
+    let committed: Vec<_> =
+        target.keys().filter(|p| p.ends_with("meta.json")).map(|p| p.parent().unwrap().to_path_buf()).collect();
+    assert!(!committed.is_empty() && committed.len() < n, "interrupted mid-run: {} of {n} committed", committed.len());
+    for block in &committed {
+        for (path, data) in source.iter().filter(|(p, _)| p.starts_with(block)) {
+            assert_eq!(target.get(path), Some(data), "{} in committed block {}", path.display(), block.display());
+        }
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(report["blocks"].as_array().unwrap().iter().any(|b| b["cause"] == "interrupted"), "{report}");
+
+    let out = Command::new(BIN)
+        .args(["replicate", "--from", &from, "--to", &to, "--single-run", "--http-address", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(files(&dst), source, "the second run completes everything");
+}
