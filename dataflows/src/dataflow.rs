@@ -16,6 +16,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concatenate, Inspect, OkErr};
 use timely::dataflow::{Scope, StreamVec};
 use tokio::runtime::Handle;
+use tracing::Instrument;
 use ulid::Ulid;
 
 use crate::block::{block_path, ObjectSpec, SourceBlock};
@@ -47,6 +48,7 @@ pub struct Context {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CopyJob {
     queue: String,
+    group: String,
     dir: String,
     min_time: i64,
     ulid: Ulid,
@@ -219,6 +221,7 @@ pub fn build<'scope>(
             let (min_time, ulid) = block.order_key();
             block.objects.into_iter().map(move |spec| CopyJob {
                 queue: queue.clone(),
+                group: block.group.clone(),
                 dir: block.dir.clone(),
                 min_time,
                 ulid,
@@ -242,6 +245,7 @@ pub fn build<'scope>(
             },
             move |job: CopyJob| {
                 let copier = c.copier.clone();
+                let span = tracing::info_span!("object", block = %job.dir, group = %job.group);
                 async move {
                     let path = block_path(&job.dir, &job.spec.rel_path);
                     let result = if copier.cancel.is_cancelled() {
@@ -251,6 +255,7 @@ pub fn build<'scope>(
                     };
                     vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
                 }
+                .instrument(span)
             },
         );
         let policy = CommitPolicy {

@@ -9,6 +9,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use tokio::runtime::Handle;
+use tracing::Instrument;
 
 use super::tasks::OperatorTasks;
 use crate::Epoch;
@@ -63,7 +64,8 @@ impl<'scope, D: Clone + Send + 'static> AsyncFlatMap<'scope, D> for StreamVec<'s
     {
         let worker = self.scope().worker();
         let limit = limit.max(1);
-        self.unary_frontier::<CapacityContainerBuilder<Vec<D2>>, _, _, _>(pact, name, move |_initial, info| {
+        let name = name.to_string();
+        self.unary_frontier::<CapacityContainerBuilder<Vec<D2>>, _, _, _>(pact, &name.clone(), move |_initial, info| {
             let mut tasks =
                 OperatorTasks::<(Epoch, Vec<D2>)>::new(runtime, worker.sync_activator_for(info.address.to_vec()));
             // Queued records, smallest (epoch, priority, arrival) first.
@@ -96,7 +98,8 @@ impl<'scope, D: Clone + Send + 'static> AsyncFlatMap<'scope, D> for StreamVec<'s
                         break;
                     };
                     let fallback = record.clone();
-                    let future = logic(record);
+                    // Every log line of the task carries its run.
+                    let future = logic(record).instrument(tracing::info_span!("task", operator = %name, run = epoch));
                     tasks.spawn(async move { (epoch, future.await) }, move |message| {
                         (epoch, on_panic(fallback, message))
                     });
