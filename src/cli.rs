@@ -28,6 +28,68 @@ pub enum Command {
     /// Write a synthetic Thanos bucket (compaction groups of consecutive blocks), for trials and
     /// benchmarks.
     Gen(GenArgs),
+    /// Compare replication strategies at several concurrency levels on one synthetic bucket,
+    /// between simulated S3 stores (by default) or real buckets; writes a table and a chart.
+    Bench(BenchArgs),
+    /// One benchmark run, in a process of its own so that its peak memory is its own.
+    #[command(hide = true)]
+    BenchRun(BenchRunArgs),
+}
+
+/// The workload and stores of a benchmark, shared by the whole bench and each of its runs.
+#[derive(Debug, Clone, Args)]
+pub struct BenchWorkload {
+    #[arg(long, default_value_t = 8)]
+    pub groups: usize,
+    #[arg(long = "blocks-per-group", default_value_t = 16)]
+    pub blocks_per_group: usize,
+    #[arg(long = "max-chunk-bytes", default_value_t = 256 * 1024)]
+    pub max_chunk_bytes: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated store: latency of every request (S3 in-region is about 20-30 ms).
+    #[arg(long, value_parser = parse_duration_flag, default_value = "25ms")]
+    pub latency: Duration,
+    /// Simulated store: bytes per second of one GET stream.
+    #[arg(long = "stream-bytes-per-second", default_value_t = 100_000_000)]
+    pub stream_bytes_per_second: u64,
+    /// Timely worker threads per run.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Real buckets instead of the simulated store: the source (filled with the synthetic bucket
+    /// when it holds no block yet) and the target (each run writes under a prefix of its own).
+    #[arg(long = "source-config", value_name = "FILE", requires = "target_config")]
+    pub source_config: Option<PathBuf>,
+    #[arg(long = "target-config", value_name = "FILE", requires = "source_config")]
+    pub target_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub workload: BenchWorkload,
+    /// Strategies to compare (serial runs once: it always has one object in flight).
+    #[arg(long, value_delimiter = ',', value_parser = parse_strategy, default_value = "grouped,serial,unordered")]
+    pub strategies: Vec<Strategy>,
+    /// Concurrency levels for grouped and unordered.
+    #[arg(long, value_delimiter = ',', default_value = "4,16,32")]
+    pub concurrency: Vec<usize>,
+    /// Folder for results.md, results.json and throughput.svg.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRunArgs {
+    #[command(flatten)]
+    pub workload: BenchWorkload,
+    #[arg(long, value_parser = parse_strategy)]
+    pub strategy: Strategy,
+    #[arg(long)]
+    pub concurrency: usize,
+    /// With real buckets: the target prefix of this run.
+    #[arg(long = "target-prefix", default_value = "")]
+    pub target_prefix: String,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! bucketflow: replicate Prometheus/Thanos TSDB blocks between buckets.
 
+mod bench;
 mod cli;
 mod gen;
 mod http;
@@ -22,6 +23,14 @@ fn main() -> ExitCode {
         Command::Replicate(args) => {
             logging::init(args.log_level, args.log_format);
             replicate::run(args)
+        }
+        Command::Bench(args) => {
+            logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt);
+            bench::run(args).map(|()| Finish::Succeeded)
+        }
+        Command::BenchRun(args) => {
+            logging::init(cli::LogLevel::Warn, cli::LogFormat::Logfmt);
+            bench::run_one(args).map(|()| Finish::Succeeded)
         }
         Command::Gen(args) => {
             logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt);

@@ -190,3 +190,46 @@ impl From<&crate::synth::SynthBlock> for ExpectedBlock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn block(dir: &str, min_time: i64) -> ExpectedBlock {
+        ExpectedBlock { dir: dir.into(), group: "g".into(), min_time, objects: vec![("index".into(), 3)] }
+    }
+
+    async fn put(store: &SafetyChecker<InMemory>, path: &str, data: &'static [u8]) {
+        store.put(&Path::from(path), PutPayload::from_static(data)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn counts_a_hand_built_bad_order_and_an_incomplete_commit() {
+        let (old, new) = ("01DWJQ1R9XW3Z3WJ7A7HNGQRG1", "01DWJQ1R9XW3Z3WJ7A7HNGQRG2");
+        let checker = SafetyChecker::new(InMemory::new(), [block(old, 0), block(new, 10)]);
+        put(&checker, &format!("{new}/index"), b"abc").await;
+        put(&checker, &format!("{new}/meta.json"), b"{}").await; // before the older block: out of order
+        put(&checker, &format!("{old}/meta.json"), b"{}").await; // before its index: incomplete
+        put(&checker, &format!("{old}/index"), b"abc").await;
+        assert_eq!(
+            checker.violations(),
+            vec![
+                Violation::OutOfOrder { block: new.into(), older: old.into() },
+                Violation::Incomplete { block: old.into(), object: "index".into() },
+            ]
+        );
+        assert_eq!(checker.commits(), vec![new.to_string(), old.to_string()]);
+    }
+
+    #[tokio::test]
+    async fn the_right_order_is_no_violation() {
+        let (old, new) = ("01DWJQ1R9XW3Z3WJ7A7HNGQRG1", "01DWJQ1R9XW3Z3WJ7A7HNGQRG2");
+        let checker = SafetyChecker::new(InMemory::new(), [block(old, 0), block(new, 10)]);
+        for dir in [old, new] {
+            put(&checker, &format!("{dir}/index"), b"abc").await;
+            put(&checker, &format!("{dir}/meta.json"), b"{}").await;
+        }
+        assert_eq!(checker.violations(), vec![]);
+    }
+}
