@@ -271,6 +271,17 @@ fn markdown(w: &BenchWorkload, results: &[RunResult]) -> String {
             r.violations
         );
     }
+    // Requests by operation, a column each, so that a strategy's extra requests show where they go.
+    let operations: std::collections::BTreeSet<&String> = results.iter().flat_map(|r| r.requests.keys()).collect();
+    let _ = writeln!(out, "\nRequests by bucket and operation:\n");
+    let header: Vec<&str> = operations.iter().map(|o| o.as_str()).collect();
+    let _ = writeln!(out, "| strategy | concurrency | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|---:|{}", "---:|".repeat(header.len()));
+    for r in results {
+        let counts: Vec<String> =
+            operations.iter().map(|o| r.requests.get(*o).copied().unwrap_or(0).to_string()).collect();
+        let _ = writeln!(out, "| {} | {} | {} |", r.strategy, r.concurrency, counts.join(" | "));
+    }
     out
 }
 
