@@ -112,7 +112,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .output()
                 .context("starting a benchmark run")?;
             if !output.status.success() {
-                bail!("the {strategy} run at concurrency {concurrency} failed: {}", String::from_utf8_lossy(&output.stderr));
+                bail!(
+                    "the {strategy} run at concurrency {concurrency} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
             let result: RunResult = serde_json::from_slice(&output.stdout).context("reading a run's result")?;
             tracing::info!(
@@ -154,7 +157,8 @@ pub fn run_one(args: &BenchRunArgs) -> Result<()> {
     let blocks: Vec<SynthBlock> = generate(&spec(w));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let simulated = w.source_config.is_none();
-    let (source, target_base): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match (&w.source_config, &w.target_config) {
+    let (source, target_base): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match (&w.source_config, &w.target_config)
+    {
         (Some(s), Some(t)) => {
             let target = open_yaml(t, Side::Target)?;
             let prefixed: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(target, args.target_prefix.as_str()));
@@ -332,7 +336,8 @@ fn chart(path: &Path, results: &[RunResult]) -> Result<()> {
             points = vec![(x_min, y), (x_max, y)];
         }
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let label = if strategy == Strategy::Serial { "serial (1 in flight)".to_string() } else { strategy.to_string() };
+        let label =
+            if strategy == Strategy::Serial { "serial (1 in flight)".to_string() } else { strategy.to_string() };
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| anyhow::anyhow!("{e:?}"))?

@@ -245,9 +245,21 @@ pub struct ReplicateArgs {
     /// (unsafe; for benchmarks).
     #[arg(long, default_value = "grouped", value_parser = parse_strategy)]
     pub strategy: Strategy,
-    /// Write each run's report as JSON to this file.
+    /// Write each run's report as JSON to this file (process 0 of a cluster).
     #[arg(long = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
+
+    /// Processes in a timely cluster that share one replication; start each with the same flags
+    /// but its own --process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub processes: u32,
+    /// This process's index in the cluster, from 0; process 0 starts the runs and writes the report.
+    #[arg(long, default_value_t = 0)]
+    pub process: u32,
+    /// The cluster's addresses, one host:port a line in process order (default: 127.0.0.1 from
+    /// port 2101 up).
+    #[arg(long, value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
 }
 
 impl ReplicateArgs {

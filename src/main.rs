@@ -19,6 +19,7 @@ use crate::replicate::Finish;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    exit_on_dataflow_panic();
     let result = match &cli.command {
         Command::Replicate(args) => {
             logging::init(args.log_level, args.log_format);
@@ -48,4 +49,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A panic on one of timely's threads (a worker, or a network thread when a peer process of a
+/// cluster is lost) leaves the dataflow unable to finish: the other workers would wait for it
+/// forever. The process exits instead. Nothing is lost by it: a meta.json is written only for a
+/// complete block, and the next run picks up the rest.
+fn exit_on_dataflow_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current();
+        if let Some(name) = thread.name().filter(|name| name.starts_with("timely:")) {
+            eprintln!(
+                "error: the replication dataflow failed on thread {name} (in a cluster: a peer process was lost); \
+                 no incomplete block was committed, and a restart of every process completes the work"
+            );
+            std::process::exit(1);
+        }
+    }));
 }

@@ -10,7 +10,7 @@ use bucketflow_dataflows::copy::RetryPolicy;
 use bucketflow_dataflows::filter::BlockFilter;
 use bucketflow_dataflows::matcher::{parse_matchers, Selector};
 use bucketflow_dataflows::report::Outcome;
-use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
+use bucketflow_dataflows::{ClusterConfig, EngineConfig, Replicator, RunReport, Strategy};
 
 use bucketflow_dataflows::store::LatencyStore;
 use object_store::ObjectStore;
@@ -69,6 +69,8 @@ pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
         part_size: usize::try_from(args.part_size).context("--part-size is too large")?,
         dry_run: args.dry_run,
         filter: block_filter(args)?,
+        cluster: ClusterConfig::new(args.processes as usize, args.process as usize, args.hostfile.as_deref())
+            .context("cluster flags (--processes, --process, --hostfile)")?,
     })
 }
 
@@ -116,7 +118,18 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     }
 
     let telemetry = config.telemetry.clone();
+    if let Some(cluster) = &config.cluster {
+        tracing::info!(process = cluster.process, addresses = ?cluster.addresses, "joining the cluster");
+    }
     let mut replicator = Replicator::start(source, target, config, runtime.handle().clone())?;
+    if !replicator.is_leader() {
+        // Process 0 starts every run and gathers its report; this process copies and commits its
+        // share until process 0 shuts the dataflow down.
+        replicator.follow()?;
+        tracing::info!("process 0 ended the replication; the run reports are on process 0");
+        let interrupted = signal.load(Ordering::SeqCst);
+        return Ok(if interrupted != 0 { Finish::Interrupted(interrupted) } else { Finish::Succeeded });
+    }
     let single = args.is_single_run();
     let show_bar = single && !args.dry_run && args.log_format == LogFormat::Logfmt && std::io::stderr().is_terminal();
     loop {

@@ -66,7 +66,16 @@ fn bench_on_real_buckets_fills_an_empty_source_and_writes_each_run_under_its_own
     let (source_yaml, target_yaml) = (yaml(&source, "source.yaml"), yaml(&target, "target.yaml"));
     let runs = bench(
         &tmp.path().join("results"),
-        &["--strategies", "grouped", "--concurrency", "4", "--source-config", &source_yaml, "--target-config", &target_yaml],
+        &[
+            "--strategies",
+            "grouped",
+            "--concurrency",
+            "4",
+            "--source-config",
+            &source_yaml,
+            "--target-config",
+            &target_yaml,
+        ],
     );
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["blocks"], 8);

@@ -51,6 +51,9 @@ fn bad_flags_are_named_and_never_panic() {
         (&["--log.format", "xml"], "xml"),
         (&["--part-size", "1024"], "--part-size"),
         (&["--retry-timeout", "forever"], "forever"),
+        (&["--processes", "2", "--process", "2"], "process 2 is out of range"),
+        (&["--processes", "2", "--hostfile", "/nonexistent/hosts"], "reading hostfile /nonexistent/hosts"),
+        (&["--processes", "0"], "--processes"),
     ];
     for (extra, needle) in cases {
         let out = run(&[&base[..], extra].concat());

@@ -1,72 +1,23 @@
 //! The sidecar surface of a real process: metrics and probes over HTTP, and SIGTERM mid-run.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/buckets.rs"]
+mod buckets;
+#[path = "support/process.rs"]
+mod process;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bucketflow_dataflows::synth::{generate, write, SynthSpec};
-use object_store::local::LocalFileSystem;
-use object_store::ObjectStore;
-
-const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
+use bucketflow_dataflows::synth::SynthSpec;
+use buckets::{assert_committed_blocks_complete, files, synth_folder};
+use process::{drain, kill, spawn, wait_for, BIN};
 
 /// A synthetic bucket in a folder; returns the number of blocks.
 fn bucket(dir: &Path, groups: usize, per: usize) -> usize {
-    std::fs::create_dir_all(dir).unwrap();
-    let blocks = generate(&SynthSpec { groups, blocks_per_group: per, ..SynthSpec::default() });
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
-    tokio::runtime::Runtime::new().unwrap().block_on(write(&store, &blocks)).unwrap();
-    blocks.len()
-}
-
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
-}
-
-/// Starts the binary and streams its stderr lines.
-fn spawn(args: &[&str]) -> (Child, Receiver<String>) {
-    let mut child = Command::new(BIN).args(args).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for a stderr line containing `needle` and returns it (and the lines seen before).
-fn wait_for(lines: &Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
-            seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-    panic!("no line with {needle:?} in: {seen:#?}");
+    synth_folder(dir, SynthSpec { groups, blocks_per_group: per, ..SynthSpec::default() })
 }
 
 fn http_get(address: &str, path: &str) -> (u16, String) {
@@ -77,10 +28,6 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
-}
-
-fn kill(child: &Child, signal: &str) {
-    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
 }
 
 #[test]
@@ -165,21 +112,13 @@ fn sigterm_mid_run_leaves_no_incomplete_block_and_a_second_run_completes() {
     kill(&child, "-TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143), "exit status says it was interrupted");
-    while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-        seen.push(line);
-    }
+    drain(&lines, &mut seen);
     assert!(seen.iter().any(|l| l.contains("signal received")), "{seen:#?}");
 
     // Every block with a meta.json in the target is complete and byte-equal to the source.
-    let (source, target) = (files(&src), files(&dst));
-    let committed: Vec<_> =
-        target.keys().filter(|p| p.ends_with("meta.json")).map(|p| p.parent().unwrap().to_path_buf()).collect();
+    let source = files(&src);
+    let committed = assert_committed_blocks_complete(&source, &files(&dst));
     assert!(!committed.is_empty() && committed.len() < n, "interrupted mid-run: {} of {n} committed", committed.len());
-    for block in &committed {
-        for (path, data) in source.iter().filter(|(p, _)| p.starts_with(block)) {
-            assert_eq!(target.get(path), Some(data), "{} in committed block {}", path.display(), block.display());
-        }
-    }
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(report["blocks"].as_array().unwrap().iter().any(|b| b["cause"] == "interrupted"), "{report}");
 

@@ -1,24 +1,19 @@
 //! Replication through real object-store servers on 127.0.0.1 (s3s-fs, moto, azurite), driven
 //! through the binary with Thanos objstore YAML, as an operator would run it.
 
+#[path = "support/buckets.rs"]
+mod buckets;
 #[path = "support/servers.rs"]
 mod servers;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use bucketflow_dataflows::synth::{generate, write, SynthSpec};
-use object_store::local::LocalFileSystem;
-use object_store::ObjectStore;
+use bucketflow_dataflows::synth::SynthSpec;
+use buckets::{files, fs_yaml, synth_folder};
 use servers::Server;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
-
-fn fs_yaml(dir: &Path) -> String {
-    format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", dir.display())
-}
 
 fn s3_yaml(server: &Server, bucket: &str, prefix: &str) -> String {
     let host = server.endpoint.trim_start_matches("http://");
@@ -66,27 +61,8 @@ fn source_folder(root: &Path) -> (PathBuf, usize) {
 
 fn source_folder_of(root: &Path, spec: SynthSpec) -> (PathBuf, usize) {
     let dir = root.join("origin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let blocks = generate(&spec);
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap());
-    tokio::runtime::Runtime::new().unwrap().block_on(write(&store, &blocks)).unwrap();
-    (dir, blocks.len())
-}
-
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
+    let n = synth_folder(&dir, spec);
+    (dir, n)
 }
 
 /// fs -> S3 bucket a -> S3 bucket b -> (azure, when given) -> fs, then byte equality end to end.

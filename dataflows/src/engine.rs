@@ -9,6 +9,7 @@ use object_store::ObjectStore;
 use timely::dataflow::operators::vec::Input;
 use timely::WorkerConfig;
 
+use crate::cluster::ClusterConfig;
 use crate::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
 use crate::dataflow::{build, Context};
 use crate::filter::BlockFilter;
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     /// Cancelling stops a run gracefully: no new copy starts, copies in flight finish, and a block
     /// left incomplete fails (as interrupted) without its meta.json.
     pub cancel: CancellationToken,
+    /// This process's place in a cluster of processes; `None` runs every worker here.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             same_store: None,
             telemetry: Telemetry::default(),
             cancel: CancellationToken::new(),
+            cluster: None,
         }
     }
 }
@@ -64,9 +68,15 @@ impl Default for EngineConfig {
 pub enum EngineError {
     #[error("starting the timely workers: {0}")]
     Start(String),
-    #[error("the replication dataflow stopped unexpectedly")]
-    Stopped,
+    #[error("a worker stopped (in a cluster: a peer process was lost); no incomplete block was committed, and a restart of every process completes the work")]
+    WorkerLost,
+    #[error("only process 0 of a cluster starts runs; the others follow it")]
+    NotLeader,
 }
+
+/// How long an idle worker parks before it looks at its channels again. Bounded, so that a
+/// worker notices a lost peer (timely poisons its queues) even when no operator has work.
+const PARK: Duration = Duration::from_millis(500);
 
 enum Command {
     Run(RunRequest),
@@ -78,6 +88,7 @@ pub struct Replicator {
     reports: mpsc::Receiver<RunReport>,
     guards: Option<timely::communication::WorkerGuards<()>>,
     next_run: Epoch,
+    leader: bool,
 }
 
 impl Replicator {
@@ -119,10 +130,15 @@ impl Replicator {
         let (command_tx, command_rx) = mpsc::channel::<Command>();
         let (report_tx, report_rx) = mpsc::channel::<RunReport>();
         let command_rx = Arc::new(Mutex::new(Some(command_rx)));
-        let timely_config = timely::Config {
-            communication: timely::CommunicationConfig::Process(config.workers.max(1)),
-            worker: WorkerConfig::default(),
+        let threads = config.workers.max(1);
+        let leader = config.cluster.as_ref().is_none_or(ClusterConfig::is_leader);
+        let communication = match config.cluster.clone() {
+            None => timely::CommunicationConfig::Process(threads),
+            Some(ClusterConfig { process, addresses }) => {
+                timely::CommunicationConfig::Cluster { threads, process, addresses, report: false, zerocopy: false }
+            }
         };
+        let timely_config = timely::Config { communication, worker: WorkerConfig::default() };
         let (strategy, dry_run) = (config.strategy, config.dry_run);
         let guards = timely::execute(timely_config, move |worker| {
             let report_tx = report_tx.clone();
@@ -137,8 +153,8 @@ impl Replicator {
                 });
                 input
             });
-            // Only worker 0 feeds runs; the others close their input at once, so that the
-            // frontier follows worker 0's input alone.
+            // Only worker 0 (of process 0, in a cluster) feeds runs; the others close their
+            // input at once, so that the frontier follows worker 0's input alone.
             let commands = if worker.index() == 0 { command_rx.lock().ok().and_then(|mut c| c.take()) } else { None };
             if let Some(commands) = commands {
                 loop {
@@ -155,10 +171,10 @@ impl Replicator {
                 }
             }
             drop(input);
-            while worker.step_or_park(None) {}
+            while worker.step_or_park(Some(PARK)) {}
         })
         .map_err(EngineError::Start)?;
-        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0 })
+        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0, leader })
     }
 
     /// Runs one replication with the current time as the run's clock, and waits for its report.
@@ -169,14 +185,30 @@ impl Replicator {
 
     /// Runs one replication whose relative time filters resolve against `now_millis`.
     pub fn run_at(&mut self, now_millis: i64) -> Result<RunReport, EngineError> {
+        if !self.leader {
+            return Err(EngineError::NotLeader);
+        }
         let request = RunRequest { run_id: self.next_run, now_millis };
         self.next_run += 1;
-        let commands = self.commands.as_ref().ok_or(EngineError::Stopped)?;
-        commands.send(Command::Run(request)).map_err(|_| EngineError::Stopped)?;
+        let commands = self.commands.as_ref().ok_or(EngineError::WorkerLost)?;
+        commands.send(Command::Run(request)).map_err(|_| EngineError::WorkerLost)?;
         if let Some(guards) = &self.guards {
             guards.guards()[0].thread().unpark();
         }
-        self.reports.recv().map_err(|_| EngineError::Stopped)
+        // The reports' sender lives in the workers: it is gone only when they stopped.
+        self.reports.recv().map_err(|_| EngineError::WorkerLost)
+    }
+
+    /// Whether this process starts runs and receives their reports: the only process, or
+    /// process 0 of a cluster.
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// For a process of a cluster other than process 0: takes part in every run process 0
+    /// starts, until process 0 shuts down (`Ok`) or a process is lost (`Err`).
+    pub fn follow(mut self) -> Result<(), EngineError> {
+        self.stop()
     }
 
     /// Closes the input and waits for the workers to finish.
@@ -191,7 +223,7 @@ impl Replicator {
                 thread.unpark();
             }
             if guards.join().into_iter().any(|r| r.is_err()) {
-                return Err(EngineError::Stopped);
+                return Err(EngineError::WorkerLost);
             }
         }
         Ok(())

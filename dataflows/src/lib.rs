@@ -6,6 +6,7 @@
 //! See [`engine::Replicator`] for the entry point.
 
 pub mod block;
+pub mod cluster;
 pub mod copy;
 pub mod dataflow;
 pub mod engine;
@@ -23,9 +24,11 @@ pub mod strategy;
 pub mod synth;
 pub mod telemetry;
 pub mod timespec;
+pub mod wire;
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster::ClusterConfig;
 pub use engine::{EngineConfig, EngineError, Replicator};
 pub use report::{Outcome, RunReport};
 pub use strategy::Strategy;

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use crate::report::Record;
+use crate::wire::Wire;
 use crate::{Epoch, RunRequest};
 
 /// Collects each run's records and calls `on_run` once per run.
@@ -26,10 +28,12 @@ impl<'scope> CollectRuns<'scope> for StreamVec<'scope, Epoch, RunRequest> {
     {
         let mut runs: BTreeMap<Epoch, (Option<RunRequest>, Vec<Record>)> = BTreeMap::new();
         // The output is never used: the collector is a sink with two inputs.
+        // A record's JSON shape (flattened, tagged) is beyond bincode: it crosses as JSON.
+        let records = records.map(Wire);
         let _ = self.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
             records,
             Exchange::new(|_: &RunRequest| 0),
-            Exchange::new(|_: &Record| 0),
+            Exchange::new(|_: &Wire<Record>| 0),
             "CollectRuns",
             move |_initial, _info| {
                 move |(requests, requests_frontier), (records, records_frontier), _output| {
@@ -39,7 +43,7 @@ impl<'scope> CollectRuns<'scope> for StreamVec<'scope, Epoch, RunRequest> {
                     });
                     records.for_each(|cap, data| {
                         let epoch = *cap.least().expect("totally ordered");
-                        runs.entry(epoch).or_default().1.append(data);
+                        runs.entry(epoch).or_default().1.extend(data.drain(..).map(|Wire(record)| record));
                     });
                     while let Some(entry) = runs.first_entry() {
                         let epoch = *entry.key();

@@ -22,6 +22,7 @@ use crate::copy::{Copier, CopyError, ObjectDone};
 use crate::error::error_chain;
 use crate::meta::META_FILENAME;
 use crate::report::{Failure, FailureCause, Outcome, Record};
+use crate::wire::Wire;
 use crate::{route, Epoch};
 
 /// A block on its way to the commit, with the queue (partition key) it belongs to.
@@ -47,7 +48,11 @@ pub fn commit_inputs<'scope>(
     blocks: StreamVec<'scope, Epoch, CommitBlock>,
     barriers: StreamVec<'scope, Epoch, String>,
 ) -> StreamVec<'scope, Epoch, CommitInput> {
-    let blocks = blocks.exchange(|b: &CommitBlock| route(&b.queue)).map(CommitInput::Block);
+    // A block carries its parsed meta.json, which bincode cannot encode: it crosses as JSON.
+    let blocks = blocks
+        .map(Wire)
+        .exchange(|b: &Wire<CommitBlock>| route(&b.0.queue))
+        .map(|Wire(block)| CommitInput::Block(block));
     let barriers = barriers.broadcast().map(|dir| CommitInput::Barrier { dir });
     blocks.concat(barriers)
 }
