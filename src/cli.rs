@@ -31,6 +31,10 @@ pub enum Command {
     /// Compare replication strategies at several concurrency levels on one synthetic bucket,
     /// between simulated S3 stores (by default) or real buckets; writes a table and a chart.
     Bench(BenchArgs),
+    /// Audit one bucket: every visible block complete (sizes and hashes that meta.json lists),
+    /// partial uploads with their age, and each compaction group's time line with gaps and
+    /// overlaps. Exits 1 when a visible block is incomplete.
+    Verify(VerifyArgs),
     /// One benchmark run, in a process of its own so that its peak memory is its own.
     #[command(hide = true)]
     BenchRun(BenchRunArgs),
@@ -119,6 +123,37 @@ pub struct GenArgs {
     pub no_hashes: bool,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("bucket").required(true))]
+pub struct VerifyArgs {
+    /// The bucket's Thanos objstore YAML file.
+    #[arg(long = "objstore.config-file", value_name = "FILE", group = "bucket")]
+    pub config_file: Option<PathBuf>,
+    /// The bucket's Thanos objstore YAML, inline.
+    #[arg(long = "objstore.config", value_name = "YAML", group = "bucket")]
+    pub config: Option<String>,
+    /// The bucket as a URL.
+    #[arg(long = "url", value_name = "URL", group = "bucket")]
+    pub url: Option<String>,
+    /// Blocks audited at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Check sizes only: do not read objects back to compare the SHA256 that meta.json lists.
+    #[arg(long = "skip-hashes")]
+    pub skip_hashes: bool,
+    /// Also write the audit as JSON to this file.
+    #[arg(long = "report-file", value_name = "PATH")]
+    pub report_file: Option<PathBuf>,
+    #[arg(long = "log.level", value_enum, default_value = "warn")]
+    pub log_level: LogLevel,
+}
+
+impl VerifyArgs {
+    pub fn bucket(&self) -> BucketFlags {
+        BucketFlags { config_file: self.config_file.clone(), config: self.config.clone(), url: self.url.clone() }
+    }
 }
 
 impl GenArgs {

@@ -9,6 +9,7 @@ mod metrics;
 mod objstore;
 mod progress;
 mod replicate;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,10 @@ fn main() -> ExitCode {
         Command::BenchRun(args) => {
             logging::init(cli::LogLevel::Warn, cli::LogFormat::Logfmt);
             bench::run_one(args).map(|()| Finish::Succeeded)
+        }
+        Command::Verify(args) => {
+            logging::init(args.log_level, cli::LogFormat::Logfmt);
+            verify::run(args)
         }
         Command::Gen(args) => {
             logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt);

@@ -39,15 +39,15 @@ impl ObjectSpec {
 /// Why a listed block cannot be planned.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("block {block}: meta.json lists {rel_path}, which is not in the source bucket")]
+    #[error("block {block}: meta.json lists {rel_path}, which is not in the block folder")]
     MissingObject { block: String, rel_path: String },
-    #[error("block {block}: {rel_path} has {actual} bytes in the source, but meta.json lists {listed}")]
+    #[error("block {block}: {rel_path} has {actual} bytes in the bucket, but meta.json lists {listed}")]
     SizeMismatch { block: String, rel_path: String, listed: u64, actual: u64 },
     #[error("block {block}: meta.json lists an unusable object path {rel_path:?}")]
     BadPath { block: String, rel_path: String },
     /// Every TSDB block has an index; a listing without one is not a block's (or the store's
     /// listing is broken), and copying it would make an empty block visible.
-    #[error("block {block}: the source listing of the block folder has no index")]
+    #[error("block {block}: the listing of the block folder has no index")]
     NoIndex { block: String },
 }
 
@@ -226,8 +226,8 @@ mod tests {
             assert!(b.objects.is_empty(), "a defective block has nothing to copy");
             b.defect.expect("defective").error
         };
-        assert!(defect(&[("index", 3)], files).contains("index has 3 bytes in the source, but meta.json lists 2"));
-        assert!(defect(&[], files).contains("lists index, which is not in the source"));
+        assert!(defect(&[("index", 3)], files).contains("index has 3 bytes in the bucket, but meta.json lists 2"));
+        assert!(defect(&[], files).contains("lists index, which is not in the block folder"));
         assert!(defect(&[("chunks/000001", 1)], "").contains("has no index"));
         let escaping = r#"{"rel_path":"../other/index","size_bytes":2}"#;
         assert!(defect(&[("index", 2)], escaping).contains("unusable object path \"../other/index\""));

@@ -276,13 +276,12 @@ impl Copier {
             return Ok(None);
         }
         if let Some(expected) = &spec.sha256 {
-            let read_err = |source| CopyError::Target { operation: "reading back", path: path.clone(), source };
-            let mut stream = self.target.get(path).await.map_err(read_err)?.into_stream();
-            let mut hasher = Sha256::new();
-            while let Some(chunk) = stream.try_next().await.map_err(read_err)? {
-                hasher.update(&chunk);
-            }
-            if &hex::encode(hasher.finalize()) != expected {
+            let actual = sha256_of(&*self.target, path).await.map_err(|source| CopyError::Target {
+                operation: "reading back",
+                path: path.clone(),
+                source,
+            })?;
+            if &actual != expected {
                 return Ok(None);
             }
         }
@@ -373,6 +372,16 @@ impl Copier {
             Err(source) => Err(CopyError::Target { operation: "re-checking", path: path.clone(), source }),
         }
     }
+}
+
+/// The SHA256 of an object, in lower-case hex, read as a stream (one chunk in memory at a time).
+pub async fn sha256_of(store: &dyn ObjectStore, path: &Path) -> object_store::Result<String> {
+    let mut stream = store.get(path).await?.into_stream();
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.try_next().await? {
+        hasher.update(&chunk);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Checks the bytes of a source object as they stream past.

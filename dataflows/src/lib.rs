@@ -24,6 +24,7 @@ pub mod strategy;
 pub mod synth;
 pub mod telemetry;
 pub mod timespec;
+pub mod verify;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};
