@@ -49,6 +49,9 @@ pub enum PlanError {
     /// listing is broken), and copying it would make an empty block visible.
     #[error("block {block}: the listing of the block folder has no index")]
     NoIndex { block: String },
+    /// A TSDB block's chunks/ holds segment files only; anything deeper is not a block's.
+    #[error("block {block}: {rel_path} is in a folder under chunks/, where a TSDB block holds only segment files")]
+    NestedChunks { block: String, rel_path: String },
 }
 
 /// A block selected from the source listing.
@@ -67,11 +70,17 @@ pub struct SourceBlock {
     pub defect: Option<Failure>,
 }
 
-/// A relative path is usable when it names an object inside the block folder.
+/// A relative path is usable when it names an object inside the block folder: no empty, `.` or
+/// `..` segment, also once percent-decoded (a store may decode a key), and no backslash or
+/// control character (which some stores and file systems read as separators or cut at).
 fn is_contained(rel_path: &str) -> bool {
-    !rel_path.is_empty()
-        && !rel_path.starts_with('/')
-        && rel_path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+    let segment_ok = |seg: &str| {
+        let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+        !seg.is_empty()
+            && ![".", ".."].contains(&decoded.as_ref())
+            && !decoded.chars().any(|c| c == '\\' || c.is_control())
+    };
+    !rel_path.is_empty() && !rel_path.starts_with('/') && rel_path.split('/').all(segment_ok)
 }
 
 impl SourceBlock {
@@ -128,6 +137,9 @@ impl SourceBlock {
         }
         if !sizes.contains_key("index") {
             return Err(PlanError::NoIndex { block: dir.to_string() });
+        }
+        if let Some(nested) = sizes.keys().find(|p| p.strip_prefix("chunks/").is_some_and(|rest| rest.contains('/'))) {
+            return Err(PlanError::NestedChunks { block: dir.to_string(), rel_path: nested.clone() });
         }
         let mut objects: Vec<ObjectSpec> = sizes
             .into_iter()
@@ -231,5 +243,28 @@ mod tests {
         assert!(defect(&[("chunks/000001", 1)], "").contains("has no index"));
         let escaping = r#"{"rel_path":"../other/index","size_bytes":2}"#;
         assert!(defect(&[("index", 2)], escaping).contains("unusable object path \"../other/index\""));
+        let nested = defect(&[("index", 2), ("chunks/sub/000001", 1)], "");
+        assert!(nested.contains("chunks/sub/000001 is in a folder under chunks/"), "{nested}");
+    }
+
+    #[test]
+    fn paths_that_leave_the_block_folder_in_any_spelling_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a//b",
+            "./index",
+            "chunks/../../x",
+            "%2E%2E/x",
+            "chunks/%2e",
+            "a\\..\\b",
+            "a%5Cb",
+            "a%00b",
+        ] {
+            assert!(!is_contained(bad), "{bad:?} must be refused");
+        }
+        for good in ["index", "chunks/000001", "tombstones", "a%20b", "..index"] {
+            assert!(is_contained(good), "{good:?} is fine");
+        }
     }
 }

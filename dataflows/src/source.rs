@@ -40,13 +40,15 @@ pub enum Unusable {
 /// at the root (debug folders, bucket indexes) is not a block and is left alone.
 pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, SourceError> {
     let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
-    Ok(listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename())
-        .filter(|name| Ulid::from_string(name).is_ok())
-        .map(str::to_string)
-        .collect())
+    let mut dirs = Vec::new();
+    for name in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
+        if Ulid::from_string(name).is_ok() {
+            dirs.push(name.to_string());
+        } else {
+            tracing::info!(folder = name, "left alone: a folder at the bucket root whose name is not a block ULID");
+        }
+    }
+    Ok(dirs)
 }
 
 /// Reads a small object whole, refusing one larger than `limit` without reading its body.
