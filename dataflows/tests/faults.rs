@@ -162,3 +162,119 @@ fn empty_meta_and_empty_deletion_mark_are_partial_not_failures() {
     assert_eq!(outcomes[blocks[1].dir.as_str()].kind(), "replicated", "an empty mark is no mark");
     assert!(!report.is_failure());
 }
+
+#[test]
+fn reads_cut_short_are_noticed_and_retried() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 2, 3);
+    let short =
+        Arc::new(FaultyStore::new(source.clone(), vec![FaultRule::truncated_reads(r"/(chunks/|index)", Some(6))], 3));
+    let target = checker(&blocks);
+    let report = replicate(&rt, short.clone(), target.clone());
+    assert_eq!(short.injected(), 6, "every truncation happened");
+    assert_eq!(report.counts.replicated, 6, "{report:#?}");
+    assert_eq!(target.violations(), vec![]);
+    assert_eq!(rt.block_on(contents(&*target)), rt.block_on(contents(&*source)), "no short object was kept");
+}
+
+#[test]
+fn an_object_deleted_between_its_copy_and_the_commit_is_copied_again_first() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 2, 3);
+    let target = checker(&blocks);
+    // As a target compactor's cleanup of a block without meta.json would: objects vanish right
+    // after they were written.
+    let vanishing =
+        Arc::new(FaultyStore::new(target.clone(), vec![FaultRule::vanish_after_put(r"/(chunks/|index)", Some(5))], 4));
+    let report = replicate(&rt, source.clone(), vanishing.clone());
+    assert_eq!(vanishing.injected(), 5);
+    assert_eq!(report.counts.replicated, 6, "{report:#?}");
+    assert_eq!(target.violations(), vec![], "no meta.json was written while an object was gone");
+    assert_eq!(rt.block_on(contents(&*target)), rt.block_on(contents(&*source)));
+}
+
+/// A random fault schedule: which faults, where, how often.
+#[derive(Debug, Clone)]
+struct Schedule {
+    groups: usize,
+    per: usize,
+    seed: u64,
+    source_errors: f64,
+    target_errors: f64,
+    truncations: usize,
+    vanishings: usize,
+    denied_block: Option<usize>,
+}
+
+fn schedule() -> impl proptest::strategy::Strategy<Value = Schedule> {
+    use proptest::prelude::*;
+    (1usize..4, 1usize..5, any::<u64>(), 0.0..0.3f64, 0.0..0.3f64, 0usize..6, 0usize..6, any::<Option<usize>>())
+        .prop_map(|(groups, per, seed, source_errors, target_errors, truncations, vanishings, denied)| Schedule {
+            groups,
+            per,
+            seed,
+            source_errors,
+            target_errors,
+            truncations,
+            vanishings,
+            denied_block: denied.map(|d| d % (groups * per)),
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+    /// Whatever the faults, promises 1 to 4 hold after the run, and a re-run without faults
+    /// leaves the target holding exactly the source's blocks.
+    #[test]
+    fn promises_hold_under_random_fault_schedules(s in schedule()) {
+        let rt = runtime();
+        let spec = SynthSpec { groups: s.groups, blocks_per_group: s.per, seed: s.seed, max_chunk_bytes: 4096, ..SynthSpec::default() };
+        let blocks = generate(&spec);
+        let source = Arc::new(InMemory::new());
+        let dyn_source: Arc<dyn ObjectStore> = source.clone();
+        rt.block_on(write(&dyn_source, &blocks)).unwrap();
+        let before = rt.block_on(contents(&*source));
+
+        let mut source_rules = vec![
+            FaultRule::transient(r"/(chunks/|index)", &[Op::Get], None).with_rate(s.source_errors),
+            FaultRule::truncated_reads(r"/(chunks/|index)", Some(s.truncations)),
+        ];
+        if let Some(i) = s.denied_block {
+            source_rules.push(FaultRule::permanent(&format!("^{}/index$", blocks[i].dir), &[Op::Get]));
+        }
+        let faulty_source = Arc::new(FaultyStore::new(source.clone(), source_rules, s.seed));
+        let target = checker(&blocks);
+        let target_rules = vec![
+            FaultRule::transient(r"/(chunks/|index|meta\.json)", &[Op::Put, Op::Head], None).with_rate(s.target_errors),
+            FaultRule::vanish_after_put(r"/(chunks/|index)", Some(s.vanishings)),
+        ];
+        let faulty_target = Arc::new(FaultyStore::new(target.clone(), target_rules, s.seed ^ 1));
+        let report = replicate(&rt, faulty_source, faulty_target);
+
+        // Promises 1 and 2: every meta.json was written complete and in its group's order.
+        proptest::prop_assert_eq!(target.violations(), vec![]);
+        let after = rt.block_on(contents(&*target));
+        for b in &blocks {
+            if let Some(meta) = after.get(&format!("{}/meta.json", b.dir)) {
+                // Promise 3: byte for byte.
+                proptest::prop_assert_eq!(meta, b.meta_json());
+                for (rel, data) in &b.objects {
+                    proptest::prop_assert_eq!(after.get(&format!("{}/{rel}", b.dir)), Some(data));
+                }
+            }
+        }
+        proptest::prop_assert_eq!(rt.block_on(contents(&*source)), before.clone(), "the source is never written");
+        if s.denied_block.is_none() {
+            proptest::prop_assert_eq!(report.counts.replicated as usize, blocks.len(), "{:#?}", report);
+        }
+
+        // Promise 4: a re-run without faults finishes the rest, copies nothing finished again,
+        // and leaves the target equal to the source.
+        let rerun = replicate(&rt, source.clone(), target.clone());
+        proptest::prop_assert_eq!(rerun.counts.already_replicated, report.counts.replicated);
+        proptest::prop_assert_eq!(rerun.counts.replicated + rerun.counts.already_replicated, blocks.len() as u64);
+        proptest::prop_assert_eq!(rt.block_on(contents(&*target)), before);
+        proptest::prop_assert_eq!(target.violations(), vec![]);
+    }
+}

@@ -1,7 +1,10 @@
-//! `FaultyStore`: injects request failures by path pattern, operation, count and rate.
+//! `FaultyStore`: injects faults by path pattern, operation, count and rate: failed requests
+//! (transient or permanent), reads cut short, and objects that vanish right after they were
+//! written (as a target compactor's cleanup of a partial upload deletes them).
 //!
 //! Tests and benchmarks use it to show that transient failures are retried, permanent ones fail
-//! only their block, and no failure ever lets an incomplete block become visible.
+//! only their block, and no fault ever lets an incomplete block become visible. Added latency is
+//! `LatencyStore`'s job.
 #![deny(clippy::missing_trait_methods)]
 
 use std::fmt;
@@ -12,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,16 +36,26 @@ pub enum Op {
     Copy,
 }
 
-/// One way to fail: requests of `ops` on paths matching `path` fail with probability `rate`,
-/// at most `times` times (unlimited when `None`).
+/// What a fault does to a request it hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The request fails: permanently (access denied, not worth retrying) or transiently (a 503).
+    Fail { permanent: bool },
+    /// A GET succeeds but its body ends, without an error, after half of its bytes.
+    TruncateRead,
+    /// A PUT succeeds and the object is deleted right after it.
+    VanishAfterPut,
+}
+
+/// One fault: requests of `ops` on paths matching `path` are hit with probability `rate`, at
+/// most `times` times (unlimited when `None`).
 #[derive(Debug, Clone)]
 pub struct FaultRule {
     pub path: Regex,
     pub ops: Vec<Op>,
     pub rate: f64,
     pub times: Option<usize>,
-    /// A permanent failure (access denied) is not worth retrying; a transient one (a 503) is.
-    pub permanent: bool,
+    pub effect: Effect,
 }
 
 impl FaultRule {
@@ -53,12 +66,22 @@ impl FaultRule {
             ops: ops.to_vec(),
             rate: 1.0,
             times,
-            permanent: false,
+            effect: Effect::Fail { permanent: false },
         }
     }
 
     pub fn permanent(path: &str, ops: &[Op]) -> Self {
-        FaultRule { permanent: true, ..FaultRule::transient(path, ops, None) }
+        FaultRule { effect: Effect::Fail { permanent: true }, ..FaultRule::transient(path, ops, None) }
+    }
+
+    /// GETs of matching paths return half the object, as a connection closed early.
+    pub fn truncated_reads(path: &str, times: Option<usize>) -> Self {
+        FaultRule { effect: Effect::TruncateRead, ..FaultRule::transient(path, &[Op::Get], times) }
+    }
+
+    /// Objects written to matching paths are deleted right after the write succeeds.
+    pub fn vanish_after_put(path: &str, times: Option<usize>) -> Self {
+        FaultRule { effect: Effect::VanishAfterPut, ..FaultRule::transient(path, &[Op::Put], times) }
     }
 
     pub fn with_rate(self, rate: f64) -> Self {
@@ -91,13 +114,14 @@ impl<T> FaultyStore<T> {
         self.faults.injected.load(Ordering::SeqCst)
     }
 
-    fn check(&self, op: Op, path: &Path) -> Result<()> {
+    /// Fails the request when a failing fault hits it; otherwise the effect to apply, if any.
+    fn check(&self, op: Op, path: &Path) -> Result<Option<Effect>> {
         self.faults.check(op, path)
     }
 }
 
 impl Faults {
-    fn check(&self, op: Op, path: &Path) -> Result<()> {
+    fn check(&self, op: Op, path: &Path) -> Result<Option<Effect>> {
         let mut state = self.state.lock().expect("the fault state lock is never poisoned");
         let (rng, counts) = &mut *state;
         for (i, rule) in self.rules.iter().enumerate() {
@@ -110,13 +134,15 @@ impl Faults {
             counts[i] += 1;
             self.injected.fetch_add(1, Ordering::SeqCst);
             let source = format!("injected {op:?} fault on {path}").into();
-            return Err(if rule.permanent {
-                object_store::Error::PermissionDenied { path: path.to_string(), source }
-            } else {
-                object_store::Error::Generic { store: "FaultyStore", source }
-            });
+            return match rule.effect {
+                Effect::Fail { permanent: true } => {
+                    Err(object_store::Error::PermissionDenied { path: path.to_string(), source })
+                }
+                Effect::Fail { permanent: false } => Err(object_store::Error::Generic { store: "FaultyStore", source }),
+                effect => Ok(Some(effect)),
+            };
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -135,8 +161,12 @@ impl<T: fmt::Debug> fmt::Debug for FaultyStore<T> {
 #[async_trait]
 impl<T: ObjectStore> ObjectStore for FaultyStore<T> {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        self.check(Op::Put, location)?;
-        self.inner.put_opts(location, payload, opts).await
+        let effect = self.check(Op::Put, location)?;
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        if effect == Some(Effect::VanishAfterPut) {
+            self.inner.delete(location).await?;
+        }
+        Ok(result)
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
@@ -145,8 +175,25 @@ impl<T: ObjectStore> ObjectStore for FaultyStore<T> {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.check(if options.head { Op::Head } else { Op::Get }, location)?;
-        self.inner.get_opts(location, options).await
+        let effect = self.check(if options.head { Op::Head } else { Op::Get }, location)?;
+        let result = self.inner.get_opts(location, options).await?;
+        if effect != Some(Effect::TruncateRead) {
+            return Ok(result);
+        }
+        let (meta, range, attributes) = (result.meta.clone(), result.range.clone(), result.attributes.clone());
+        let extensions = result.extensions.clone();
+        let mut left = (range.end - range.start) / 2;
+        let truncated = result
+            .into_stream()
+            .map_ok(move |mut chunk| {
+                let keep = chunk.len().min(left as usize);
+                left -= keep as u64;
+                chunk.truncate(keep);
+                chunk
+            })
+            .try_take_while(|chunk| futures::future::ready(Ok(!chunk.is_empty())))
+            .boxed();
+        Ok(GetResult { payload: GetResultPayload::Stream(truncated), meta, range, attributes, extensions })
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -162,14 +209,14 @@ impl<T: ObjectStore> ObjectStore for FaultyStore<T> {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         match self.check(Op::List, prefix.unwrap_or(&Path::default())) {
-            Ok(()) => self.inner.list(prefix),
+            Ok(_) => self.inner.list(prefix),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         }
     }
 
     fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
         match self.check(Op::List, prefix.unwrap_or(&Path::default())) {
-            Ok(()) => self.inner.list_with_offset(prefix, offset),
+            Ok(_) => self.inner.list_with_offset(prefix, offset),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         }
     }

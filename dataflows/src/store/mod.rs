@@ -6,7 +6,7 @@ pub mod latency;
 pub mod read_only;
 pub mod safety;
 
-pub use faults::{FaultRule, FaultyStore, Op};
+pub use faults::{Effect, FaultRule, FaultyStore, Op};
 pub use instrumented::InstrumentedStore;
 pub use latency::LatencyStore;
 pub use read_only::ReadOnlyStore;
