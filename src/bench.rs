@@ -52,6 +52,33 @@ pub struct RunResult {
     pub lower_bound_seconds: Option<f64>,
     pub violations: usize,
     pub failed: u64,
+    /// The copy rate away from the run's start and end: bytes copied per second between the
+    /// moments 10% and 90% of them were done (sampled every 100 ms).
+    pub steady_bytes_per_second: Option<f64>,
+}
+
+/// Samples the bytes copied so far until `done`; returns (seconds since start, bytes).
+fn sample_progress(
+    progress: Arc<bucketflow_dataflows::telemetry::Progress>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(f64, u64)>> {
+    use std::sync::atomic::Ordering;
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !done.load(Ordering::Relaxed) {
+            samples.push((started.elapsed().as_secs_f64(), progress.bytes_done.load(Ordering::Relaxed)));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        samples
+    })
+}
+
+/// The rate between the first sample at 10% of `total` and the last one at 90% or below.
+fn steady_rate(samples: &[(f64, u64)], total: u64) -> Option<f64> {
+    let from = samples.iter().find(|(_, b)| *b * 10 >= total)?;
+    let to = samples.iter().rev().find(|(_, b)| *b * 10 <= total * 9)?;
+    (to.0 > from.0).then(|| (to.1 - from.1) as f64 / (to.0 - from.0))
 }
 
 fn spec(w: &BenchWorkload) -> SynthSpec {
@@ -74,6 +101,9 @@ fn workload_args(w: &BenchWorkload) -> Vec<String> {
         format!("--stream-bytes-per-second={}", w.stream_bytes_per_second),
         format!("--workers={}", w.workers),
     ];
+    if let Some(limit) = &w.bwlimit {
+        args.push(format!("--bwlimit={limit}"));
+    }
     if let (Some(s), Some(t)) = (&w.source_config, &w.target_config) {
         args.push(format!("--source-config={}", s.display()));
         args.push(format!("--target-config={}", t.display()));
@@ -194,13 +224,21 @@ pub fn run_one(args: &BenchRunArgs) -> Result<()> {
         concurrency: args.concurrency,
         workers: w.workers,
         telemetry: telemetry.clone(),
+        bandwidth: match &w.bwlimit {
+            Some(limit) => limit.parse().map_err(anyhow::Error::msg)?,
+            None => Default::default(),
+        },
         ..EngineConfig::default()
     };
     let (rss_before, _) = rss();
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_progress(telemetry.progress.clone(), sampling.clone());
     let started = Instant::now();
     let mut replicator = Replicator::start(source, target, config, runtime.handle().clone())?;
     let report = replicator.run()?;
     let wall = started.elapsed().as_secs_f64();
+    sampling.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().map_err(|_| anyhow::anyhow!("the progress sampler panicked"))?;
     replicator.shutdown()?;
     let (_, peak) = rss();
 
@@ -235,6 +273,7 @@ pub fn run_one(args: &BenchRunArgs) -> Result<()> {
         lower_bound_seconds: lower_bound,
         violations: checker.violations().len(),
         failed: report.counts.failed,
+        steady_bytes_per_second: steady_rate(&samples, report.bytes_copied),
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
@@ -250,9 +289,10 @@ fn markdown(w: &BenchWorkload, results: &[RunResult]) -> String {
             w.stream_bytes_per_second / 1_000_000
         ),
     };
+    let limit = w.bwlimit.as_deref().map(|l| format!(", --bwlimit {l}")).unwrap_or_default();
     let _ = writeln!(
         out,
-        "{} groups x {} blocks (seed {}), {}, {} workers\n",
+        "{} groups x {} blocks (seed {}), {}, {} workers{limit}\n",
         w.groups, w.blocks_per_group, w.seed, stores, w.workers
     );
     let _ = writeln!(out, "| strategy | concurrency | in flight | wall s | MB/s | objects/s | requests | peak RSS MiB | copy lower bound s | violations |");

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bucketflow_dataflows::bandwidth::BandwidthLimit;
 use bucketflow_dataflows::timespec::{parse_duration, TimeOrDuration};
 use bucketflow_dataflows::Strategy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -60,6 +61,10 @@ pub struct BenchWorkload {
     /// Timely worker threads per run.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// A bandwidth limit for every run, as `replicate --bwlimit` takes it (kept as written, to
+    /// pass on to each run).
+    #[arg(long = "bwlimit", value_name = "RATE", value_parser = valid_bwlimit)]
+    pub bwlimit: Option<String>,
     /// Real buckets instead of the simulated store: the source (filled with the synthetic bucket
     /// when it holds no block yet) and the target (each run writes under a prefix of its own).
     #[arg(long = "source-config", value_name = "FILE", requires = "target_config")]
@@ -284,6 +289,22 @@ pub struct ReplicateArgs {
     #[arg(long = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
+    /// Also replicate no-compact-mark.json and no-downsample-mark.json, written before the block's
+    /// meta.json (a deletion-mark.json is never copied).
+    #[arg(long = "copy-markers")]
+    pub copy_markers: bool,
+
+    /// Move mode: once a block is in the target and its objects verified, write a Thanos
+    /// deletion-mark.json into the source block, for the source's compactor to delete it after
+    /// its delete delay. The only write bucketflow ever makes to a source.
+    #[arg(long = "mark-source-for-deletion")]
+    pub mark_source_for_deletion: bool,
+
+    /// Bytes per second for the whole process, e.g. 50MiB/s: one rate for source reads and target
+    /// writes alike, or READ:WRITE (either may be `off`). Server-side copies are not limited.
+    #[arg(long = "bwlimit", value_name = "RATE", value_parser = parse_bwlimit)]
+    pub bwlimit: Option<BandwidthLimit>,
+
     /// Processes in a timely cluster that share one replication; start each with the same flags
     /// but its own --process.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -322,6 +343,14 @@ impl ReplicateArgs {
 
 fn parse_duration_flag(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_bwlimit(s: &str) -> Result<BandwidthLimit, String> {
+    s.parse().map_err(|e: bucketflow_dataflows::bandwidth::RateError| e.to_string())
+}
+
+fn valid_bwlimit(s: &str) -> Result<String, String> {
+    parse_bwlimit(s).map(|_| s.to_string())
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {

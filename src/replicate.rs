@@ -69,6 +69,9 @@ pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
         part_size: usize::try_from(args.part_size).context("--part-size is too large")?,
         dry_run: args.dry_run,
         filter: block_filter(args)?,
+        bandwidth: args.bwlimit.unwrap_or_default(),
+        copy_markers: args.copy_markers,
+        mark_source_for_deletion: args.mark_source_for_deletion,
         cluster: ClusterConfig::new(args.processes as usize, args.process as usize, args.hostfile.as_deref())
             .context("cluster flags (--processes, --process, --hostfile)")?,
     })
@@ -82,6 +85,9 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     config.same_store = same_store(&source, &target);
     if config.same_store.is_some() {
         tracing::info!("source and target are one store; objects are copied server-side");
+    }
+    if config.mark_source_for_deletion {
+        tracing::warn!("--mark-source-for-deletion: every block that is safe in the target gets a deletion mark in the source, and the source's compactor will delete it");
     }
     if config.strategy == Strategy::Unordered {
         tracing::warn!("--strategy unordered commits blocks with no compaction-group order; a target compactor can see gaps. Use it for benchmarks only");

@@ -7,7 +7,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::markers::Markers;
+use crate::markers::{Markers, DELETION_MARK};
 use crate::meta::{RawMeta, META_FILENAME};
 use crate::report::{Failure, FailureCause};
 
@@ -64,6 +64,9 @@ pub struct SourceBlock {
     pub markers: Markers,
     /// Every object to copy, in copy order; never meta.json or a marker.
     pub objects: Vec<ObjectSpec>,
+    /// The block's no-compact and no-downsample marks, copied only when asked for. A deletion
+    /// mark is never among them: it is the source's compactor's business, not the target's.
+    pub markers_to_copy: Vec<ObjectSpec>,
     /// Why this block cannot be replicated, found before copying (a source block that disagrees
     /// with its meta.json, a target that could not be read). A defective block still takes its
     /// place in its group's commit order, so that it holds back the newer blocks of its group.
@@ -90,12 +93,13 @@ impl SourceBlock {
     /// block is returned with its `defect` set and nothing to copy.
     pub fn plan(dir: &str, meta: RawMeta, listing: Vec<(String, u64)>) -> Self {
         let mut markers = Markers::default();
+        let mut markers_to_copy = Vec::new();
         let group = meta.meta.group_key();
-        let (objects, defect) = match Self::objects(dir, &meta, listing, &mut markers) {
+        let (objects, defect) = match Self::objects(dir, &meta, listing, &mut markers, &mut markers_to_copy) {
             Ok(objects) => (objects, None),
             Err(e) => (Vec::new(), Some(Failure::new(FailureCause::Source, e.to_string()))),
         };
-        SourceBlock { dir: dir.to_string(), meta, group, markers, objects, defect }
+        SourceBlock { dir: dir.to_string(), meta, group, markers, objects, markers_to_copy, defect }
     }
 
     fn objects(
@@ -103,10 +107,17 @@ impl SourceBlock {
         meta: &RawMeta,
         listing: Vec<(String, u64)>,
         markers: &mut Markers,
+        markers_to_copy: &mut Vec<ObjectSpec>,
     ) -> Result<Vec<ObjectSpec>, PlanError> {
         let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
         for (rel_path, size) in listing {
-            if rel_path == META_FILENAME || markers.note(&rel_path) {
+            if rel_path == META_FILENAME {
+                continue;
+            }
+            if markers.note(&rel_path) {
+                if rel_path != DELETION_MARK {
+                    markers_to_copy.push(ObjectSpec { rel_path, size, sha256: None });
+                }
                 continue;
             }
             sizes.insert(rel_path, size);
@@ -159,6 +170,7 @@ impl SourceBlock {
             group,
             markers: Markers::default(),
             objects: Vec::new(),
+            markers_to_copy: Vec::new(),
             defect: Some(defect),
         }
     }
@@ -223,6 +235,7 @@ mod tests {
         let order: Vec<_> = b.objects.iter().map(|o| o.rel_path.as_str()).collect();
         assert_eq!(order, ["chunks/000001", "chunks/000002", "index", "tombstones"]);
         assert!(b.markers.deletion);
+        assert!(b.markers_to_copy.is_empty(), "a deletion mark is never to copy");
         assert_eq!(b.total_bytes(), 13);
         assert_eq!(b.path("chunks/000001").as_ref(), format!("{ULID}/chunks/000001"));
     }

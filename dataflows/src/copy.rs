@@ -15,6 +15,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::bandwidth::Bandwidth;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -156,6 +158,8 @@ pub struct Copier {
     pub telemetry: Telemetry,
     /// Once cancelled, no new copy starts and no failure is retried.
     pub cancel: CancellationToken,
+    /// The process's bandwidth limit, shared by every copy.
+    pub bandwidth: Bandwidth,
     permits: Arc<Semaphore>,
 }
 
@@ -174,6 +178,7 @@ impl Copier {
             same_store: None,
             telemetry: Telemetry::default(),
             cancel: CancellationToken::new(),
+            bandwidth: Bandwidth::default(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
@@ -188,6 +193,10 @@ impl Copier {
 
     pub fn with_telemetry(self, telemetry: Telemetry, cancel: CancellationToken) -> Self {
         Copier { telemetry, cancel, ..self }
+    }
+
+    pub fn with_bandwidth(self, bandwidth: Bandwidth) -> Self {
+        Copier { bandwidth, ..self }
     }
 
     /// Makes sure the target holds an intact copy of `spec` at `path`: skips it when the target
@@ -296,6 +305,7 @@ impl Copier {
         let e_tag = if spec.size as usize <= self.part_size {
             let mut buffer = BytesMut::with_capacity(spec.size as usize);
             while let Some(chunk) = stream.try_next().await.map_err(source_err)? {
+                self.bandwidth.admit(chunk.len()).await;
                 verifier.update(&chunk)?;
                 buffer.extend_from_slice(&chunk);
             }
@@ -324,6 +334,7 @@ impl Copier {
             while let Some(mut chunk) =
                 stream.next().await.transpose().map_err(|source| CopyError::Source { path: path.clone(), source })?
             {
+                self.bandwidth.admit(chunk.len()).await;
                 verifier.update(&chunk)?;
                 while !chunk.is_empty() {
                     let take = chunk.len().min(self.part_size - part_len);

@@ -23,6 +23,7 @@ use crate::block::{block_path, ObjectSpec, SourceBlock};
 use crate::copy::Copier;
 use crate::error::error_chain;
 use crate::filter::BlockFilter;
+use crate::mark_source::SourceMarker;
 use crate::operators::{
     commit_inputs, AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit,
 };
@@ -41,6 +42,10 @@ pub struct Context {
     /// Requested objects in flight; also bounds meta reads and target checks per worker.
     pub concurrency: usize,
     pub dry_run: bool,
+    /// Copy no-compact and no-downsample marks with their blocks.
+    pub copy_markers: bool,
+    /// Move mode: marks source blocks for deletion once they are safe in the target.
+    pub source_marker: Option<SourceMarker>,
     pub runtime: Handle,
 }
 
@@ -64,6 +69,41 @@ fn block_record(block: &SourceBlock, outcome: Outcome) -> Record {
         max_time: Some(meta.max_time),
         outcome,
     })
+}
+
+/// The outcome of a block already visible in the target. Marks added to the source block since
+/// it was replicated are copied now (when marks are copied at all, they are among its objects):
+/// the block is visible already, so no order is at stake.
+async fn already_replicated(copier: &Copier, block: &SourceBlock) -> Outcome {
+    for spec in block.objects.iter().filter(|o| crate::markers::is_marker(&o.rel_path)) {
+        if let Err(e) = copier.ensure(&block.path(&spec.rel_path), spec).await {
+            return Outcome::failed(e.failure());
+        }
+    }
+    Outcome::AlreadyReplicated
+}
+
+/// Move mode: a block that is in the target (replicated now or before) gets a deletion mark in
+/// the source; the record goes on, with a note of the mark or of why it was not written.
+async fn mark_moved(marker: SourceMarker, record: Record) -> Vec<Record> {
+    let dir = match &record {
+        Record::Block(b) if matches!(b.outcome, Outcome::Replicated { .. } | Outcome::AlreadyReplicated) => {
+            b.block.clone()
+        }
+        _ => return vec![record],
+    };
+    match marker.mark(&dir, chrono::Utc::now().timestamp()).await {
+        Ok(true) => {
+            tracing::info!(block = %dir, "marked for deletion in the source");
+            vec![record, Record::SourceMarked(dir)]
+        }
+        Ok(false) => vec![record],
+        Err(e) => {
+            let error = error_chain(&e);
+            tracing::warn!(block = %dir, %error, "source block not marked for deletion");
+            vec![record, Record::RunError(error)]
+        }
+    }
 }
 
 /// A block read from the source that will not reach the copy stage.
@@ -183,12 +223,18 @@ pub fn build<'scope>(
             );
             vec![Ok(defective(block, failure))]
         },
-        move |block: SourceBlock| {
+        move |mut block: SourceBlock| {
             let target = c.target.clone();
+            let copier = c.copier.clone();
+            let copy_markers = c.copy_markers && !c.dry_run;
             async move {
+                if copy_markers {
+                    // Written before meta.json like every other object of the block.
+                    block.objects.append(&mut block.markers_to_copy);
+                }
                 vec![match read_meta_bytes(&*target, &block.dir).await {
                     Ok(Some(bytes)) if bytes == block.meta.bytes => {
-                        Err(block_record(&block, Outcome::AlreadyReplicated))
+                        Err(block_record(&block, already_replicated(&copier, &block).await))
                     }
                     // An oversized target meta.json is not this block's: it is replaced.
                     Ok(_) | Err(SourceError::TooLarge { .. }) => Ok(block),
@@ -270,6 +316,21 @@ pub fn build<'scope>(
         })
     };
 
-    let records = scope.concatenate([list_errors, load_records, filtered, already, outcomes]);
+    let settled = scope.concatenate([already, outcomes]);
+    let settled = match ctx.source_marker.clone().filter(|_| !ctx.dry_run) {
+        Some(marker) => settled.async_flat_map(
+            "MarkSource",
+            Pipeline,
+            ctx.runtime.clone(),
+            ctx.concurrency,
+            |_| (),
+            |record, message| {
+                vec![record, Record::RunError(format!("internal error: marking the source panicked: {message}"))]
+            },
+            move |record: Record| mark_moved(marker.clone(), record),
+        ),
+        None => settled,
+    };
+    let records = scope.concatenate([list_errors, load_records, filtered, settled]);
     requests.collect_runs(records, on_run);
 }

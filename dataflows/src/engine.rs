@@ -9,10 +9,12 @@ use object_store::ObjectStore;
 use timely::dataflow::operators::vec::Input;
 use timely::WorkerConfig;
 
+use crate::bandwidth::{Bandwidth, BandwidthLimit};
 use crate::cluster::ClusterConfig;
 use crate::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
 use crate::dataflow::{build, Context};
 use crate::filter::BlockFilter;
+use crate::mark_source::SourceMarker;
 use crate::report::RunReport;
 use crate::store::{InstrumentedStore, ReadOnlyStore};
 use crate::strategy::Strategy;
@@ -44,6 +46,13 @@ pub struct EngineConfig {
     pub cancel: CancellationToken,
     /// This process's place in a cluster of processes; `None` runs every worker here.
     pub cluster: Option<ClusterConfig>,
+    /// Bytes per second that copies may read and write, across the process.
+    pub bandwidth: BandwidthLimit,
+    /// Also copy no-compact and no-downsample marks (never deletion marks), before meta.json.
+    pub copy_markers: bool,
+    /// Move mode: once a block is in the target and verified, write a deletion mark into the
+    /// source block. The only write to a source, and only with this set.
+    pub mark_source_for_deletion: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +69,9 @@ impl Default for EngineConfig {
             telemetry: Telemetry::default(),
             cancel: CancellationToken::new(),
             cluster: None,
+            bandwidth: BandwidthLimit::default(),
+            copy_markers: false,
+            mark_source_for_deletion: false,
         }
     }
 }
@@ -101,9 +113,17 @@ impl Replicator {
     ) -> Result<Self, EngineError> {
         // The engine never writes to its source (promise 3); the wrapper makes a stray write fail.
         let metrics = config.telemetry.metrics.clone();
+        let target: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(target, Side::Target, metrics.clone()));
+        let source_marker = config.mark_source_for_deletion.then(|| SourceMarker {
+            writer: Arc::new(InstrumentedStore::new(
+                ReadOnlyStore::allowing_deletion_marks(source.clone()),
+                Side::Source,
+                metrics.clone(),
+            )),
+            target: target.clone(),
+        });
         let source: Arc<dyn ObjectStore> =
             Arc::new(InstrumentedStore::new(ReadOnlyStore::new(source), Side::Source, metrics.clone()));
-        let target: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(target, Side::Target, metrics.clone()));
         let same_store = config.same_store.clone().map(|same| SameStore {
             store: Arc::new(InstrumentedStore::new(same.store, Side::Target, metrics.clone())),
             ..same
@@ -116,7 +136,8 @@ impl Replicator {
         )
         .with_retry(config.retry)
         .with_same_store(same_store)
-        .with_telemetry(config.telemetry.clone(), config.cancel.clone());
+        .with_telemetry(config.telemetry.clone(), config.cancel.clone())
+        .with_bandwidth(Bandwidth::new(config.bandwidth));
         let context = Arc::new(Context {
             source,
             target,
@@ -125,6 +146,8 @@ impl Replicator {
             strategy: config.strategy,
             concurrency: config.concurrency.max(1),
             dry_run: config.dry_run,
+            copy_markers: config.copy_markers,
+            source_marker,
             runtime,
         });
         let (command_tx, command_rx) = mpsc::channel::<Command>();

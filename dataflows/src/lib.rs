@@ -5,6 +5,7 @@
 //! visible (its meta.json written) last, in (minTime, ULID) order within its compaction group.
 //! See [`engine::Replicator`] for the entry point.
 
+pub mod bandwidth;
 pub mod block;
 pub mod cluster;
 pub mod copy;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod group;
+pub mod mark_source;
 pub mod markers;
 pub mod matcher;
 pub mod meta;

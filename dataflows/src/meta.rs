@@ -18,6 +18,13 @@ pub const META_FILENAME: &str = "meta.json";
 pub const SUPPORTED_META_VERSION: u32 = 1;
 /// A meta.json larger than this is treated as corrupt rather than read into memory.
 pub const MAX_META_BYTES: usize = 4 * 1024 * 1024;
+/// A meta.json whose arrays and objects nest deeper than this is treated as corrupt. Real ones
+/// nest a handful of levels, but the free-form sections (`index_stats`, `extensions`, `rewrites`)
+/// are kept as JSON values, and a parsed meta.json travels between processes as JSON inside
+/// other records ([`crate::wire::Wire`]), a few levels deeper than it was read: without this
+/// limit a meta.json just under serde_json's recursion limit (128) parses here but cannot be
+/// decoded by the receiving worker.
+pub const MAX_META_DEPTH: usize = 64;
 
 /// Why a meta.json could not be used.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -174,11 +181,44 @@ pub fn parse_meta(block: &str, bytes: Bytes) -> Result<RawMeta, MetaError> {
         Some(version) => return Err(MetaError::UnsupportedVersion { block: block.to_string(), version }),
         None => return Err(MetaError::Parse { block: block.to_string(), reason: "missing field `version`".into() }),
     }
+    if nested_deeper_than(&bytes, MAX_META_DEPTH) {
+        let reason = format!("arrays and objects nest more than {MAX_META_DEPTH} levels deep");
+        return Err(MetaError::Parse { block: block.to_string(), reason });
+    }
     let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(parse_err)?;
     if meta.ulid.to_string() != block {
         return Err(MetaError::UlidMismatch { block: block.to_string(), ulid: meta.ulid });
     }
     Ok(RawMeta { bytes, meta })
+}
+
+/// Whether the arrays and objects of the JSON text `json` nest more than `limit` levels deep.
+/// Brackets inside strings do not count; the text is assumed to be valid JSON (it has parsed).
+fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -231,5 +271,46 @@ mod tests {
         assert!(matches!(err, MetaError::UlidMismatch { .. }), "{err}");
         let big = Bytes::from(vec![b' '; MAX_META_BYTES + 1]);
         assert!(matches!(parse_meta(ULID, big), Err(MetaError::TooLarge { .. })));
+    }
+
+    /// A meta.json whose `thanos.index_stats` is `levels` nested arrays, so the document nests
+    /// `levels + 2` deep; strings full of brackets beside it must not count.
+    fn nested_meta(levels: usize) -> Bytes {
+        let value = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        Bytes::from(format!(
+            r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,
+               "thanos":{{"labels":{{"a":"[[[{{\"\\}}"}},"source":"]]]","index_stats":{value}}}}}"#
+        ))
+    }
+
+    /// Caught by the round-trip check of the `meta` fuzz target (the input is
+    /// fuzz/regressions/meta/index-stats-123-deep.json): 123 nested arrays in `index_stats`
+    /// parsed, but the block could not cross processes in cluster mode, where the receiving
+    /// timely worker panics when a record does not decode ("recursion limit exceeded").
+    #[test]
+    fn rejects_nesting_too_deep_to_cross_processes() {
+        let value = format!("{}{}", "[".repeat(123), "]".repeat(123));
+        let json = format!(
+            r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,"thanos":{{"labels":{{"a":"b"}},"index_stats":{value}}}}}"#
+        );
+        let err = parse_meta(ULID, Bytes::from(json)).unwrap_err();
+        assert!(matches!(&err, MetaError::Parse { reason, .. } if reason.contains("nest")), "{err}");
+        assert!(err.to_string().contains(ULID), "{err}");
+    }
+
+    #[test]
+    fn the_deepest_accepted_meta_crosses_processes() {
+        use crate::block::SourceBlock;
+        use crate::operators::CommitBlock;
+        use crate::report::{Failure, FailureCause};
+        use crate::wire::Wire;
+
+        assert!(matches!(parse_meta(ULID, nested_meta(MAX_META_DEPTH - 1)), Err(MetaError::Parse { .. })));
+        let raw = parse_meta(ULID, nested_meta(MAX_META_DEPTH - 2)).unwrap();
+        let block = SourceBlock::defective(ULID, raw, Failure::new(FailureCause::Source, "x"));
+        let sent = CommitBlock { queue: block.group.clone(), block };
+        let bytes = bincode::serialize(&Wire(sent.clone())).unwrap();
+        let Wire(received) = bincode::deserialize::<Wire<CommitBlock>>(&bytes).unwrap();
+        assert_eq!(received.block, sent.block);
     }
 }

@@ -108,6 +108,8 @@ pub struct BlockOutcome {
 pub enum Record {
     Block(BlockOutcome),
     RunError(String),
+    /// Move mode: this block, verified in the target, got a deletion mark in the source.
+    SourceMarked(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +121,9 @@ pub struct Counts {
     pub failed: u64,
     pub held_back: u64,
     pub planned: u64,
+    /// Move mode: source blocks given a deletion mark this run.
+    #[serde(default)]
+    pub marked_in_source: u64,
 }
 
 /// The report of one replication run (one timely epoch).
@@ -165,6 +170,7 @@ impl RunReport {
             match record {
                 Record::RunError(e) => report.errors.push(e),
                 Record::Block(b) => report.blocks.push(b),
+                Record::SourceMarked(_) => report.counts.marked_in_source += 1,
             }
         }
         let c = &mut report.counts;

@@ -4,10 +4,12 @@ pub mod faults;
 pub mod instrumented;
 pub mod latency;
 pub mod read_only;
+pub mod recording;
 pub mod safety;
 
 pub use faults::{Effect, FaultRule, FaultyStore, Op};
 pub use instrumented::InstrumentedStore;
 pub use latency::LatencyStore;
 pub use read_only::ReadOnlyStore;
+pub use recording::{RecordingStore, Write};
 pub use safety::{SafetyChecker, Violation};

@@ -20,12 +20,27 @@ use object_store::{
 #[derive(Debug)]
 pub struct ReadOnlyStore<T> {
     inner: T,
+    /// Move mode: single PUTs of a block's `deletion-mark.json` pass; nothing else does.
+    deletion_marks: bool,
 }
 
 impl<T> ReadOnlyStore<T> {
     pub fn new(inner: T) -> Self {
-        ReadOnlyStore { inner }
+        ReadOnlyStore { inner, deletion_marks: false }
     }
+
+    /// Read-only but for Thanos deletion marks (`<block>/deletion-mark.json`), the one write move
+    /// mode makes to a source.
+    pub fn allowing_deletion_marks(inner: T) -> Self {
+        ReadOnlyStore { inner, deletion_marks: true }
+    }
+}
+
+/// `<ULID>/deletion-mark.json` (under any prefix): a block's deletion mark.
+fn is_deletion_mark(path: &Path) -> bool {
+    let parts: Vec<_> = path.parts().collect();
+    matches!(parts.as_slice(), [.., block, mark]
+        if mark.as_ref() == crate::markers::DELETION_MARK && ulid::Ulid::from_string(block.as_ref()).is_ok())
 }
 
 impl<T: fmt::Display> fmt::Display for ReadOnlyStore<T> {
@@ -42,7 +57,10 @@ fn refused(operation: &str, path: &Path) -> object_store::Error {
 
 #[async_trait]
 impl<T: ObjectStore> ObjectStore for ReadOnlyStore<T> {
-    async fn put_opts(&self, location: &Path, _: PutPayload, _: PutOptions) -> Result<PutResult> {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        if self.deletion_marks && is_deletion_mark(location) {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
         Err(refused("writing", location))
     }
 

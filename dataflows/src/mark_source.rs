@@ -1,0 +1,83 @@
+//! Move mode: once a block is visible in the target and every one of its objects is there with
+//! the source's size, a Thanos deletion mark is written into the source block, so that the
+//! source's compactor deletes it after its delete delay. This is the only write bucketflow ever
+//! makes to a source, and only when asked for.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+use crate::markers::{is_marker, DELETION_MARK};
+use crate::source::{list_block, SourceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarkError {
+    #[error("not marking block {block} for deletion in the source")]
+    Listing {
+        block: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("not marking block {block} for deletion in the source: {rel_path} is not in the target with the source's {size} bytes")]
+    NotInTarget { block: String, rel_path: String, size: u64 },
+    #[error("writing the deletion mark of block {block} into the source")]
+    Write {
+        block: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// The content of a Thanos `deletion-mark.json` (version 1).
+#[derive(Serialize)]
+struct DeletionMark<'a> {
+    id: &'a str,
+    deletion_time: i64,
+    version: u32,
+    details: &'a str,
+}
+
+/// Writes deletion marks into a source's blocks, after checking them in the target.
+#[derive(Clone)]
+pub struct SourceMarker {
+    /// The source as move mode may write it: deletion marks only.
+    pub writer: Arc<dyn ObjectStore>,
+    pub target: Arc<dyn ObjectStore>,
+}
+
+impl SourceMarker {
+    /// Marks block `dir` of the source for deletion at `now_seconds`, once every object of the
+    /// source block (markers aside) is in the target with the same size. `false` when the source
+    /// block had a deletion mark already (which is left as it is, with its own time).
+    pub async fn mark(&self, dir: &str, now_seconds: i64) -> Result<bool, MarkError> {
+        let listing = |store: Arc<dyn ObjectStore>| async move {
+            list_block(&*store, dir).await.map_err(|source| MarkError::Listing { block: dir.to_string(), source })
+        };
+        let source: Vec<(String, u64)> = listing(self.writer.clone()).await?;
+        if source.iter().any(|(rel, _)| rel == DELETION_MARK) {
+            return Ok(false);
+        }
+        let target: BTreeMap<String, u64> = listing(self.target.clone()).await?.into_iter().collect();
+        for (rel_path, size) in source.into_iter().filter(|(rel, _)| !is_marker(rel)) {
+            if target.get(&rel_path) != Some(&size) {
+                return Err(MarkError::NotInTarget { block: dir.to_string(), rel_path, size });
+            }
+        }
+        let mark = DeletionMark {
+            id: dir,
+            deletion_time: now_seconds,
+            version: 1,
+            details: "replicated by bucketflow --mark-source-for-deletion",
+        };
+        let json = serde_json::to_vec(&mark).expect("a deletion mark always serializes");
+        let path = Path::from_iter([dir, DELETION_MARK]);
+        self.writer
+            .put(&path, PutPayload::from(json))
+            .await
+            .map_err(|source| MarkError::Write { block: dir.to_string(), source })?;
+        Ok(true)
+    }
+}

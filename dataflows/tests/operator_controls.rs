@@ -1,0 +1,126 @@
+//! Operator controls: marker copies (`copy_markers`) and move mode (`mark_source_for_deletion`),
+//! observed through recording stores rather than the engine's own report.
+
+use std::sync::Arc;
+
+use bucketflow_dataflows::block::block_path;
+use bucketflow_dataflows::markers::{DELETION_MARK, NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK};
+use bucketflow_dataflows::store::{RecordingStore, Write};
+use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
+use bucketflow_dataflows::{EngineConfig, Replicator, RunReport};
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn replicate(
+    rt: &tokio::runtime::Runtime,
+    source: Arc<dyn ObjectStore>,
+    target: Arc<dyn ObjectStore>,
+    config: EngineConfig,
+) -> RunReport {
+    let mut replicator = Replicator::start(source, target, config, rt.handle().clone()).unwrap();
+    let report = replicator.run().unwrap();
+    replicator.shutdown().unwrap();
+    report
+}
+
+fn config() -> EngineConfig {
+    EngineConfig { workers: 2, concurrency: 8, ..EngineConfig::default() }
+}
+
+fn bucket(rt: &tokio::runtime::Runtime) -> (Vec<SynthBlock>, Arc<RecordingStore<InMemory>>) {
+    let blocks = generate(&SynthSpec { groups: 2, blocks_per_group: 3, ..SynthSpec::default() });
+    let store = Arc::new(RecordingStore::new(InMemory::new()));
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    rt.block_on(write(&dyn_store, &blocks)).unwrap();
+    (blocks, store)
+}
+
+fn get(rt: &tokio::runtime::Runtime, store: &dyn ObjectStore, dir: &str, rel: &str) -> Option<Bytes> {
+    rt.block_on(async { store.get(&block_path(dir, rel)).await.ok()?.bytes().await.ok() })
+}
+
+#[test]
+fn markers_are_copied_before_meta_json_only_when_asked_and_deletion_marks_never() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt);
+    let marked = &blocks[1];
+    for (rel, data) in [
+        (NO_COMPACT_MARK, &b"{\"no-compact\":1}"[..]),
+        (NO_DOWNSAMPLE_MARK, b"{\"nd\":1}"),
+        (DELETION_MARK, b"{\"del\":1}"),
+    ] {
+        rt.block_on(source.put(&block_path(&marked.dir, rel), PutPayload::from_static(data))).unwrap();
+    }
+    let test_writes = source.writes().len();
+
+    let plain = Arc::new(RecordingStore::new(InMemory::new()));
+    replicate(&rt, source.clone(), plain.clone(), config());
+    for rel in [NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK, DELETION_MARK] {
+        assert_eq!(get(&rt, &*plain, &marked.dir, rel), None, "{rel} is not copied by default");
+    }
+
+    let target = Arc::new(RecordingStore::new(InMemory::new()));
+    let report = replicate(&rt, source.clone(), target.clone(), EngineConfig { copy_markers: true, ..config() });
+    assert_eq!(report.counts.replicated, blocks.len() as u64);
+    for rel in [NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK] {
+        assert_eq!(get(&rt, &*target, &marked.dir, rel), get(&rt, &*source, &marked.dir, rel), "{rel}");
+    }
+    assert_eq!(get(&rt, &*target, &marked.dir, DELETION_MARK), None, "a deletion mark is never copied");
+    let writes = target.writes();
+    let at = |rel: &str| writes.iter().position(|w| w == &Write::Put(format!("{}/{rel}", marked.dir))).unwrap();
+    assert!(at(NO_COMPACT_MARK) < at("meta.json") && at(NO_DOWNSAMPLE_MARK) < at("meta.json"), "{writes:#?}");
+
+    // A mark added to the source after the block was replicated comes along in the next run.
+    let later = &blocks[4];
+    rt.block_on(source.put(&block_path(&later.dir, NO_COMPACT_MARK), PutPayload::from_static(b"{\"late\":1}")))
+        .unwrap();
+    let again = replicate(&rt, source.clone(), target.clone(), EngineConfig { copy_markers: true, ..config() });
+    assert_eq!(again.counts.already_replicated, blocks.len() as u64, "{again:#?}");
+    assert_eq!(get(&rt, &*target, &later.dir, NO_COMPACT_MARK).as_deref(), Some(&b"{\"late\":1}"[..]));
+    assert_eq!(source.writes().len(), test_writes + 1, "only the test wrote the source");
+}
+
+#[test]
+fn move_mode_marks_each_block_safe_in_the_target_and_writes_nothing_else_to_the_source() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt);
+    let setup_writes = source.writes().len();
+    // One block is broken in the source (its index gone): it must not be marked.
+    let broken = &blocks[4];
+    rt.block_on(source.delete(&block_path(&broken.dir, "index"))).unwrap();
+    let target = Arc::new(InMemory::new());
+    let moving = EngineConfig { mark_source_for_deletion: true, ..config() };
+    let before = chrono::Utc::now().timestamp();
+    let report = replicate(&rt, source.clone(), target.clone(), moving.clone());
+    assert_eq!(report.counts.replicated, blocks.len() as u64 - 2, "the broken block fails, its newer one is held back");
+    assert_eq!(report.counts.marked_in_source, report.counts.replicated);
+
+    let writes: Vec<Write> = source.writes().split_off(setup_writes + 1);
+    assert_eq!(writes.len() as u64, report.counts.replicated, "{writes:#?}");
+    for block in &blocks {
+        let mark = get(&rt, &*source, &block.dir, DELETION_MARK);
+        let committed = get(&rt, &*target, &block.dir, "meta.json").is_some();
+        assert_eq!(mark.is_some(), committed, "{}: marked exactly when safe in the target", block.dir);
+        if let Some(mark) = mark {
+            let mark: serde_json::Value = serde_json::from_slice(&mark).unwrap();
+            assert_eq!(mark["id"], block.dir.as_str());
+            assert_eq!(mark["version"], 1);
+            assert!(mark["deletion_time"].as_i64().unwrap() >= before, "{mark}");
+            assert!(writes.contains(&Write::Put(format!("{}/{DELETION_MARK}", block.dir))));
+        }
+    }
+
+    // A block already in the target is marked too, but only once its objects are all there.
+    let unmarked = &blocks[0];
+    rt.block_on(source.delete(&block_path(&unmarked.dir, DELETION_MARK))).unwrap();
+    rt.block_on(target.delete(&block_path(&unmarked.dir, "index"))).unwrap();
+    let rerun = replicate(&rt, source.clone(), target.clone(), moving.clone());
+    assert_eq!(get(&rt, &*source, &unmarked.dir, DELETION_MARK), None, "not marked while its index is missing");
+    assert!(rerun.errors.iter().any(|e| e.contains(&unmarked.dir) && e.contains("index")), "{:#?}", rerun.errors);
+    assert_eq!(rerun.counts.marked_in_source, 0, "marks already written are left alone");
+}
