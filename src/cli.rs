@@ -168,6 +168,12 @@ impl GenArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutFlag {
+    Thanos,
+    Tenants,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Logfmt,
     Json,
@@ -293,6 +299,20 @@ pub struct ReplicateArgs {
     /// meta.json (a deletion-mark.json is never copied).
     #[arg(long = "copy-markers")]
     pub copy_markers: bool,
+
+    /// Where the source's blocks are: `thanos` (at the root) or `tenants` (Mimir, Cortex:
+    /// `<tenant>/<ULID>/`, each tenant committed in time order as one queue).
+    #[arg(long, value_enum, default_value = "thanos")]
+    pub layout: LayoutFlag,
+    /// With --layout tenants: only these tenants (comma-separated or repeated).
+    #[arg(long = "enabled-tenants", value_name = "TENANT", value_delimiter = ',')]
+    pub enabled_tenants: Vec<String>,
+    /// With --layout tenants: never these tenants (comma-separated or repeated).
+    #[arg(long = "disabled-tenants", value_name = "TENANT", value_delimiter = ',')]
+    pub disabled_tenants: Vec<String>,
+    /// With --layout tenants: write tenant SRC under the name DST in the target (repeated).
+    #[arg(long = "tenant-mapping", value_name = "SRC=DST")]
+    pub tenant_mapping: Vec<String>,
 
     /// Move mode: once a block is in the target and its objects verified, write a Thanos
     /// deletion-mark.json into the source block, for the source's compactor to delete it after

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bucketflow_dataflows::copy::RetryPolicy;
+use std::collections::{BTreeMap, BTreeSet};
+
 use bucketflow_dataflows::filter::BlockFilter;
+use bucketflow_dataflows::layout::{Layout, Tenants};
 use bucketflow_dataflows::matcher::{parse_matchers, Selector};
 use bucketflow_dataflows::report::Outcome;
 use bucketflow_dataflows::{ClusterConfig, EngineConfig, Replicator, RunReport, Strategy};
@@ -16,7 +19,7 @@ use bucketflow_dataflows::store::LatencyStore;
 use object_store::ObjectStore;
 use prometheus_client::registry::Registry;
 
-use crate::cli::{LogFormat, ReplicateArgs};
+use crate::cli::{LayoutFlag, LogFormat, ReplicateArgs};
 use crate::http::{self, HttpState};
 use crate::metrics::RunMetrics;
 use crate::objstore::{open_bucket, same_store, Retries, Side};
@@ -56,6 +59,39 @@ pub fn block_filter(args: &ReplicateArgs) -> Result<BlockFilter> {
     })
 }
 
+/// The bucket layout from --layout and the tenant flags, which only the tenants layout takes.
+fn layout(args: &ReplicateArgs) -> Result<Layout> {
+    let tenant_flags =
+        !(args.enabled_tenants.is_empty() && args.disabled_tenants.is_empty() && args.tenant_mapping.is_empty());
+    if args.layout == LayoutFlag::Thanos {
+        if tenant_flags {
+            bail!("--enabled-tenants, --disabled-tenants and --tenant-mapping need --layout tenants");
+        }
+        return Ok(Layout::Thanos);
+    }
+    let mut mapping = BTreeMap::new();
+    for text in &args.tenant_mapping {
+        let (from, to) = text
+            .split_once('=')
+            .filter(|(from, to)| !from.is_empty() && !to.is_empty() && !from.contains('/') && !to.contains('/'))
+            .with_context(|| format!("--tenant-mapping {text:?}: expected SRC=DST, two tenant names"))?;
+        if mapping.insert(from.to_string(), to.to_string()).is_some() {
+            bail!("--tenant-mapping names tenant {from:?} twice");
+        }
+    }
+    let mut targets = BTreeSet::new();
+    for to in mapping.values() {
+        if !targets.insert(to) {
+            bail!("--tenant-mapping maps two tenants onto {to:?}");
+        }
+    }
+    Ok(Layout::Tenants(Tenants {
+        enabled: args.enabled_tenants.iter().cloned().collect(),
+        disabled: args.disabled_tenants.iter().cloned().collect(),
+        mapping,
+    }))
+}
+
 pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
     let defaults = EngineConfig::default();
     Ok(EngineConfig {
@@ -72,6 +108,7 @@ pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
         bandwidth: args.bwlimit.unwrap_or_default(),
         copy_markers: args.copy_markers,
         mark_source_for_deletion: args.mark_source_for_deletion,
+        layout: layout(args)?,
         cluster: ClusterConfig::new(args.processes as usize, args.process as usize, args.hostfile.as_deref())
             .context("cluster flags (--processes, --process, --hostfile)")?,
     })

@@ -54,6 +54,12 @@ fn bad_flags_are_named_and_never_panic() {
         (&["--processes", "2", "--process", "2"], "process 2 is out of range"),
         (&["--processes", "2", "--hostfile", "/nonexistent/hosts"], "reading hostfile /nonexistent/hosts"),
         (&["--processes", "0"], "--processes"),
+        (&["--bwlimit", "fast"], "invalid rate \"fast\""),
+        (&["--bwlimit", "10M:slow"], "invalid rate \"slow\""),
+        (&["--tenant-mapping", "a=b"], "need --layout tenants"),
+        (&["--layout", "tenants", "--tenant-mapping", "a"], "--tenant-mapping \"a\": expected SRC=DST"),
+        (&["--layout", "tenants", "--tenant-mapping", "a=x", "--tenant-mapping", "b=x"], "maps two tenants onto \"x\""),
+        (&["--layout", "mimir"], "mimir"),
     ];
     for (extra, needle) in cases {
         let out = run(&[&base[..], extra].concat());

@@ -23,12 +23,13 @@ use crate::block::{block_path, ObjectSpec, SourceBlock};
 use crate::copy::Copier;
 use crate::error::error_chain;
 use crate::filter::BlockFilter;
+use crate::layout::{tenant_of, Layout};
 use crate::mark_source::SourceMarker;
 use crate::operators::{
     commit_inputs, AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit,
 };
 use crate::report::{BlockOutcome, Failure, FailureCause, Outcome, Record};
-use crate::source::{list_block_dirs, load_block, read_meta_bytes, SourceError, Unusable};
+use crate::source::{list_blocks, load_block, read_meta_bytes, SourceError, Unusable};
 use crate::strategy::Strategy;
 use crate::{route, Epoch, RunRequest};
 
@@ -44,6 +45,8 @@ pub struct Context {
     pub dry_run: bool,
     /// Copy no-compact and no-downsample marks with their blocks.
     pub copy_markers: bool,
+    /// Where the blocks are, and (for tenants) which blocks share a commit queue.
+    pub layout: Layout,
     /// Move mode: marks source blocks for deletion once they are safe in the target.
     pub source_marker: Option<SourceMarker>,
     pub runtime: Handle,
@@ -144,8 +147,9 @@ pub fn build<'scope>(
         |_, message| vec![Err(Record::RunError(format!("internal error: listing panicked: {message}")))],
         move |request: RunRequest| {
             let source = c.source.clone();
+            let layout = c.layout.clone();
             async move {
-                match list_block_dirs(&*source).await {
+                match list_blocks(&*source, &layout).await {
                     Ok(dirs) => dirs.into_iter().map(|dir| Ok((request, dir))).collect(),
                     Err(e) => vec![Err(Record::RunError(error_chain(&e)))],
                 }
@@ -258,10 +262,16 @@ pub fn build<'scope>(
     } else {
         let strategy = ctx.strategy;
         let progress = ctx.copier.telemetry.progress.clone();
+        let tenants = matches!(ctx.layout, Layout::Tenants(_));
         let blocks = to_copy.map(move |block| {
             progress.blocks_total.fetch_add(1, Ordering::Relaxed);
             progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
-            CommitBlock { queue: strategy.partition_key(&block), block }
+            let queue = match (strategy, tenants) {
+                // A tenant's blocks commit in time order across its label sets.
+                (Strategy::Grouped, true) => format!("tenant {}", tenant_of(&block.dir).unwrap_or_default()),
+                _ => strategy.partition_key(&block),
+            };
+            CommitBlock { queue, block }
         });
         let jobs = blocks.clone().flat_map(|CommitBlock { queue, block }| {
             let (min_time, ulid) = block.order_key();

@@ -14,9 +14,10 @@ use crate::cluster::ClusterConfig;
 use crate::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
 use crate::dataflow::{build, Context};
 use crate::filter::BlockFilter;
+use crate::layout::Layout;
 use crate::mark_source::SourceMarker;
 use crate::report::RunReport;
-use crate::store::{InstrumentedStore, ReadOnlyStore};
+use crate::store::{InstrumentedStore, ReadOnlyStore, TenantMapStore};
 use crate::strategy::Strategy;
 use crate::telemetry::{Side, Telemetry};
 use crate::{Epoch, RunRequest};
@@ -53,6 +54,8 @@ pub struct EngineConfig {
     /// Move mode: once a block is in the target and verified, write a deletion mark into the
     /// source block. The only write to a source, and only with this set.
     pub mark_source_for_deletion: bool,
+    /// Where the source's blocks are: at its root (Thanos) or in tenant folders (Mimir, Cortex).
+    pub layout: Layout,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +75,7 @@ impl Default for EngineConfig {
             bandwidth: BandwidthLimit::default(),
             copy_markers: false,
             mark_source_for_deletion: false,
+            layout: Layout::Thanos,
         }
     }
 }
@@ -113,6 +117,14 @@ impl Replicator {
     ) -> Result<Self, EngineError> {
         // The engine never writes to its source (promise 3); the wrapper makes a stray write fail.
         let metrics = config.telemetry.metrics.clone();
+        let mapping = match &config.layout {
+            Layout::Tenants(tenants) if !tenants.mapping.is_empty() => Some(tenants.mapping.clone()),
+            _ => None,
+        };
+        let target: Arc<dyn ObjectStore> = match &mapping {
+            Some(mapping) => Arc::new(TenantMapStore::new(target, mapping.clone())),
+            None => target,
+        };
         let target: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(target, Side::Target, metrics.clone()));
         let source_marker = config.mark_source_for_deletion.then(|| SourceMarker {
             writer: Arc::new(InstrumentedStore::new(
@@ -124,7 +136,8 @@ impl Replicator {
         });
         let source: Arc<dyn ObjectStore> =
             Arc::new(InstrumentedStore::new(ReadOnlyStore::new(source), Side::Source, metrics.clone()));
-        let same_store = config.same_store.clone().map(|same| SameStore {
+        // A server-side copy goes from a source path to the same path: no renamed tenants.
+        let same_store = config.same_store.clone().filter(|_| mapping.is_none()).map(|same| SameStore {
             store: Arc::new(InstrumentedStore::new(same.store, Side::Target, metrics.clone())),
             ..same
         });
@@ -147,6 +160,7 @@ impl Replicator {
             concurrency: config.concurrency.max(1),
             dry_run: config.dry_run,
             copy_markers: config.copy_markers,
+            layout: config.layout.clone(),
             source_marker,
             runtime,
         });

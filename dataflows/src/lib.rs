@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod group;
+pub mod layout;
 pub mod mark_source;
 pub mod markers;
 pub mod matcher;

@@ -10,6 +10,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
+use crate::block::block_path;
+use crate::layout::global_deletion_mark;
 use crate::markers::{is_marker, DELETION_MARK};
 use crate::source::{list_block, SourceError};
 
@@ -67,17 +69,21 @@ impl SourceMarker {
             }
         }
         let mark = DeletionMark {
-            id: dir,
+            id: crate::layout::block_id(dir),
             deletion_time: now_seconds,
             version: 1,
             details: "replicated by bucketflow --mark-source-for-deletion",
         };
         let json = serde_json::to_vec(&mark).expect("a deletion mark always serializes");
-        let path = Path::from_iter([dir, DELETION_MARK]);
-        self.writer
-            .put(&path, PutPayload::from(json))
-            .await
-            .map_err(|source| MarkError::Write { block: dir.to_string(), source })?;
+        // Mimir and Cortex read a tenant's marks from its markers/ folder too: both are written,
+        // the block's own last, since that is the one this check looks for.
+        let paths = global_deletion_mark(dir).map(Path::from).into_iter().chain([block_path(dir, DELETION_MARK)]);
+        for path in paths {
+            self.writer
+                .put(&path, PutPayload::from(json.clone()))
+                .await
+                .map_err(|source| MarkError::Write { block: dir.to_string(), source })?;
+        }
         Ok(true)
     }
 }

@@ -6,8 +6,9 @@ use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore};
 use ulid::Ulid;
 
-use crate::block::SourceBlock;
+use crate::block::{block_path, SourceBlock};
 use crate::error::error_chain;
+use crate::layout::{block_id, global_deletion_mark, Layout};
 use crate::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
 use crate::meta::{parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME};
 use crate::report::{Failure, FailureCause};
@@ -39,13 +40,37 @@ pub enum Unusable {
 /// The block folders at the bucket root: every common prefix whose name is a ULID. Anything else
 /// at the root (debug folders, bucket indexes) is not a block and is left alone.
 pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, SourceError> {
+    list_block_dirs_under(store, None).await
+}
+
+/// The block folders of a bucket in `layout`: `<ULID>` at the root, or `<tenant>/<ULID>` in the
+/// selected tenants' folders.
+pub async fn list_blocks(store: &dyn ObjectStore, layout: &Layout) -> Result<Vec<String>, SourceError> {
+    let Layout::Tenants(tenants) = layout else {
+        return list_block_dirs(store).await;
+    };
     let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
+    let mut dirs = Vec::new();
+    for tenant in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
+        if tenants.selects(tenant) {
+            dirs.extend(list_block_dirs_under(store, Some(tenant)).await?);
+        } else {
+            tracing::info!(tenant, "tenant not selected");
+        }
+    }
+    Ok(dirs)
+}
+
+/// The ULID-named folders under `prefix` (the root when `None`), as paths from the root.
+async fn list_block_dirs_under(store: &dyn ObjectStore, prefix: Option<&str>) -> Result<Vec<String>, SourceError> {
+    let path = prefix.map(Path::from);
+    let listing = store.list_with_delimiter(path.as_ref()).await.map_err(SourceError::List)?;
     let mut dirs = Vec::new();
     for name in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
         if Ulid::from_string(name).is_ok() {
-            dirs.push(name.to_string());
-        } else {
-            tracing::info!(folder = name, "left alone: a folder at the bucket root whose name is not a block ULID");
+            dirs.push(prefix.map_or_else(|| name.to_string(), |p| format!("{p}/{name}")));
+        } else if name != "markers" {
+            tracing::info!(folder = name, prefix, "left alone: a folder whose name is not a block ULID");
         }
     }
     Ok(dirs)
@@ -67,7 +92,7 @@ pub async fn read_small(store: &dyn ObjectStore, path: &Path, limit: usize) -> R
 
 /// Reads meta.json of block folder `dir` with the size cap. `None` when there is none.
 pub async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Result<Option<Bytes>, SourceError> {
-    read_small(store, &Path::from_iter([dir, META_FILENAME]), MAX_META_BYTES).await
+    read_small(store, &block_path(dir, META_FILENAME), MAX_META_BYTES).await
 }
 
 /// The objects under a block folder, as paths relative to it, with their sizes.
@@ -94,12 +119,12 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
         Err(e @ SourceError::TooLarge { .. }) => return Err(Unusable::Partial(e.to_string())),
         Err(e) => return Err(Unusable::Unreadable(error_chain(&e))),
     };
-    let meta = match parse_meta(dir, bytes.clone()) {
+    let meta = match parse_meta(block_id(dir), bytes.clone()) {
         Ok(meta) => meta,
         Err(e @ MetaError::UnsupportedVersion { .. }) => {
             // Its group may still be readable; then the block fails in its group's order.
             return match serde_json::from_slice::<BlockMeta>(&bytes) {
-                Ok(meta) if meta.ulid.to_string() == dir => Ok(SourceBlock::defective(
+                Ok(meta) if meta.ulid.to_string() == block_id(dir) => Ok(SourceBlock::defective(
                     dir,
                     RawMeta { bytes, meta },
                     Failure::new(FailureCause::Unsupported, e.to_string()),
@@ -114,9 +139,19 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
         Err(e) => return Ok(SourceBlock::defective(dir, meta, Failure::new(FailureCause::Source, error_chain(&e)))),
     };
     let mut block = SourceBlock::plan(dir, meta, listing);
-    if block.markers.deletion {
-        match read_deletion_time(store, dir).await {
-            Ok(time) => block.markers.deletion_time = time,
+    let mark = if block.markers.deletion {
+        Some(block_path(dir, DELETION_MARK))
+    } else {
+        // Mimir also keeps a tenant's deletion marks in its markers/ folder.
+        global_deletion_mark(dir).map(Path::from)
+    };
+    if let Some(mark) = mark {
+        match read_deletion_time(store, dir, &mark).await {
+            Ok(Some(time)) => {
+                block.markers.deletion = true;
+                block.markers.deletion_time = time;
+            }
+            Ok(None) => {}
             Err(e) => {
                 return Ok(SourceBlock::defective(dir, block.meta, Failure::new(FailureCause::Source, error_chain(&e))))
             }
@@ -125,24 +160,27 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
     Ok(block)
 }
 
-/// The deletion time of a block's deletion mark; `None` when the mark is partial or corrupt,
-/// which Thanos treats as no mark (with a warning).
-async fn read_deletion_time(store: &dyn ObjectStore, dir: &str) -> Result<Option<i64>, SourceError> {
-    let path = Path::from_iter([dir, DELETION_MARK]);
-    let bytes = match read_small(store, &path, MAX_MARKER_BYTES).await {
+/// A block's deletion mark at `path`: `None` when there is none, `Some(None)` when it is partial
+/// or corrupt (which Thanos treats as no mark, with a warning), else its deletion time.
+async fn read_deletion_time(
+    store: &dyn ObjectStore,
+    dir: &str,
+    path: &Path,
+) -> Result<Option<Option<i64>>, SourceError> {
+    let bytes = match read_small(store, path, MAX_MARKER_BYTES).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Ok(None),
         Err(e @ SourceError::TooLarge { .. }) => {
-            tracing::warn!(block = dir, error = %e, "ignoring an oversized deletion-mark.json");
-            return Ok(None);
+            tracing::warn!(block = dir, error = %e, "ignoring an oversized deletion mark");
+            return Ok(Some(None));
         }
         Err(e) => return Err(e),
     };
     match serde_json::from_slice::<DeletionMark>(&bytes) {
-        Ok(mark) => Ok(Some(mark.deletion_time)),
+        Ok(mark) => Ok(Some(Some(mark.deletion_time))),
         Err(error) => {
-            tracing::warn!(block = dir, %error, "ignoring a partial or corrupt deletion-mark.json");
-            Ok(None)
+            tracing::warn!(block = dir, %error, %path, "ignoring a partial or corrupt deletion mark");
+            Ok(Some(None))
         }
     }
 }

@@ -124,3 +124,62 @@ fn move_mode_marks_each_block_safe_in_the_target_and_writes_nothing_else_to_the_
     assert!(rerun.errors.iter().any(|e| e.contains(&unmarked.dir) && e.contains("index")), "{:#?}", rerun.errors);
     assert_eq!(rerun.counts.marked_in_source, 0, "marks already written are left alone");
 }
+
+#[test]
+fn tenants_commit_in_time_order_are_selected_renamed_and_only_blocks_are_copied() {
+    use bucketflow_dataflows::filter::BlockFilter;
+    use bucketflow_dataflows::layout::{Layout, Tenants};
+    use object_store::prefix::PrefixStore;
+
+    let rt = runtime();
+    let raw = Arc::new(InMemory::new());
+    let mut tenant_blocks = std::collections::BTreeMap::new();
+    for (tenant, groups, seed) in [("team-a", 2, 11), ("team-b", 1, 12), ("team-c", 1, 13)] {
+        let blocks = generate(&SynthSpec { groups, blocks_per_group: 3, seed, ..SynthSpec::default() });
+        let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(raw.clone(), tenant));
+        rt.block_on(write(&store, &blocks)).unwrap();
+        tenant_blocks.insert(tenant, blocks);
+    }
+    let a = &tenant_blocks["team-a"];
+    // Mimir's own files beside the blocks: a bucket index and a bucket-wide deletion mark.
+    let marked = &a[2];
+    let mark = format!("{{\"id\":\"{}\",\"deletion_time\":1,\"version\":1}}", marked.dir);
+    for (path, data) in [
+        ("team-a/bucket-index.json.gz".to_string(), Bytes::from_static(b"gz")),
+        (format!("team-a/markers/{}-deletion-mark.json", marked.dir), Bytes::from(mark)),
+    ] {
+        rt.block_on(raw.put(&path.as_str().into(), PutPayload::from(data))).unwrap();
+    }
+    let source = Arc::new(RecordingStore::new(raw.clone()));
+    let target = Arc::new(RecordingStore::new(InMemory::new()));
+    let layout = Layout::Tenants(Tenants {
+        disabled: ["team-c".to_string()].into(),
+        mapping: [("team-a".to_string(), "team-x".to_string())].into(),
+        ..Tenants::default()
+    });
+    let filter = BlockFilter { ignore_marked_for_deletion: true, ..BlockFilter::default() };
+    let report = replicate(&rt, source.clone(), target.clone(), EngineConfig { layout, filter, ..config() });
+    assert_eq!(report.counts.replicated, 5 + 3, "team-a less its marked block, and team-b: {report:#?}");
+    assert_eq!(report.counts.filtered, 1, "the block marked in team-a/markers/ is filtered");
+    assert!(source.writes().is_empty(), "nothing is written to the source");
+
+    let written: Vec<String> =
+        target.writes().into_iter().filter_map(|w| if let Write::Put(p) = w { Some(p) } else { None }).collect();
+    assert!(written.iter().all(|p| p.starts_with("team-x/") || p.starts_with("team-b/")), "{written:#?}");
+    assert!(!written.iter().any(|p| p.contains("bucket-index") || p.contains("markers/")), "{written:#?}");
+    for b in a.iter().filter(|b| b.dir != marked.dir) {
+        let (src, dst) = (format!("team-a/{}", b.dir), format!("team-x/{}", b.dir));
+        assert_eq!(get(&rt, &*target, &dst, "meta.json"), get(&rt, &*source, &src, "meta.json"), "{dst}");
+    }
+    // One commit queue per tenant: team-a's meta.json writes in (minTime, ULID) order across its
+    // two label sets.
+    let order: Vec<(i64, String)> = written
+        .iter()
+        .filter_map(|p| p.strip_prefix("team-x/")?.strip_suffix("/meta.json"))
+        .map(|dir| (a.iter().find(|b| b.dir == dir).unwrap().min_time, dir.to_string()))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "team-a commits in time order across label sets");
+    assert_ne!(a[0].group, a[3].group, "the tenant has two compaction groups");
+}

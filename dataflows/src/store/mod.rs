@@ -6,6 +6,7 @@ pub mod latency;
 pub mod read_only;
 pub mod recording;
 pub mod safety;
+pub mod tenant_map;
 
 pub use faults::{Effect, FaultRule, FaultyStore, Op};
 pub use instrumented::InstrumentedStore;
@@ -13,3 +14,4 @@ pub use latency::LatencyStore;
 pub use read_only::ReadOnlyStore;
 pub use recording::{RecordingStore, Write};
 pub use safety::{SafetyChecker, Violation};
+pub use tenant_map::TenantMapStore;

@@ -36,11 +36,19 @@ impl<T> ReadOnlyStore<T> {
     }
 }
 
-/// `<ULID>/deletion-mark.json` (under any prefix): a block's deletion mark.
+/// `<ULID>/deletion-mark.json`, or a tenant's `markers/<ULID>-deletion-mark.json` (under any
+/// prefix): a block's deletion mark.
 fn is_deletion_mark(path: &Path) -> bool {
+    use crate::markers::DELETION_MARK;
+    let is_ulid = |s: &str| ulid::Ulid::from_string(s).is_ok();
     let parts: Vec<_> = path.parts().collect();
-    matches!(parts.as_slice(), [.., block, mark]
-        if mark.as_ref() == crate::markers::DELETION_MARK && ulid::Ulid::from_string(block.as_ref()).is_ok())
+    match parts.as_slice() {
+        [.., folder, name] if folder.as_ref() == "markers" => {
+            name.as_ref().strip_suffix(DELETION_MARK).and_then(|id| id.strip_suffix('-')).is_some_and(is_ulid)
+        }
+        [.., block, mark] => mark.as_ref() == DELETION_MARK && is_ulid(block.as_ref()),
+        _ => false,
+    }
 }
 
 impl<T: fmt::Display> fmt::Display for ReadOnlyStore<T> {
