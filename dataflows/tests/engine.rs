@@ -3,49 +3,24 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod support;
+
 use bucketflow_dataflows::block::block_path;
 use bucketflow_dataflows::report::{FailureCause, Outcome};
 use bucketflow_dataflows::store::safety::ExpectedBlock;
 use bucketflow_dataflows::store::SafetyChecker;
 use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
-use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
-use bytes::Bytes;
-use futures::TryStreamExt;
+use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, ProptestConfig};
 use proptest::strategy::Strategy as _;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-async fn contents(store: &dyn ObjectStore) -> BTreeMap<String, Bytes> {
-    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
-    let mut out = BTreeMap::new();
-    for m in metas {
-        let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
-        out.insert(m.location.to_string(), bytes);
-    }
-    out
-}
+use support::{contents, replicate, runtime};
 
 fn source_with(rt: &tokio::runtime::Runtime, blocks: &[SynthBlock]) -> Arc<dyn ObjectStore> {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     rt.block_on(write(&store, blocks)).unwrap();
     store
-}
-
-fn replicate(
-    rt: &tokio::runtime::Runtime,
-    source: Arc<dyn ObjectStore>,
-    target: Arc<dyn ObjectStore>,
-    config: EngineConfig,
-) -> RunReport {
-    let mut replicator = Replicator::start(source, target, config, rt.handle().clone()).unwrap();
-    let report = replicator.run().unwrap();
-    replicator.shutdown().unwrap();
-    report
 }
 
 fn config(strategy: Strategy, workers: usize) -> EngineConfig {

@@ -1,7 +1,8 @@
 //! Failures from the stores: transient ones are retried, permanent ones fail their block, and a
 //! block that fails anywhere holds back its group (or, when its group is unknown, every group).
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,14 +13,9 @@ use bucketflow_dataflows::store::safety::ExpectedBlock;
 use bucketflow_dataflows::store::{FaultRule, FaultyStore, Op, SafetyChecker};
 use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
-use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
+use support::{contents, runtime};
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
@@ -41,19 +37,7 @@ fn config() -> EngineConfig {
 }
 
 fn replicate(rt: &tokio::runtime::Runtime, source: Arc<dyn ObjectStore>, target: Arc<dyn ObjectStore>) -> RunReport {
-    let mut replicator = Replicator::start(source, target, config(), rt.handle().clone()).unwrap();
-    let report = replicator.run().unwrap();
-    replicator.shutdown().unwrap();
-    report
-}
-
-async fn contents(store: &dyn ObjectStore) -> BTreeMap<String, Bytes> {
-    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
-    let mut out = BTreeMap::new();
-    for m in metas {
-        out.insert(m.location.to_string(), store.get(&m.location).await.unwrap().bytes().await.unwrap());
-    }
-    out
+    support::replicate(rt, source, target, config())
 }
 
 fn bucket(rt: &tokio::runtime::Runtime, groups: usize, per: usize) -> (Vec<SynthBlock>, Arc<InMemory>) {

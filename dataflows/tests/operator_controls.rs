@@ -1,32 +1,19 @@
 //! Operator controls: marker copies (`copy_markers`) and move mode (`mark_source_for_deletion`),
 //! observed through recording stores rather than the engine's own report.
 
+mod support;
+
 use std::sync::Arc;
 
 use bucketflow_dataflows::block::block_path;
 use bucketflow_dataflows::markers::{DELETION_MARK, NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK};
 use bucketflow_dataflows::store::{RecordingStore, Write};
 use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
-use bucketflow_dataflows::{EngineConfig, Replicator, RunReport};
+use bucketflow_dataflows::EngineConfig;
 use bytes::Bytes;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-fn replicate(
-    rt: &tokio::runtime::Runtime,
-    source: Arc<dyn ObjectStore>,
-    target: Arc<dyn ObjectStore>,
-    config: EngineConfig,
-) -> RunReport {
-    let mut replicator = Replicator::start(source, target, config, rt.handle().clone()).unwrap();
-    let report = replicator.run().unwrap();
-    replicator.shutdown().unwrap();
-    report
-}
+use support::{replicate, runtime};
 
 fn config() -> EngineConfig {
     EngineConfig { workers: 2, concurrency: 8, ..EngineConfig::default() }

@@ -1,0 +1,38 @@
+//! What the engine's integration tests share: a runtime, one replication run, a store's contents.
+
+#![allow(dead_code)] // Each test file uses its own share of these.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bucketflow_dataflows::{EngineConfig, Replicator, RunReport};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Starts a replicator, runs one replication and shuts it down.
+pub fn replicate(
+    rt: &tokio::runtime::Runtime,
+    source: Arc<dyn ObjectStore>,
+    target: Arc<dyn ObjectStore>,
+    config: EngineConfig,
+) -> RunReport {
+    let mut replicator = Replicator::start(source, target, config, rt.handle().clone()).unwrap();
+    let report = replicator.run().unwrap();
+    replicator.shutdown().unwrap();
+    report
+}
+
+/// Every object of a store, by path.
+pub async fn contents(store: &dyn ObjectStore) -> BTreeMap<String, Bytes> {
+    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+    let mut out = BTreeMap::new();
+    for m in metas {
+        out.insert(m.location.to_string(), store.get(&m.location).await.unwrap().bytes().await.unwrap());
+    }
+    out
+}
