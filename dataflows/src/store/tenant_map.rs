@@ -43,12 +43,12 @@ impl Names {
         Self::map(&self.forward, path)
     }
 
-    fn from_store(&self, path: &Path) -> Path {
+    fn out_of_store(&self, path: &Path) -> Path {
         Self::map(&self.back, path)
     }
 
     fn meta_from_store(&self, meta: ObjectMeta) -> ObjectMeta {
-        ObjectMeta { location: self.from_store(&meta.location), ..meta }
+        ObjectMeta { location: self.out_of_store(&meta.location), ..meta }
     }
 }
 
@@ -100,7 +100,7 @@ impl<T: ObjectStore> ObjectStore for TenantMapStore<T> {
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
         let (to, back) = (self.names.clone(), self.names.clone());
         let mapped = locations.map(move |p| p.map(|p| to.to_store(&p))).boxed();
-        self.inner.delete_stream(mapped).map(move |p| p.map(|p| back.from_store(&p))).boxed()
+        self.inner.delete_stream(mapped).map(move |p| p.map(|p| back.out_of_store(&p))).boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -119,7 +119,7 @@ impl<T: ObjectStore> ObjectStore for TenantMapStore<T> {
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         let prefix = prefix.map(|p| self.names.to_store(p));
         let mut result = self.inner.list_with_delimiter(prefix.as_ref()).await?;
-        result.common_prefixes = result.common_prefixes.iter().map(|p| self.names.from_store(p)).collect();
+        result.common_prefixes = result.common_prefixes.iter().map(|p| self.names.out_of_store(p)).collect();
         result.objects =
             std::mem::take(&mut result.objects).into_iter().map(|m| self.names.meta_from_store(m)).collect();
         Ok(result)
