@@ -45,10 +45,10 @@ pub struct RunResult {
     pub requests: BTreeMap<String, u64>,
     pub rss_before_bytes: u64,
     pub peak_rss_bytes: u64,
-    /// Simulated store only: the copy stage's own floor. Each object takes at least three
-    /// requests one after the other (target HEAD, source GET, target PUT) and its bytes at the
-    /// stream bandwidth, with at most `in_flight` objects at once:
-    /// (objects x 3 x latency + bytes / bandwidth) / in_flight.
+    /// Simulated store only: the copy stage's own floor. Each object takes at least two requests
+    /// one after the other (source GET, target PUT; what the target holds already is known from
+    /// one listing per block) and its bytes at the stream bandwidth, with at most `in_flight`
+    /// objects at once: (objects x 2 x latency + bytes / bandwidth) / in_flight.
     pub lower_bound_seconds: Option<f64>,
     pub violations: usize,
     pub failed: u64,
@@ -254,7 +254,7 @@ pub fn run_one(args: &BenchRunArgs) -> Result<()> {
     }
     let in_flight = args.strategy.copy_concurrency(args.concurrency);
     let lower_bound = simulated.then(|| {
-        let requests = report.objects_copied as f64 * 3.0 * w.latency.as_secs_f64();
+        let requests = report.objects_copied as f64 * 2.0 * w.latency.as_secs_f64();
         (requests + report.bytes_copied as f64 / w.stream_bytes_per_second as f64) / in_flight as f64
     });
     let result = RunResult {

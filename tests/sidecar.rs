@@ -65,7 +65,8 @@ fn metrics_and_probes_over_http_after_a_run() {
         "bucketflow_objects_in_flight 0".to_string(),
         "bucketflow_requests_total{bucket=\"source\",operation=\"get\"}".to_string(),
         "bucketflow_requests_total{bucket=\"target\",operation=\"put\"}".to_string(),
-        "bucketflow_request_duration_seconds_count{bucket=\"target\",operation=\"head\"}".to_string(),
+        "bucketflow_request_duration_seconds_count{bucket=\"target\",operation=\"put\"}".to_string(),
+        "bucketflow_requests_total{bucket=\"target\",operation=\"list\"}".to_string(),
     ] {
         assert!(metrics.contains(&expected), "missing {expected:?} in:\n{metrics}");
     }

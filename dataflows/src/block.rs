@@ -67,6 +67,10 @@ pub struct SourceBlock {
     /// The block's no-compact and no-downsample marks, copied only when asked for. A deletion
     /// mark is never among them: it is the source's compactor's business, not the target's.
     pub markers_to_copy: Vec<ObjectSpec>,
+    /// The target's block folder as listed before copying (when it had no matching meta.json),
+    /// so that copies need not ask the target object by object.
+    #[serde(default)]
+    pub target_listing: Option<crate::copy::TargetListing>,
     /// Why this block cannot be replicated, found before copying (a source block that disagrees
     /// with its meta.json, a target that could not be read). A defective block still takes its
     /// place in its group's commit order, so that it holds back the newer blocks of its group.
@@ -99,7 +103,16 @@ impl SourceBlock {
             Ok(objects) => (objects, None),
             Err(e) => (Vec::new(), Some(Failure::new(FailureCause::Source, e.to_string()))),
         };
-        SourceBlock { dir: dir.to_string(), meta, group, markers, objects, markers_to_copy, defect }
+        SourceBlock {
+            dir: dir.to_string(),
+            meta,
+            group,
+            markers,
+            objects,
+            markers_to_copy,
+            target_listing: None,
+            defect,
+        }
     }
 
     fn objects(
@@ -171,6 +184,7 @@ impl SourceBlock {
             markers: Markers::default(),
             objects: Vec::new(),
             markers_to_copy: Vec::new(),
+            target_listing: None,
             defect: Some(defect),
         }
     }

@@ -137,6 +137,32 @@ impl CopyError {
     }
 }
 
+/// What a listing of the target's block folder said of an object: it spares the HEAD that would
+/// otherwise ask the same question, one request per object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seen {
+    /// No listing was made.
+    Unknown,
+    Absent,
+    Present {
+        size: u64,
+        e_tag: Option<String>,
+    },
+}
+
+/// A target block folder's objects as one listing saw them: relative path to size and ETag.
+pub type TargetListing = std::collections::BTreeMap<String, (u64, Option<String>)>;
+
+impl Seen {
+    pub fn of(listing: Option<&TargetListing>, rel_path: &str) -> Seen {
+        match listing.map(|l| l.get(rel_path)) {
+            None => Seen::Unknown,
+            Some(None) => Seen::Absent,
+            Some(Some((size, e_tag))) => Seen::Present { size: *size, e_tag: e_tag.clone() },
+        }
+    }
+}
+
 /// What ensuring an object did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectDone {
@@ -204,14 +230,24 @@ impl Copier {
     /// Transient failures are tried again with backoff, within the retry policy; the permit is
     /// released while waiting, so a failing object does not hold a slot others could use.
     pub async fn ensure(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
+        self.ensure_seen(path, spec, Seen::Unknown).await
+    }
+
+    /// [`Copier::ensure`], trusting what a listing of the target just `seen` of the object on the
+    /// first attempt (a retry asks the target again).
+    pub async fn ensure_seen(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {
+        let mut seen = Some(seen);
         let done = self
-            .retrying(path, || async {
-                let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
-                let in_flight = &self.telemetry.metrics.objects_in_flight;
-                in_flight.inc();
-                let result = self.ensure_once(path, spec).await;
-                in_flight.dec();
-                result
+            .retrying(path, || {
+                let seen = seen.take().unwrap_or(Seen::Unknown);
+                async move {
+                    let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
+                    let in_flight = &self.telemetry.metrics.objects_in_flight;
+                    in_flight.inc();
+                    let result = self.ensure_once(path, spec, seen).await;
+                    in_flight.dec();
+                    result
+                }
             })
             .await?;
         if done.copied {
@@ -248,8 +284,15 @@ impl Copier {
         }
     }
 
-    async fn ensure_once(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
-        if let Some(e_tag) = self.target_intact(path, spec).await? {
+    async fn ensure_once(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {
+        let intact = match seen {
+            Seen::Absent => None,
+            // Without a hash to compare, the listed size is all a HEAD would tell.
+            Seen::Present { size, e_tag } if spec.sha256.is_none() => (size == spec.size).then_some(e_tag),
+            Seen::Present { size, .. } if size != spec.size => None,
+            Seen::Present { .. } | Seen::Unknown => self.target_intact(path, spec).await?,
+        };
+        if let Some(e_tag) = intact {
             return Ok(ObjectDone { copied: false, bytes: 0, e_tag });
         }
         match &self.same_store {
@@ -367,6 +410,26 @@ impl Copier {
         }
     }
 
+    /// The objects of target block folder `dir`, by one listing (tried again on transient
+    /// failures).
+    pub async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
+        let prefix = Path::from(dir);
+        let folder = format!("{dir}/");
+        self.retrying(&prefix, || async {
+            let objects: Vec<_> = self
+                .target
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| CopyError::Target { operation: "listing", path: prefix.clone(), source })?;
+            Ok(objects
+                .into_iter()
+                .filter_map(|o| Some((o.location.as_ref().strip_prefix(&folder)?.to_string(), (o.size, o.e_tag))))
+                .collect())
+        })
+        .await
+    }
+
     /// At commit time: true when the target still holds `path` with the expected size, and the
     /// ETag recorded at copy time where both are known.
     pub async fn still_intact(&self, path: &Path, spec: &ObjectSpec, e_tag: Option<&str>) -> Result<bool, CopyError> {
@@ -375,14 +438,17 @@ impl Copier {
 
     async fn still_intact_once(&self, path: &Path, spec: &ObjectSpec, e_tag: Option<&str>) -> Result<bool, CopyError> {
         match self.target.head(path).await {
-            Ok(head) => {
-                Ok(head.size == spec.size
-                    && (e_tag.is_none() || head.e_tag.is_none() || head.e_tag.as_deref() == e_tag))
-            }
+            Ok(head) => Ok(unchanged(spec, e_tag, head.size, head.e_tag.as_deref())),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(source) => Err(CopyError::Target { operation: "re-checking", path: path.clone(), source }),
         }
     }
+}
+
+/// Whether an object the target shows with `size` and `e_tag` is still the copy of `spec` that
+/// was made with ETag `copied_e_tag`: the right size, and the same ETag where both are known.
+pub fn unchanged(spec: &ObjectSpec, copied_e_tag: Option<&str>, size: u64, e_tag: Option<&str>) -> bool {
+    size == spec.size && (copied_e_tag.is_none() || e_tag.is_none() || e_tag == copied_e_tag)
 }
 
 /// The SHA256 of an object, in lower-case hex, read as a stream (one chunk in memory at a time).

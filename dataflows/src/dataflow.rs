@@ -20,7 +20,7 @@ use tracing::Instrument;
 use ulid::Ulid;
 
 use crate::block::{block_path, ObjectSpec, SourceBlock};
-use crate::copy::Copier;
+use crate::copy::{Copier, Seen};
 use crate::error::error_chain;
 use crate::filter::BlockFilter;
 use crate::layout::{tenant_of, Layout};
@@ -61,6 +61,8 @@ struct CopyJob {
     min_time: i64,
     ulid: Ulid,
     spec: ObjectSpec,
+    /// What the target listing said of the object before copying.
+    seen: Seen,
 }
 
 fn block_record(block: &SourceBlock, outcome: Outcome) -> Record {
@@ -240,8 +242,12 @@ pub fn build<'scope>(
                     Ok(Some(bytes)) if bytes == block.meta.bytes => {
                         Err(block_record(&block, already_replicated(&copier, &block).await))
                     }
-                    // An oversized target meta.json is not this block's: it is replaced.
-                    Ok(_) | Err(SourceError::TooLarge { .. }) => Ok(block),
+                    // Not there yet (or another block's, or oversized, which is replaced): one
+                    // listing of the folder tells the copies what is there already.
+                    Ok(_) | Err(SourceError::TooLarge { .. }) => match copier.list_target_block(&block.dir).await {
+                        Ok(listing) => Ok(SourceBlock { target_listing: Some(listing), ..block }),
+                        Err(e) => Ok(defective(block, e.failure())),
+                    },
                     // Failing here, outside the commit queue, would let the group's newer blocks
                     // commit; as a defect the block fails in its place in the order instead.
                     Err(e) => Ok(defective(block, Failure::new(FailureCause::Target, error_chain(&e)))),
@@ -281,6 +287,7 @@ pub fn build<'scope>(
                 dir: block.dir.clone(),
                 min_time,
                 ulid,
+                seen: Seen::of(block.target_listing.as_ref(), &spec.rel_path),
                 spec,
             })
         });
@@ -307,7 +314,7 @@ pub fn build<'scope>(
                     let result = if copier.cancel.is_cancelled() {
                         Err(Failure::new(FailureCause::Interrupted, "interrupted before the copy started"))
                     } else {
-                        copier.ensure(&path, &job.spec).await.map_err(|e| e.failure())
+                        copier.ensure_seen(&path, &job.spec, job.seen).await.map_err(|e| e.failure())
                     };
                     vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
                 }

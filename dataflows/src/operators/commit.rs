@@ -18,7 +18,7 @@ use ulid::Ulid;
 
 use super::tasks::OperatorTasks;
 use crate::block::{ObjectSpec, SourceBlock};
-use crate::copy::{Copier, CopyError, ObjectDone};
+use crate::copy::{unchanged, Copier, CopyError, ObjectDone};
 use crate::error::error_chain;
 use crate::meta::META_FILENAME;
 use crate::report::{Failure, FailureCause, Outcome, Record};
@@ -375,16 +375,20 @@ fn advance_queue(
     }
 }
 
-/// Re-checks every object of the block in the target, copies again what is missing or changed,
-/// and then writes meta.json. Returns the objects and bytes copied again.
+/// Re-checks every object of the block in the target (one listing of its folder), copies again
+/// what is missing or changed, and then writes meta.json. Returns the objects and bytes copied
+/// again.
 async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) -> Result<(u64, u64), CommitError> {
     let block = &pending.block;
+    let listing = copier.list_target_block(&block.dir).await.map_err(CommitError::Recheck)?;
     let recheck = |spec: &ObjectSpec| {
         let path = block.path(&spec.rel_path);
         let e_tag = pending.done.get(&spec.rel_path).and_then(|d| d.e_tag.clone());
         let spec = spec.clone();
+        let listed = listing.get(&spec.rel_path).cloned();
         async move {
-            if copier.still_intact(&path, &spec, e_tag.as_deref()).await? {
+            if listed.is_some_and(|(size, listed_tag)| unchanged(&spec, e_tag.as_deref(), size, listed_tag.as_deref()))
+            {
                 return Ok::<_, CopyError>(None);
             }
             tracing::warn!(%path, "object changed or vanished in the target before commit; copying it again");
