@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{assert_committed_blocks_complete, files, fs_yaml, synth_folder};
+use buckets::{assert_committed_blocks_complete, files, fs_yaml, objects, synth_folder};
 use process::{drain, spawn, wait_at_most, wait_for, BIN};
 
 /// A hostfile of `n` free ports on 127.0.0.1.
@@ -159,5 +159,5 @@ fn a_lost_process_stops_the_others_and_a_restart_completes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(files(&dst), source, "a restart completes everything");
+    assert_eq!(objects(&dst), source, "a restart completes everything");
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{files, fs_yaml, synth_folder};
+use buckets::{files, fs_yaml, objects, synth_folder};
 use process::BIN;
 
 /// A small, seeded pseudo-random sequence (xorshift64*), so that a failing seed can be re-run.
@@ -73,13 +73,6 @@ fn watch(
         }
         (looks, problems)
     })
-}
-
-/// The files of a folder target as object_store lists them: LocalFileSystem's staging files
-/// (`name#N`), which a killed write leaves behind, are not objects.
-fn objects(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let staging = |p: &Path| p.to_str().unwrap().rsplit_once('#').is_some_and(|(_, n)| n.parse::<u32>().is_ok());
-    files(dir).into_iter().filter(|(p, _)| !staging(p)).collect()
 }
 
 /// Kills `kills` runs at seeded random moments, watching `watched` (the target's folder), then

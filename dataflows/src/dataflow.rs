@@ -23,7 +23,7 @@ use crate::block::{block_path, ObjectSpec, SourceBlock};
 use crate::copy::{Copier, Seen};
 use crate::error::error_chain;
 use crate::filter::BlockFilter;
-use crate::layout::{tenant_of, Layout};
+use crate::layout::Layout;
 use crate::mark_source::SourceMarker;
 use crate::operators::{
     commit_inputs, AsyncFlatMap, CollectRuns, CommitBlock, CommitPolicy, Completion, OrderedCommit,
@@ -232,7 +232,7 @@ pub fn build<'scope>(
         move |mut block: SourceBlock| {
             let target = c.target.clone();
             let copier = c.copier.clone();
-            let copy_markers = c.copy_markers && !c.dry_run;
+            let (copy_markers, dry_run) = (c.copy_markers && !c.dry_run, c.dry_run);
             async move {
                 if copy_markers {
                     // Written before meta.json like every other object of the block.
@@ -242,6 +242,8 @@ pub fn build<'scope>(
                     Ok(Some(bytes)) if bytes == block.meta.bytes => {
                         Err(block_record(&block, already_replicated(&copier, &block).await))
                     }
+                    // A dry run copies nothing, so it need not know what the target holds.
+                    Ok(_) | Err(SourceError::TooLarge { .. }) if dry_run => Ok(block),
                     // Not there yet (or another block's, or oversized, which is replaced): one
                     // listing of the folder tells the copies what is there already.
                     Ok(_) | Err(SourceError::TooLarge { .. }) => match copier.list_target_block(&block.dir).await {
@@ -268,16 +270,11 @@ pub fn build<'scope>(
     } else {
         let strategy = ctx.strategy;
         let progress = ctx.copier.telemetry.progress.clone();
-        let tenants = matches!(ctx.layout, Layout::Tenants(_));
+        let layout = ctx.layout.clone();
         let blocks = to_copy.map(move |block| {
             progress.blocks_total.fetch_add(1, Ordering::Relaxed);
             progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
-            let queue = match (strategy, tenants) {
-                // A tenant's blocks commit in time order across its label sets.
-                (Strategy::Grouped, true) => format!("tenant {}", tenant_of(&block.dir).unwrap_or_default()),
-                _ => strategy.partition_key(&block),
-            };
-            CommitBlock { queue, block }
+            CommitBlock { queue: strategy.partition_key(&block, &layout), block }
         });
         let jobs = blocks.clone().flat_map(|CommitBlock { queue, block }| {
             let (min_time, ulid) = block.order_key();

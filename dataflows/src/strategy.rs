@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::block::SourceBlock;
+use crate::layout::{tenant_of, Layout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -25,10 +26,14 @@ pub enum Strategy {
 impl Strategy {
     pub const ALL: [Strategy; 3] = [Strategy::Grouped, Strategy::Serial, Strategy::Unordered];
 
-    /// The commit queue a block joins. One worker owns each queue.
-    pub fn partition_key(self, block: &SourceBlock) -> String {
+    /// The commit queue a block joins. One worker owns each queue. In a tenants bucket, a
+    /// tenant's blocks commit in time order across its label sets (see [`Layout::Tenants`]).
+    pub fn partition_key(self, block: &SourceBlock, layout: &Layout) -> String {
         match self {
-            Strategy::Grouped => block.group.clone(),
+            Strategy::Grouped => match layout {
+                Layout::Thanos => block.group.clone(),
+                Layout::Tenants(_) => format!("tenant {}", tenant_of(&block.dir).unwrap_or_default()),
+            },
             Strategy::Serial => String::from("serial"),
             Strategy::Unordered => block.dir.clone(),
         }

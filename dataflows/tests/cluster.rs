@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bucketflow_dataflows::block::block_path;
 use bucketflow_dataflows::store::safety::ExpectedBlock;
 use bucketflow_dataflows::store::SafetyChecker;
-use bucketflow_dataflows::synth::{generate, write, SynthSpec};
+use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::{ClusterConfig, EngineConfig, Outcome, Replicator, RunReport};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -56,13 +56,19 @@ fn replicate_on_cluster(processes: usize, source: Arc<dyn ObjectStore>, target: 
     report
 }
 
+/// A synthetic source bucket of `groups` x `per` blocks, and an empty target that checks the
+/// promises as meta.json files are written.
+fn buckets(groups: usize, per: usize) -> (Vec<SynthBlock>, Arc<dyn ObjectStore>, Arc<SafetyChecker<InMemory>>) {
+    let blocks = generate(&SynthSpec { groups, blocks_per_group: per, ..SynthSpec::default() });
+    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    tokio::runtime::Runtime::new().unwrap().block_on(write(&source, &blocks)).unwrap();
+    let checker = Arc::new(SafetyChecker::new(InMemory::new(), blocks.iter().map(ExpectedBlock::from)));
+    (blocks, source, checker)
+}
+
 #[test]
 fn three_processes_commit_every_group_in_order_once() {
-    let blocks = generate(&SynthSpec { groups: 6, blocks_per_group: 5, ..SynthSpec::default() });
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    rt.block_on(write(&source, &blocks)).unwrap();
-    let checker = Arc::new(SafetyChecker::new(InMemory::new(), blocks.iter().map(ExpectedBlock::from)));
+    let (_, source, checker) = buckets(6, 5);
 
     let report = replicate_on_cluster(3, source, checker.clone());
     assert_eq!(report.counts.replicated, 30, "{report:#?}");
@@ -76,13 +82,9 @@ fn three_processes_commit_every_group_in_order_once() {
 
 #[test]
 fn a_failed_block_holds_back_its_group_across_processes() {
-    let blocks = generate(&SynthSpec { groups: 4, blocks_per_group: 4, ..SynthSpec::default() });
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    rt.block_on(write(&source, &blocks)).unwrap();
+    let (blocks, source, checker) = buckets(4, 4);
     let broken = &blocks[1];
-    rt.block_on(source.delete(&block_path(&broken.dir, "index"))).unwrap();
-    let checker = Arc::new(SafetyChecker::new(InMemory::new(), blocks.iter().map(ExpectedBlock::from)));
+    tokio::runtime::Runtime::new().unwrap().block_on(source.delete(&block_path(&broken.dir, "index"))).unwrap();
 
     let report = replicate_on_cluster(2, source, checker.clone());
     let outcomes = report.outcomes();

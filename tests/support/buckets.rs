@@ -37,6 +37,13 @@ pub fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// The files of a folder bucket as object_store lists them: LocalFileSystem's staging files
+/// (`name#N`), which a write killed mid-way leaves behind, are not objects.
+pub fn objects(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let staging = |p: &Path| p.to_str().unwrap().rsplit_once('#').is_some_and(|(_, n)| n.parse::<u32>().is_ok());
+    files(dir).into_iter().filter(|(p, _)| !staging(p)).collect()
+}
+
 /// Thanos objstore YAML for a folder.
 pub fn fs_yaml(dir: &Path) -> String {
     format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", dir.display())
