@@ -119,6 +119,11 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     let retries = Retries { retries: args.retries, retry_timeout: args.retry_timeout };
     let source = open_bucket(&args.source(), Side::Source, retries).context("source bucket")?;
     let target = open_bucket(&args.target(), Side::Target, retries).context("target bucket")?;
+    if config.mark_source_for_deletion && source.overlaps(&target) {
+        bail!(
+            "--mark-source-for-deletion: the source and the target are the same bucket and prefix, or one lies inside the other; marking would delete the only copy"
+        );
+    }
     config.same_store = same_store(&source, &target);
     if config.same_store.is_some() {
         tracing::info!("source and target are one store; objects are copied server-side");

@@ -82,3 +82,29 @@ fn markers_and_move_mode_through_the_binary() {
     assert_eq!(after, before, "deletion marks are the only writes to the source");
     assert!(!dst.join(name).join("deletion-mark.json").exists(), "and they are never copied");
 }
+
+#[test]
+fn move_mode_refuses_a_target_that_shares_the_source_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    synth_folder(&src, SynthSpec { groups: 1, blocks_per_group: 2, ..SynthSpec::default() });
+    let before = files(&src);
+    for to in [src.clone(), src.join("copy")] {
+        let out = Command::new(BIN)
+            .args([
+                "replicate",
+                "--from",
+                &format!("file://{}", src.display()),
+                "--to",
+                &format!("file://{}", to.display()),
+            ])
+            .args(["--single-run", "--http-address", "127.0.0.1:0", "--mark-source-for-deletion"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: {stderr}", to.display());
+        assert!(stderr.contains("marking would delete the only copy"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir(src.join("copy"));
+    assert_eq!(files(&src), before, "nothing was marked or copied");
+}

@@ -113,7 +113,8 @@ impl TokenBucket {
         let mut next_free = self.next_free.lock().await;
         let now = Instant::now();
         // An idle bucket may grant at most one piece at once (the burst), not a backlog.
-        let start = (*next_free).max(now - Duration::from_secs_f64(PIECE as f64 / self.rate));
+        let burst = now.checked_sub(Duration::from_secs_f64(PIECE as f64 / self.rate)).unwrap_or(now);
+        let start = (*next_free).max(burst);
         let done = start + Duration::from_secs_f64(piece as f64 / self.rate);
         *next_free = done;
         if done > now {

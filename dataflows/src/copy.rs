@@ -413,7 +413,7 @@ impl Copier {
     /// The objects of target block folder `dir`, by one listing (tried again on transient
     /// failures).
     pub async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
-        let prefix = Path::from(dir);
+        let prefix = crate::block::folder_path(dir);
         let folder = format!("{dir}/");
         self.retrying(&prefix, || async {
             let objects: Vec<_> = self
@@ -447,8 +447,15 @@ impl Copier {
 
 /// Whether an object the target shows with `size` and `e_tag` is still the copy of `spec` that
 /// was made with ETag `copied_e_tag`: the right size, and the same ETag where both are known.
+/// ETags are compared as stores differ in writing them: Azure's listings give them bare, its
+/// PUT and HEAD responses quoted; a weak mark (`W/`) says nothing about the bytes either.
 pub fn unchanged(spec: &ObjectSpec, copied_e_tag: Option<&str>, size: u64, e_tag: Option<&str>) -> bool {
-    size == spec.size && (copied_e_tag.is_none() || e_tag.is_none() || e_tag == copied_e_tag)
+    let bare = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_string();
+    size == spec.size
+        && match (copied_e_tag, e_tag) {
+            (Some(copied), Some(seen)) => bare(copied) == bare(seen),
+            _ => true,
+        }
 }
 
 /// The SHA256 of an object, in lower-case hex, read as a stream (one chunk in memory at a time).

@@ -183,7 +183,7 @@ pub fn build<'scope>(
                         Err(Unloaded::Record(dir_record(&dir, Outcome::failed(Failure::new(FailureCause::Unsupported, error)))))
                     }
                     Err(Unusable::Unreadable(error)) => {
-                        tracing::error!(block = %dir, run = request.run_id, %error, "meta.json unreadable; holding back every group this run");
+                        tracing::error!(block = %dir, run = request.run_id, %error, "meta.json unreadable; holding back the groups it could belong to this run");
                         Err(Unloaded::Barrier { dir, error })
                     }
                 }]
@@ -191,19 +191,24 @@ pub fn build<'scope>(
         },
     );
     let (loaded, unloaded) = loaded.ok_err::<Vec<_>, _, Vec<_>, _, _>(|r| r);
-    let barriers = unloaded.clone().flat_map(|u| match u {
-        Unloaded::Barrier { dir, .. } => Some(dir),
+    let (strategy, layout) = (ctx.strategy, ctx.layout.clone());
+    let barriers = unloaded.clone().flat_map(move |u| match u {
+        Unloaded::Barrier { dir, .. } => {
+            let queue = strategy.queue_of_unread(&dir, &layout);
+            Some((dir, queue))
+        }
         Unloaded::Record(_) => None,
     });
-    let load_records = unloaded.map(|u| match u {
+    let (strategy, layout) = (ctx.strategy, ctx.layout.clone());
+    let load_records = unloaded.map(move |u| match u {
         Unloaded::Record(record) => record,
-        Unloaded::Barrier { dir, error } => dir_record(
-            &dir,
-            Outcome::failed(Failure::new(
-                FailureCause::Source,
-                format!("{error} (its compaction group is unknown, so every group is held back this run)"),
-            )),
-        ),
+        Unloaded::Barrier { dir, error } => {
+            let held = match strategy.queue_of_unread(&dir, &layout) {
+                Some(queue) => format!("its commit queue ({queue}) is held back this run"),
+                None => "its compaction group is unknown, so every group is held back this run".to_string(),
+            };
+            dir_record(&dir, Outcome::failed(Failure::new(FailureCause::Source, format!("{error} ({held})"))))
+        }
     });
 
     let c = ctx.clone();

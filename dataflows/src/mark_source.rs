@@ -59,7 +59,14 @@ impl SourceMarker {
             list_block(&*store, dir).await.map_err(|source| MarkError::Listing { block: dir.to_string(), source })
         };
         let source: Vec<(String, u64)> = listing(self.writer.clone()).await?;
-        if source.iter().any(|(rel, _)| rel == DELETION_MARK) {
+        // A mark already there, in the block or (Mimir, Cortex) in the tenant's markers/ folder,
+        // keeps its own time.
+        let global = global_deletion_mark(dir).map(Path::from);
+        let marked_globally = match &global {
+            Some(path) => self.writer.head(path).await.is_ok(),
+            None => false,
+        };
+        if marked_globally || source.iter().any(|(rel, _)| rel == DELETION_MARK) {
             return Ok(false);
         }
         let target: BTreeMap<String, u64> = listing(self.target.clone()).await?.into_iter().collect();
@@ -77,7 +84,7 @@ impl SourceMarker {
         let json = serde_json::to_vec(&mark).expect("a deletion mark always serializes");
         // Mimir and Cortex read a tenant's marks from its markers/ folder too: both are written,
         // the block's own last, since that is the one this check looks for.
-        let paths = global_deletion_mark(dir).map(Path::from).into_iter().chain([block_path(dir, DELETION_MARK)]);
+        let paths = global.into_iter().chain([block_path(dir, DELETION_MARK)]);
         for path in paths {
             self.writer
                 .put(&path, PutPayload::from(json.clone()))

@@ -176,14 +176,16 @@ pub fn parse_meta(block: &str, bytes: Bytes) -> Result<RawMeta, MetaError> {
     }
     let parse_err = |e: serde_json::Error| MetaError::Parse { block: block.to_string(), reason: e.to_string() };
     let probe: VersionOnly = serde_json::from_slice(&bytes).map_err(parse_err)?;
+    // Before the version: a block of another version is still parsed for its group (so that it
+    // fails in its group's order), and must be able to cross processes like any other.
+    if nested_deeper_than(&bytes, MAX_META_DEPTH) {
+        let reason = format!("arrays and objects nest more than {MAX_META_DEPTH} levels deep");
+        return Err(MetaError::Parse { block: block.to_string(), reason });
+    }
     match probe.version {
         Some(SUPPORTED_META_VERSION) => {}
         Some(version) => return Err(MetaError::UnsupportedVersion { block: block.to_string(), version }),
         None => return Err(MetaError::Parse { block: block.to_string(), reason: "missing field `version`".into() }),
-    }
-    if nested_deeper_than(&bytes, MAX_META_DEPTH) {
-        let reason = format!("arrays and objects nest more than {MAX_META_DEPTH} levels deep");
-        return Err(MetaError::Parse { block: block.to_string(), reason });
     }
     let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(parse_err)?;
     if meta.ulid.to_string() != block {

@@ -6,7 +6,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore};
 use ulid::Ulid;
 
-use crate::block::{block_path, SourceBlock};
+use crate::block::{block_path, folder_path, SourceBlock};
 use crate::error::error_chain;
 use crate::layout::{block_id, global_deletion_mark, Layout};
 use crate::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
@@ -23,6 +23,8 @@ pub enum SourceError {
     TooLarge { path: Path, size: u64, limit: usize },
     #[error("listing block folder {block}")]
     ListBlock { block: String, source: object_store::Error },
+    #[error("--tenant-mapping writes tenant {from:?} as {to:?}, which is also a tenant of the source that keeps its name: the two would mix in the target")]
+    TenantCollision { from: String, to: String },
 }
 
 /// Why a listed block folder will not be replicated, when that is known before its group is.
@@ -50,27 +52,34 @@ pub async fn list_blocks(store: &dyn ObjectStore, layout: &Layout) -> Result<Vec
         return list_block_dirs(store).await;
     };
     let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
-    let mut dirs = Vec::new();
-    for tenant in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
-        if tenants.selects(tenant) {
-            dirs.extend(list_block_dirs_under(store, Some(tenant)).await?);
-        } else {
-            tracing::info!(tenant, "tenant not selected");
+    let selected: Vec<&Path> =
+        listing.common_prefixes.iter().filter(|p| p.filename().is_some_and(|t| tenants.selects(t))).collect();
+    let names: std::collections::BTreeSet<&str> = selected.iter().filter_map(|p| p.filename()).collect();
+    for (from, to) in &tenants.mapping {
+        if names.contains(to.as_str()) && !tenants.mapping.contains_key(to) {
+            return Err(SourceError::TenantCollision { from: from.clone(), to: to.clone() });
         }
+    }
+    for missing in tenants.enabled.iter().filter(|t| !names.contains(t.as_str())) {
+        tracing::warn!(tenant = %missing, "--enabled-tenants names a tenant the source does not have");
+    }
+    let mut dirs = Vec::new();
+    for tenant in selected {
+        dirs.extend(list_block_dirs_under(store, Some(tenant)).await?);
     }
     Ok(dirs)
 }
 
-/// The ULID-named folders under `prefix` (the root when `None`), as paths from the root.
-async fn list_block_dirs_under(store: &dyn ObjectStore, prefix: Option<&str>) -> Result<Vec<String>, SourceError> {
-    let path = prefix.map(Path::from);
-    let listing = store.list_with_delimiter(path.as_ref()).await.map_err(SourceError::List)?;
+/// The ULID-named folders under `prefix` (the root when `None`), as paths from the root. The
+/// prefix is the listed path itself, so that a tenant name is never encoded a second time.
+async fn list_block_dirs_under(store: &dyn ObjectStore, prefix: Option<&Path>) -> Result<Vec<String>, SourceError> {
+    let listing = store.list_with_delimiter(prefix).await.map_err(SourceError::List)?;
     let mut dirs = Vec::new();
     for name in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
         if Ulid::from_string(name).is_ok() {
             dirs.push(prefix.map_or_else(|| name.to_string(), |p| format!("{p}/{name}")));
         } else if name != "markers" {
-            tracing::info!(folder = name, prefix, "left alone: a folder whose name is not a block ULID");
+            tracing::info!(folder = name, prefix = ?prefix.map(|p| p.as_ref()), "left alone: a folder whose name is not a block ULID");
         }
     }
     Ok(dirs)
@@ -97,7 +106,7 @@ pub async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Result<Optio
 
 /// The objects under a block folder, as paths relative to it, with their sizes.
 pub async fn list_block(store: &dyn ObjectStore, dir: &str) -> Result<Vec<(String, u64)>, SourceError> {
-    let prefix = Path::from(dir);
+    let prefix = folder_path(dir);
     let objects: Vec<_> = store
         .list(Some(&prefix))
         .try_collect()

@@ -23,6 +23,11 @@ pub enum Strategy {
     Unordered,
 }
 
+/// A tenant's commit queue.
+fn tenant_queue(dir: &str) -> String {
+    format!("tenant {}", tenant_of(dir).unwrap_or_default())
+}
+
 impl Strategy {
     pub const ALL: [Strategy; 3] = [Strategy::Grouped, Strategy::Serial, Strategy::Unordered];
 
@@ -32,10 +37,20 @@ impl Strategy {
         match self {
             Strategy::Grouped => match layout {
                 Layout::Thanos => block.group.clone(),
-                Layout::Tenants(_) => format!("tenant {}", tenant_of(&block.dir).unwrap_or_default()),
+                Layout::Tenants(_) => tenant_queue(&block.dir),
             },
             Strategy::Serial => String::from("serial"),
             Strategy::Unordered => block.dir.clone(),
+        }
+    }
+
+    /// The one commit queue that block folder `dir` can belong to when its meta.json cannot be
+    /// read, so that only that queue waits behind it; `None` when its queue could be any (its
+    /// compaction group is in the unread meta.json), and every queue waits.
+    pub fn queue_of_unread(self, dir: &str, layout: &Layout) -> Option<String> {
+        match (self, layout) {
+            (Strategy::Grouped, Layout::Tenants(_)) => Some(tenant_queue(dir)),
+            _ => None,
         }
     }
 

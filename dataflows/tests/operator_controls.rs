@@ -170,3 +170,37 @@ fn tenants_commit_in_time_order_are_selected_renamed_and_only_blocks_are_copied(
     assert_eq!(order, sorted, "team-a commits in time order across label sets");
     assert_ne!(a[0].group, a[3].group, "the tenant has two compaction groups");
 }
+
+#[test]
+fn in_a_tenants_bucket_an_unreadable_meta_holds_back_its_tenant_only_and_mappings_may_not_collide() {
+    use bucketflow_dataflows::layout::{Layout, Tenants};
+    use bucketflow_dataflows::store::{FaultRule, FaultyStore, Op};
+    use object_store::prefix::PrefixStore;
+
+    let rt = runtime();
+    let raw = Arc::new(InMemory::new());
+    let mut tenant_blocks = std::collections::BTreeMap::new();
+    for (tenant, seed) in [("team-a", 21), ("team-b", 22)] {
+        let blocks = generate(&SynthSpec { groups: 1, blocks_per_group: 3, seed, ..SynthSpec::default() });
+        let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(raw.clone(), tenant));
+        rt.block_on(write(&store, &blocks)).unwrap();
+        tenant_blocks.insert(tenant, blocks);
+    }
+    // team-a's oldest meta.json cannot be read: its group is unknown, its tenant is not.
+    let unreadable = format!("^team-a/{}/meta.json$", tenant_blocks["team-a"][0].dir);
+    let source = Arc::new(FaultyStore::new(raw.clone(), vec![FaultRule::permanent(&unreadable, &[Op::Get])], 1));
+    let tenants = Layout::Tenants(Tenants::default());
+    let report = replicate(&rt, source, Arc::new(InMemory::new()), EngineConfig { layout: tenants, ..config() });
+    assert_eq!(report.counts.replicated, 3, "team-b goes on: {report:#?}");
+    assert_eq!(report.counts.held_back, 2, "team-a's newer blocks wait behind the unread one: {report:#?}");
+    assert_eq!(report.counts.failed, 1);
+
+    // Writing team-a as team-b while team-b keeps its name would mix two tenants' blocks.
+    let colliding = Layout::Tenants(Tenants {
+        mapping: [("team-a".to_string(), "team-b".to_string())].into(),
+        ..Tenants::default()
+    });
+    let report = replicate(&rt, raw.clone(), Arc::new(InMemory::new()), EngineConfig { layout: colliding, ..config() });
+    assert!(report.errors.iter().any(|e| e.contains("\"team-a\" as \"team-b\"")), "{:#?}", report.errors);
+    assert_eq!(report.counts.replicated, 0);
+}

@@ -47,6 +47,10 @@ pub struct Bucket {
     /// credentials), so that two buckets that are one store can copy server-side.
     pub base: Option<(String, Arc<dyn ObjectStore>)>,
     pub prefix: ObjectPath,
+    /// Where the bucket's objects live, credentials aside, as path segments down to its prefix
+    /// (`s3`, endpoint, bucket, prefix...; or a folder's canonical path): two buckets whose
+    /// places are one and the same, or one inside the other, share objects. `None` for memory.
+    pub place: Option<Vec<String>>,
 }
 
 impl Bucket {
@@ -57,8 +61,39 @@ impl Bucket {
         } else {
             Arc::new(PrefixStore::new(store.clone(), prefix.clone()))
         };
-        Bucket { store: prefixed, base: identity.map(|id| (id, store)), prefix }
+        Bucket { store: prefixed, base: identity.map(|id| (id, store)), prefix, place: None }
     }
+
+    /// Sets where the bucket lives: `root` (kind and location, e.g. `["s3", endpoint, bucket]`),
+    /// then the bucket's prefix.
+    fn at(mut self, root: impl IntoIterator<Item = String>) -> Bucket {
+        let mut place: Vec<String> = root.into_iter().collect();
+        place.extend(self.prefix.parts().map(|p| p.as_ref().to_string()));
+        self.place = Some(place);
+        self
+    }
+
+    /// Whether the two buckets may share objects: one's place is the other's, or inside it.
+    pub fn overlaps(&self, other: &Bucket) -> bool {
+        match (&self.place, &other.place) {
+            (Some(a), Some(b)) => a.starts_with(b) || b.starts_with(a),
+            _ => false,
+        }
+    }
+}
+
+/// An endpoint as written in a URL or YAML, without scheme or trailing slash.
+fn bare_endpoint(endpoint: &str) -> String {
+    let bare = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+    bare.trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// A folder's place: its canonical path, segment by segment.
+fn folder_place(directory: &Path) -> Vec<String> {
+    let canonical = std::fs::canonicalize(directory).unwrap_or_else(|_| directory.to_path_buf());
+    std::iter::once("file".to_string())
+        .chain(canonical.components().map(|c| c.as_os_str().to_string_lossy().into_owned()))
+        .collect()
 }
 
 /// Server-side copy applies when both sides are the same store.
@@ -124,30 +159,32 @@ fn warn_ignored(kind: &str, ignored: &[&str]) {
 pub fn from_yaml(text: &str, side: Side, retries: Retries) -> Result<Bucket> {
     let config: BucketConfig = serde_yaml_ng::from_str(text).context("invalid objstore YAML")?;
     let kind = config.kind.to_ascii_uppercase();
-    let (store, identity, ignored) = match kind.as_str() {
+    let (store, identity, ignored, root) = match kind.as_str() {
         "FILESYSTEM" => {
             let fs: FilesystemConfig = typed("FILESYSTEM", config.config).context("expected `directory`")?;
-            (filesystem(&fs.directory, side)?, None, Vec::new())
+            (filesystem(&fs.directory, side)?, None, Vec::new(), folder_place(&fs.directory))
         }
         "S3" => {
             let s3: s3::S3Config = typed("S3", config.config)?;
             let (store, ignored) = s3.build(retries)?;
-            (store, Some(s3.identity()), ignored)
+            let root = vec!["s3".into(), bare_endpoint(&s3.endpoint), s3.bucket.clone()];
+            (store, Some(s3.identity()), ignored, root)
         }
         "GCS" => {
             let gcs: gcs::GcsConfig = typed("GCS", config.config)?;
             let (store, ignored) = gcs.build(retries)?;
-            (store, Some(gcs.identity()), ignored)
+            (store, Some(gcs.identity()), ignored, vec!["gcs".into(), gcs.bucket.clone()])
         }
         "AZURE" => {
             let az: azure::AzureConfig = typed("AZURE", config.config)?;
             let (store, ignored) = az.build(retries)?;
-            (store, Some(az.identity()), ignored)
+            let root = vec!["azure".into(), az.storage_account.clone(), az.container.clone()];
+            (store, Some(az.identity()), ignored, root)
         }
         other => bail!("unknown objstore type {other:?}; supported: FILESYSTEM, S3, GCS, AZURE"),
     };
     warn_ignored(&kind, &ignored);
-    Ok(Bucket::new(store, identity, &config.prefix))
+    Ok(Bucket::new(store, identity, &config.prefix).at(root))
 }
 
 /// A URL as it may be shown: the query string, which can hold credentials, is dropped.
@@ -185,13 +222,14 @@ pub fn from_url(url: &str, side: Side, retries: Retries) -> Result<Bucket> {
             if rest.is_empty() || !rest.starts_with('/') {
                 bail!("a file URL needs an absolute path, as in file:///data/bucket");
             }
-            Ok(Bucket::new(filesystem(Path::new(rest), side)?, None, ""))
+            Ok(Bucket::new(filesystem(Path::new(rest), side)?, None, "").at(folder_place(Path::new(rest))))
         }
         "memory" => Ok(Bucket::new(Arc::new(InMemory::new()), None, "")),
         "s3" | "s3a" => {
             let (_, bucket, prefix, options) = split_url(url)?;
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket).with_retry(retries.config());
             let mut identity = format!("s3|{bucket}");
+            let mut endpoint = String::new();
             for (key, value) in options {
                 let key: AmazonS3ConfigKey = option_key("S3", &key)?;
                 if matches!(
@@ -200,9 +238,13 @@ pub fn from_url(url: &str, side: Side, retries: Retries) -> Result<Bucket> {
                 ) {
                     identity.push_str(&format!("|{value}"));
                 }
+                if key == AmazonS3ConfigKey::Endpoint {
+                    endpoint = bare_endpoint(&value);
+                }
                 builder = builder.with_config(key, value);
             }
-            Ok(Bucket::new(Arc::new(builder.build()?), Some(identity), &prefix))
+            let root = ["s3".to_string(), endpoint, bucket];
+            Ok(Bucket::new(Arc::new(builder.build()?), Some(identity), &prefix).at(root))
         }
         "gs" => {
             let (_, bucket, prefix, options) = split_url(url)?;
@@ -211,21 +253,27 @@ pub fn from_url(url: &str, side: Side, retries: Retries) -> Result<Bucket> {
             for (key, value) in options {
                 builder = builder.with_config(option_key::<GoogleConfigKey>("GCS", &key)?, value);
             }
-            Ok(Bucket::new(Arc::new(builder.build()?), Some(format!("gs|{bucket}")), &prefix))
+            let root = ["gcs".to_string(), bucket.clone()];
+            Ok(Bucket::new(Arc::new(builder.build()?), Some(format!("gs|{bucket}")), &prefix).at(root))
         }
         "az" | "azure" => {
             let (_, container, prefix, options) = split_url(url)?;
             let mut builder =
                 MicrosoftAzureBuilder::from_env().with_container_name(&container).with_retry(retries.config());
             let mut identity = format!("az|{container}");
+            let mut account = String::new();
             for (key, value) in options {
                 let key: AzureConfigKey = option_key("Azure", &key)?;
                 if matches!(key, AzureConfigKey::AccountName | AzureConfigKey::Endpoint) {
                     identity.push_str(&format!("|{value}"));
                 }
+                if key == AzureConfigKey::AccountName {
+                    account = value.clone();
+                }
                 builder = builder.with_config(key, value);
             }
-            Ok(Bucket::new(Arc::new(builder.build()?), Some(identity), &prefix))
+            let root = ["azure".to_string(), account, container];
+            Ok(Bucket::new(Arc::new(builder.build()?), Some(identity), &prefix).at(root))
         }
         other => bail!("unknown URL scheme {other:?} (expected file, memory, s3, gs or az)"),
     }
@@ -260,6 +308,36 @@ mod tests {
     /// A GCS service-account key that never reaches Google: no OAuth, and a local base URL.
     fn local_gcs_key() -> String {
         r#"{"private_key": "", "private_key_id": "", "client_email": "test@example.com", "disable_oauth": true, "gcs_base_url": "http://127.0.0.1:1"}"#.to_string()
+    }
+
+    #[test]
+    fn buckets_that_share_objects_overlap_whatever_their_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        let url = |rel: &str| {
+            from_url(&format!("file://{}", dir.path().join(rel).display()), Side::Source, Retries::default()).unwrap()
+        };
+        let (a, ab) = (url("a"), url("a/b"));
+        assert!(a.overlaps(&ab) && ab.overlaps(&a) && a.overlaps(&a), "a folder and one inside it");
+        let yaml = from_yaml(
+            &format!("type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: b\n", dir.path().join("a").display()),
+            Side::Source,
+            Retries::default(),
+        )
+        .unwrap();
+        assert!(yaml.overlaps(&ab), "a prefix is a folder inside the directory");
+        std::fs::create_dir_all(dir.path().join("c")).unwrap();
+        assert!(!a.overlaps(&url("c")), "siblings do not overlap");
+
+        let s3_yaml = |prefix: &str| {
+            open(&format!("type: S3\nconfig:\n  bucket: blocks\n  endpoint: 127.0.0.1:9000\n  region: r\n  insecure: true\n  access_key: AK\n  secret_key: SK\nprefix: {prefix}\n")).unwrap()
+        };
+        let s3_url = |prefix: &str| {
+            from_url(&format!("s3://blocks/{prefix}?endpoint=http://127.0.0.1:9000/&allow_http=true&region=r&access_key_id=OTHER&secret_access_key=S"), Side::Source, Retries::default()).unwrap()
+        };
+        assert!(s3_yaml("eu").overlaps(&s3_url("eu/1")), "YAML and URL, other credentials, nested prefixes");
+        assert!(!s3_yaml("eu").overlaps(&s3_url("us")), "other prefixes");
+        assert!(!s3_yaml("").overlaps(&from_url("memory://", Side::Source, Retries::default()).unwrap()));
     }
 
     #[test]

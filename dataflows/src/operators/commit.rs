@@ -36,24 +36,26 @@ pub struct CommitBlock {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CommitInput {
     Block(CommitBlock),
-    /// A block of unknown group failed (its meta.json could not be read): every queue of the
-    /// epoch is held back behind it, since any group might have lost an older block.
+    /// A block of unknown group failed (its meta.json could not be read): the queue it belongs
+    /// to, or every queue of the epoch when that is unknown, is held back behind it, since that
+    /// queue might have lost an older block.
     Barrier {
         dir: String,
+        queue: Option<String>,
     },
 }
 
 /// Routes blocks to the worker that owns their queue, and barriers to every worker.
 pub fn commit_inputs<'scope>(
     blocks: StreamVec<'scope, Epoch, CommitBlock>,
-    barriers: StreamVec<'scope, Epoch, String>,
+    barriers: StreamVec<'scope, Epoch, (String, Option<String>)>,
 ) -> StreamVec<'scope, Epoch, CommitInput> {
     // A block carries its parsed meta.json, which bincode cannot encode: it crosses as JSON.
     let blocks = blocks
         .map(Wire)
         .exchange(|b: &Wire<CommitBlock>| route(&b.0.queue))
         .map(|Wire(block)| CommitInput::Block(block));
-    let barriers = barriers.broadcast().map(|dir| CommitInput::Barrier { dir });
+    let barriers = barriers.broadcast().map(|(dir, queue)| CommitInput::Barrier { dir, queue });
     blocks.concat(barriers)
 }
 
@@ -98,7 +100,8 @@ pub trait OrderedCommit<'scope> {
     /// With `ordered`, a queue's blocks commit one at a time in ascending (minTime, ULID) order,
     /// and the first commit of an epoch waits until the blocks input has passed the epoch, so
     /// that no older block can still arrive. A block that fails holds back the later blocks of its
-    /// queue for the epoch; other queues go on. A barrier holds back every queue of its epoch.
+    /// queue for the epoch; other queues go on. A barrier holds back its queue, or every queue
+    /// of its epoch when its queue is unknown.
     ///
     /// Progress: every block yields exactly one record at its epoch. The operator holds the epoch
     /// while it has blocks or commits of it, and lets go once both inputs have passed it. Blocks
@@ -166,8 +169,8 @@ struct EpochState {
     index: HashMap<String, (String, (i64, Ulid))>,
     /// Completions that arrived before their block.
     early: HashMap<String, Vec<Completion>>,
-    /// The block of unknown group that holds back every queue of this epoch.
-    barrier: Option<String>,
+    /// Blocks of unknown group, each holding back its queue (all queues when `None`).
+    barriers: Vec<(String, Option<String>)>,
 }
 
 impl EpochState {
@@ -225,7 +228,7 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                     queues: BTreeMap::new(),
                     index: HashMap::new(),
                     early: HashMap::new(),
-                    barrier: None,
+                    barriers: Vec::new(),
                 };
                 move |(blocks, blocks_frontier), (completions, completions_frontier), output| {
                     blocks.for_each(|cap, data| {
@@ -234,7 +237,7 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                         for input in data.drain(..) {
                             match input {
                                 CommitInput::Block(CommitBlock { queue, block }) => state.add_block(queue, block),
-                                CommitInput::Barrier { dir } => state.barrier = state.barrier.take().or(Some(dir)),
+                                CommitInput::Barrier { dir, queue } => state.barriers.push((dir, queue)),
                             }
                         }
                     });
@@ -264,7 +267,11 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                         let mut records = Vec::new();
                         for (queue_key, queue) in state.queues.iter_mut() {
                             if policy.ordered && queue.failed_at.is_none() {
-                                queue.failed_at = state.barrier.clone();
+                                queue.failed_at = state
+                                    .barriers
+                                    .iter()
+                                    .find(|(_, only)| only.as_ref().is_none_or(|only| only == queue_key))
+                                    .map(|(dir, _)| dir.clone());
                             }
                             advance_queue(
                                 epoch,
@@ -417,5 +424,6 @@ async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) ->
         })
         .await
         .map_err(CommitError::WriteMeta)?;
-    Ok((repaired.len() as u64, repaired.iter().map(|(_, _, d)| d.bytes).sum()))
+    let copied = repaired.iter().filter(|(_, _, d)| d.copied);
+    Ok((copied.clone().count() as u64, copied.map(|(_, _, d)| d.bytes).sum()))
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use object_store::path::{Path, PathPart};
+use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult, RenameOptions, Result,
@@ -28,13 +28,16 @@ struct Names {
 }
 
 impl Names {
+    /// Renames the first segment by `table`, on the path's text as it is (tenant names are
+    /// compared and written as listed, never encoded again).
     fn map(table: &BTreeMap<String, String>, path: &Path) -> Path {
-        let mut parts = path.parts();
-        match parts.next() {
-            Some(first) => match table.get(first.as_ref()) {
-                Some(name) => std::iter::once(PathPart::from(name.as_str())).chain(parts).collect(),
-                None => path.clone(),
-            },
+        let text = path.as_ref();
+        let (first, rest) = text.split_once('/').map_or((text, None), |(f, r)| (f, Some(r)));
+        match table.get(first) {
+            Some(name) => {
+                let renamed = rest.map_or_else(|| name.clone(), |rest| format!("{name}/{rest}"));
+                Path::parse(&renamed).unwrap_or_else(|_| Path::from(renamed.as_str()))
+            }
             None => path.clone(),
         }
     }
