@@ -145,6 +145,9 @@ pub struct VerifyArgs {
     /// Blocks audited at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
+    /// Where the blocks are: `thanos` (at the root) or `tenants` (`<tenant>/<ULID>/`).
+    #[arg(long, value_enum, default_value = "thanos")]
+    pub layout: LayoutFlag,
     /// Check sizes only: do not read objects back to compare the SHA256 that meta.json lists.
     #[arg(long = "skip-hashes")]
     pub skip_hashes: bool,

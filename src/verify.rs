@@ -4,9 +4,10 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use bucketflow_dataflows::layout::Layout;
 use bucketflow_dataflows::verify::{audit, AuditConfig, AuditReport, BlockStatus, TimeNote};
 
-use crate::cli::VerifyArgs;
+use crate::cli::{LayoutFlag, VerifyArgs};
 use crate::objstore::{open_bucket, Retries, Side};
 use crate::replicate::Finish;
 
@@ -16,6 +17,10 @@ pub fn run(args: &VerifyArgs) -> Result<Finish> {
     let config = AuditConfig {
         concurrency: args.concurrency as usize,
         check_hashes: !args.skip_hashes,
+        layout: match args.layout {
+            LayoutFlag::Thanos => Layout::Thanos,
+            LayoutFlag::Tenants => Layout::Tenants(Default::default()),
+        },
         ..AuditConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -70,3 +70,23 @@ fn verify_needs_one_bucket_and_names_a_bad_one() {
     assert!(!out.status.success());
     assert!(stderr.contains("/nonexistent/bucketflow-verify") && !stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_tenants_bucket_is_audited_tenant_by_tenant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    for (tenant, seed) in [("team-a", 1), ("team-b", 2)] {
+        synth_folder(&bucket.join(tenant), SynthSpec { groups: 1, blocks_per_group: 2, seed, ..SynthSpec::default() });
+    }
+    let mut blocks: Vec<_> = std::fs::read_dir(bucket.join("team-b")).unwrap().map(|e| e.unwrap().path()).collect();
+    blocks.sort();
+    std::fs::remove_file(blocks[0].join("index")).unwrap();
+    let url = format!("file://{}", bucket.display());
+    let out = verify(&["--url", &url, "--layout", "tenants"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("group team-a 0@") && stdout.contains("group team-b 0@"), "{stdout}");
+    assert!(stdout.contains("3 complete, 1 incomplete"), "{stdout}");
+    let broken = blocks[0].file_name().unwrap().to_str().unwrap();
+    assert!(stdout.lines().any(|l| l.contains(broken) && l.contains("INCOMPLETE")), "{stdout}");
+}

@@ -14,8 +14,9 @@ use ulid::Ulid;
 use crate::block::{block_path, SourceBlock};
 use crate::copy::sha256_of;
 use crate::error::error_chain;
+use crate::layout::{block_id, tenant_of, Layout};
 use crate::meta::parse_meta;
-use crate::source::{list_block, list_block_dirs, read_meta_bytes, SourceError};
+use crate::source::{list_block, list_blocks, read_meta_bytes, SourceError};
 
 /// How an audit reads.
 #[derive(Debug, Clone)]
@@ -26,11 +27,18 @@ pub struct AuditConfig {
     pub check_hashes: bool,
     /// The clock that partial uploads' ages are measured against, in Unix milliseconds.
     pub now_millis: i64,
+    /// Where the blocks are. In a tenants bucket, a time line is a tenant's group.
+    pub layout: Layout,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { concurrency: 16, check_hashes: true, now_millis: chrono::Utc::now().timestamp_millis() }
+        AuditConfig {
+            concurrency: 16,
+            check_hashes: true,
+            now_millis: chrono::Utc::now().timestamp_millis(),
+            layout: Layout::Thanos,
+        }
     }
 }
 
@@ -121,7 +129,7 @@ enum Found {
 
 /// Audits every block folder of `store`.
 pub async fn audit(store: &dyn ObjectStore, config: &AuditConfig) -> Result<AuditReport, AuditError> {
-    let dirs = list_block_dirs(store).await.map_err(AuditError)?;
+    let dirs = list_blocks(store, &config.layout).await.map_err(AuditError)?;
     let found: Vec<Found> = futures::stream::iter(dirs)
         .map(|dir| audit_block(store, dir, config))
         .buffer_unordered(config.concurrency.max(1))
@@ -173,7 +181,7 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
     let bytes = match read_meta_bytes(store, &dir).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
-            let born = Ulid::from_string(&dir).map(|u| u.timestamp_ms() as i64).unwrap_or(config.now_millis);
+            let born = Ulid::from_string(block_id(&dir)).map(|u| u.timestamp_ms() as i64).unwrap_or(config.now_millis);
             return Found::Partial(PartialBlock {
                 objects: listing.len(),
                 bytes: listing.iter().map(|(_, size)| size).sum(),
@@ -183,7 +191,7 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
         }
         Err(e) => return unreadable(dir, error_chain(&e)),
     };
-    let meta = match parse_meta(&dir, bytes) {
+    let meta = match parse_meta(block_id(&dir), bytes) {
         Ok(meta) => meta,
         Err(e) => return unreadable(dir, error_chain(&e)),
     };
@@ -204,8 +212,12 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
         }
     }
     let meta = &block.meta.meta;
+    let group = match tenant_of(&dir) {
+        Some(tenant) => format!("{tenant} {}", block.group),
+        None => block.group.clone(),
+    };
     Found::Visible(BlockAudit {
-        group: Some(block.group.clone()),
+        group: Some(group),
         min_time: Some(meta.min_time),
         max_time: Some(meta.max_time),
         level: Some(meta.compaction.level),
@@ -229,8 +241,12 @@ fn timeline(mut blocks: Vec<BlockAudit>) -> Vec<BlockAudit> {
         };
         if let Some((prev_max, prev)) = previous.get(group) {
             block.time_note = match min.cmp(prev_max) {
-                std::cmp::Ordering::Greater => Some(TimeNote::Gap { millis: min - prev_max, after: prev.clone() }),
-                std::cmp::Ordering::Less => Some(TimeNote::Overlap { millis: prev_max - min, with: prev.clone() }),
+                std::cmp::Ordering::Greater => {
+                    Some(TimeNote::Gap { millis: min.saturating_sub(*prev_max), after: prev.clone() })
+                }
+                std::cmp::Ordering::Less => {
+                    Some(TimeNote::Overlap { millis: prev_max.saturating_sub(min), with: prev.clone() })
+                }
                 std::cmp::Ordering::Equal => None,
             };
         }
