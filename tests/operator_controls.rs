@@ -5,27 +5,27 @@
 mod buckets;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use bucketflow_dataflows::synth::SynthSpec;
 use buckets::{files, synth_folder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
 
-fn replicate(src: &Path, dst: &Path, extra: &[&str]) -> serde_json::Value {
-    let report = dst.with_extension("report.json");
-    let out = Command::new(BIN)
-        .args([
-            "replicate",
-            "--from",
-            &format!("file://{}", src.display()),
-            "--to",
-            &format!("file://{}", dst.display()),
-        ])
-        .args(["--single-run", "--http-address", "127.0.0.1:0", "--report-file", report.to_str().unwrap()])
+/// One single run from folder `src` to folder `dst`.
+fn run(src: &Path, dst: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["replicate", "--from", &format!("file://{}", src.display())])
+        .args(["--to", &format!("file://{}", dst.display()), "--single-run", "--http-address", "127.0.0.1:0"])
         .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// A run that must succeed; its report.
+fn replicate(src: &Path, dst: &Path, extra: &[&str]) -> serde_json::Value {
+    let report = dst.with_extension("report.json");
+    let out = run(src, dst, &[&["--report-file", report.to_str().unwrap()], extra].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap()
 }
@@ -90,17 +90,7 @@ fn move_mode_refuses_a_target_that_shares_the_source_objects() {
     synth_folder(&src, SynthSpec { groups: 1, blocks_per_group: 2, ..SynthSpec::default() });
     let before = files(&src);
     for to in [src.clone(), src.join("copy")] {
-        let out = Command::new(BIN)
-            .args([
-                "replicate",
-                "--from",
-                &format!("file://{}", src.display()),
-                "--to",
-                &format!("file://{}", to.display()),
-            ])
-            .args(["--single-run", "--http-address", "127.0.0.1:0", "--mark-source-for-deletion"])
-            .output()
-            .unwrap();
+        let out = run(&src, &to, &["--mark-source-for-deletion"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{}: {stderr}", to.display());
         assert!(stderr.contains("marking would delete the only copy"), "{stderr}");
