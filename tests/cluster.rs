@@ -109,20 +109,23 @@ fn two_and_three_processes_leave_the_target_as_one_process_does() {
 }
 
 #[test]
-fn a_cluster_replicates_into_s3() {
+fn two_and_three_processes_replicate_into_s3() {
     let Some(s3) = servers::s3s_fs(&["target"]) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let n = synth_folder(&src, spec()) as u64;
     let host = s3.endpoint.trim_start_matches("http://");
-    let to = format!(
-        "type: S3\nconfig:\n  bucket: target\n  endpoint: {host}\n  region: {}\n  access_key: {}\n  secret_key: {}\n  insecure: true\n",
-        s3.region, s3.access_key, s3.secret_key
-    );
-    let (report, _) = run_cluster(tmp.path(), &fs_yaml(&src), &to, 2);
-    assert_eq!(count(&report, "replicated"), n, "{report}");
-    // s3s-fs keeps each bucket as a folder: the objects are there byte for byte.
-    assert_eq!(files(&s3.data_dir().join("target")), files(&src));
+    for processes in [2, 3] {
+        let prefix = format!("cluster-{processes}");
+        let to = format!(
+            "type: S3\nconfig:\n  bucket: target\n  endpoint: {host}\n  region: {}\n  access_key: {}\n  secret_key: {}\n  insecure: true\nprefix: {prefix}\n",
+            s3.region, s3.access_key, s3.secret_key
+        );
+        let (report, _) = run_cluster(tmp.path(), &fs_yaml(&src), &to, processes);
+        assert_eq!(count(&report, "replicated"), n, "{processes} processes: {report}");
+        // s3s-fs keeps each bucket as a folder: the objects are there byte for byte.
+        assert_eq!(files(&s3.data_dir().join("target").join(&prefix)), files(&src), "{processes} processes");
+    }
 }
 
 #[test]
