@@ -414,34 +414,13 @@ impl Copier {
     /// failures).
     pub async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
         let prefix = crate::block::folder_path(dir);
-        let folder = format!("{dir}/");
         self.retrying(&prefix, || async {
-            let objects: Vec<_> = self
-                .target
-                .list(Some(&prefix))
-                .try_collect()
+            let objects = crate::source::list_block_objects(&*self.target, dir)
                 .await
                 .map_err(|source| CopyError::Target { operation: "listing", path: prefix.clone(), source })?;
-            Ok(objects
-                .into_iter()
-                .filter_map(|o| Some((o.location.as_ref().strip_prefix(&folder)?.to_string(), (o.size, o.e_tag))))
-                .collect())
+            Ok(objects.into_iter().map(|(rel_path, size, e_tag)| (rel_path, (size, e_tag))).collect())
         })
         .await
-    }
-
-    /// At commit time: true when the target still holds `path` with the expected size, and the
-    /// ETag recorded at copy time where both are known.
-    pub async fn still_intact(&self, path: &Path, spec: &ObjectSpec, e_tag: Option<&str>) -> Result<bool, CopyError> {
-        self.retrying(path, || self.still_intact_once(path, spec, e_tag)).await
-    }
-
-    async fn still_intact_once(&self, path: &Path, spec: &ObjectSpec, e_tag: Option<&str>) -> Result<bool, CopyError> {
-        match self.target.head(path).await {
-            Ok(head) => Ok(unchanged(spec, e_tag, head.size, head.e_tag.as_deref())),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(CopyError::Target { operation: "re-checking", path: path.clone(), source }),
-        }
     }
 }
 

@@ -6,11 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
-use crate::block::block_path;
+use crate::block::{block_path, folder_path};
 use crate::layout::global_deletion_mark;
 use crate::markers::{is_marker, DELETION_MARK};
 use crate::source::{list_block, SourceError};
@@ -61,7 +60,7 @@ impl SourceMarker {
         let source: Vec<(String, u64)> = listing(self.writer.clone()).await?;
         // A mark already there, in the block or (Mimir, Cortex) in the tenant's markers/ folder,
         // keeps its own time.
-        let global = global_deletion_mark(dir).map(Path::from);
+        let global = global_deletion_mark(dir).map(|mark| folder_path(&mark));
         let marked_globally = match &global {
             Some(path) => self.writer.head(path).await.is_ok(),
             None => false,

@@ -106,16 +106,23 @@ pub async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Result<Optio
 
 /// The objects under a block folder, as paths relative to it, with their sizes.
 pub async fn list_block(store: &dyn ObjectStore, dir: &str) -> Result<Vec<(String, u64)>, SourceError> {
-    let prefix = folder_path(dir);
-    let objects: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
+    let objects = list_block_objects(store, dir)
         .await
         .map_err(|source| SourceError::ListBlock { block: dir.to_string(), source })?;
+    Ok(objects.into_iter().map(|(rel_path, size, _)| (rel_path, size)).collect())
+}
+
+/// The objects under block folder `dir`, by one listing: path relative to the folder, size and
+/// ETag.
+pub async fn list_block_objects(
+    store: &dyn ObjectStore,
+    dir: &str,
+) -> object_store::Result<Vec<(String, u64, Option<String>)>> {
+    let objects: Vec<_> = store.list(Some(&folder_path(dir))).try_collect().await?;
     let folder = format!("{dir}/");
     Ok(objects
         .into_iter()
-        .filter_map(|o| Some((o.location.as_ref().strip_prefix(&folder)?.to_string(), o.size)))
+        .filter_map(|o| Some((o.location.as_ref().strip_prefix(&folder)?.to_string(), o.size, o.e_tag)))
         .collect())
 }
 
@@ -152,7 +159,7 @@ pub async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBloc
         Some(block_path(dir, DELETION_MARK))
     } else {
         // Mimir also keeps a tenant's deletion marks in its markers/ folder.
-        global_deletion_mark(dir).map(Path::from)
+        global_deletion_mark(dir).map(|mark| folder_path(&mark))
     };
     if let Some(mark) = mark {
         match read_deletion_time(store, dir, &mark).await {

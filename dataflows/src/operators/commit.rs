@@ -383,36 +383,52 @@ fn advance_queue(
 }
 
 /// Re-checks every object of the block in the target (one listing of its folder), copies again
-/// what is missing or changed, and then writes meta.json. Returns the objects and bytes copied
-/// again.
+/// what is missing or changed, and checks again, round after round (as many as the retry policy
+/// allows: a target compactor's cleanup may delete a block's objects more than once), until one
+/// listing shows every object intact. Only then is meta.json written. Returns the objects and
+/// bytes copied again.
 async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) -> Result<(u64, u64), CommitError> {
     let block = &pending.block;
-    let listing = copier.list_target_block(&block.dir).await.map_err(CommitError::Recheck)?;
-    let recheck = |spec: &ObjectSpec| {
-        let path = block.path(&spec.rel_path);
-        let e_tag = pending.done.get(&spec.rel_path).and_then(|d| d.e_tag.clone());
-        let spec = spec.clone();
-        let listed = listing.get(&spec.rel_path).cloned();
-        async move {
-            if listed.is_some_and(|(size, listed_tag)| unchanged(&spec, e_tag.as_deref(), size, listed_tag.as_deref()))
-            {
-                return Ok::<_, CopyError>(None);
-            }
-            tracing::warn!(%path, "object changed or vanished in the target before commit; copying it again");
-            let done = copier.ensure(&path, &spec).await?;
-            Ok(Some((path, spec, done)))
+    // The ETag each object had when it was last written, to notice it being replaced.
+    let mut e_tags: HashMap<String, Option<String>> =
+        pending.done.iter().map(|(rel, done)| (rel.clone(), done.e_tag.clone())).collect();
+    let (mut copied, mut copied_bytes) = (0u64, 0u64);
+    let mut round = 0;
+    loop {
+        let listing = copier.list_target_block(&block.dir).await.map_err(CommitError::Recheck)?;
+        let wrong: Vec<&ObjectSpec> = block
+            .objects
+            .iter()
+            .filter(|spec| {
+                let e_tag = e_tags.get(&spec.rel_path).cloned().flatten();
+                let listed = listing.get(&spec.rel_path);
+                !listed.is_some_and(|(size, tag)| unchanged(spec, e_tag.as_deref(), *size, tag.as_deref()))
+            })
+            .collect();
+        let Some(first) = wrong.first() else { break };
+        if round >= copier.retry.retries {
+            return Err(CommitError::StillWrong { path: block.path(&first.rel_path) });
         }
-    };
-    let repaired: Vec<_> = futures::stream::iter(&block.objects)
-        .map(recheck)
-        .buffer_unordered(concurrency.max(1))
-        .try_filter_map(|r| async move { Ok(r) })
-        .try_collect()
-        .await
-        .map_err(CommitError::Recheck)?;
-    for (path, spec, done) in &repaired {
-        if !copier.still_intact(path, spec, done.e_tag.as_deref()).await.map_err(CommitError::Recheck)? {
-            return Err(CommitError::StillWrong { path: path.clone() });
+        round += 1;
+        let repair = |spec: &ObjectSpec| {
+            let (path, spec) = (block.path(&spec.rel_path), spec.clone());
+            async move {
+                tracing::warn!(%path, "object changed or vanished in the target before commit; copying it again");
+                copier.ensure(&path, &spec).await.map(|done| (spec.rel_path, done))
+            }
+        };
+        let repaired: Vec<_> = futures::stream::iter(wrong)
+            .map(repair)
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await
+            .map_err(CommitError::Recheck)?;
+        for (rel_path, done) in repaired {
+            if done.copied {
+                copied += 1;
+                copied_bytes += done.bytes;
+            }
+            e_tags.insert(rel_path, done.e_tag);
         }
     }
     let meta_path = block.path(META_FILENAME);
@@ -424,6 +440,5 @@ async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) ->
         })
         .await
         .map_err(CommitError::WriteMeta)?;
-    let copied = repaired.iter().filter(|(_, _, d)| d.copied);
-    Ok((copied.clone().count() as u64, copied.map(|(_, _, d)| d.bytes).sum()))
+    Ok((copied, copied_bytes))
 }
