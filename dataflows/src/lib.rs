@@ -3,52 +3,49 @@
 //! Replicates Prometheus/Thanos TSDB blocks between object stores as a timely dataflow: blocks are
 //! read and filtered, their objects copied concurrently across workers, and each block made
 //! visible (its meta.json written) last, in (minTime, ULID) order within its compaction group.
-//! See [`engine::Replicator`] for the entry point.
+//! [`Replicator`] is the entry point.
+//!
+//! # Layers
+//! The crate is three layers whose imports only point down:
+//!
+//! 1. `model`: the block model (meta.json, blocks, markers, the compaction group key, bucket
+//!    layouts, failures) and the pure rules over it (selection, strategies). Data and parsing,
+//!    no I/O.
+//! 2. `bucket`: listing, reading, copying and auditing blocks over any
+//!    [`ObjectStore`](object_store::ObjectStore), and the store decorators. Async I/O, no timely.
+//! 3. `dataflow`: one function per stage of the graph (list, load, select, check target, copy,
+//!    commit, mark), the operators they are made of, and the engine that runs them.
+//!
+//! Beside the model, at the edge, are what leaves the engine: the run [report](RunReport) and
+//! the [telemetry](Telemetry) (metrics and progress). The [`testkit`] (synthetic buckets, fault,
+//! recording and safety stores) is compiled for tests and with the `testkit` feature.
+#![warn(unreachable_pub, missing_docs)]
 
-pub mod bandwidth;
-pub mod block;
-pub mod cluster;
-pub mod copy;
-pub mod dataflow;
-pub mod engine;
-pub mod error;
-pub mod filter;
-pub mod group;
-pub mod layout;
-pub mod mark_source;
-pub mod markers;
-pub mod matcher;
-pub mod meta;
-pub mod operators;
-pub mod report;
-pub mod source;
-pub mod store;
-pub mod strategy;
-pub mod synth;
-pub mod telemetry;
-pub mod timespec;
-pub mod verify;
-pub mod wire;
+mod bucket;
+mod dataflow;
+mod model;
+mod report;
+mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
-use serde::{Deserialize, Serialize};
-
-pub use cluster::ClusterConfig;
-pub use engine::{EngineConfig, EngineError, Replicator};
-pub use report::{Outcome, RunReport};
-pub use strategy::Strategy;
-
-/// A timely epoch: one replication run.
-pub type Epoch = u64;
-
-/// What starts a run: its epoch and the clock its relative time filters resolve against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRequest {
-    pub run_id: Epoch,
-    pub now_millis: i64,
-}
-
-/// The worker a key is routed to by an exchange. A fixed hash, the same in every process, so
-/// that a key has one owner across a cluster.
-pub fn route(key: &str) -> u64 {
-    xxhash_rust::xxh64::xxh64(key.as_bytes(), 0)
-}
+pub use bucket::audit::{
+    audit, AuditConfig, AuditCounts, AuditError, AuditReport, BlockAudit, BlockStatus, PartialBlock, TimeNote,
+};
+pub use bucket::bandwidth::{BandwidthLimit, Rate, RateError};
+pub use bucket::copy::{RetryPolicy, SameStore, DEFAULT_PART_SIZE};
+pub use bucket::error::SourceError;
+pub use bucket::listing::list_block_dirs;
+pub use bucket::store::{LatencyStore, ReadOnlyStore};
+pub use dataflow::cluster::{ClusterConfig, ClusterError};
+pub use dataflow::engine::{EngineConfig, EngineError, Replicator};
+pub use dataflow::Epoch;
+pub use model::failure::{Failure, FailureCause};
+pub use model::filter::BlockFilter;
+pub use model::group::group_key;
+pub use model::layout::{Layout, Tenants};
+pub use model::matcher::{parse_matchers, MatchOp, Matcher, MatcherError, Selector};
+pub use model::strategy::{Strategy, UnknownStrategy};
+pub use model::timespec::{format_duration, parse_duration, TimeOrDuration, TimeSpecError};
+pub use report::{BlockOutcome, Counts, Outcome, RunReport};
+pub use telemetry::{EngineMetrics, Progress, RequestLabels, Side, Telemetry};

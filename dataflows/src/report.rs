@@ -4,51 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::Strategy;
-
-/// What kind of failure stopped a block, for metrics and alerting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureCause {
-    /// The source could not be read, or disagrees with the block's meta.json.
-    Source,
-    /// The target could not be read or written.
-    Target,
-    /// A copy did not have the size or hash it should.
-    Verification,
-    /// The block's format is not one bucketflow reads (a meta.json version other than 1).
-    Unsupported,
-    /// The run was interrupted (SIGINT/SIGTERM) before the block was complete.
-    Interrupted,
-    /// A bug: a task panicked or a copy never reported back.
-    Internal,
-}
-
-impl FailureCause {
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureCause::Source => "source",
-            FailureCause::Target => "target",
-            FailureCause::Verification => "verification",
-            FailureCause::Unsupported => "unsupported",
-            FailureCause::Interrupted => "interrupted",
-            FailureCause::Internal => "internal",
-        }
-    }
-}
-
-/// A failure and its error chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    pub cause: FailureCause,
-    pub error: String,
-}
-
-impl Failure {
-    pub fn new(cause: FailureCause, error: impl Into<String>) -> Self {
-        Failure { cause, error: error.into() }
-    }
-}
+use crate::model::block::SourceBlock;
+use crate::model::failure::{Failure, FailureCause};
+use crate::model::strategy::Strategy;
 
 /// What happened to one block in one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +31,12 @@ pub enum Outcome {
 impl Outcome {
     /// A failure before anything was copied.
     pub fn failed(failure: Failure) -> Outcome {
-        Outcome::Failed { cause: failure.cause, error: failure.error, objects_copied: 0, bytes_copied: 0 }
+        Outcome::failed_after(failure, 0, 0)
+    }
+
+    /// A failure after `objects_copied` objects of `bytes_copied` bytes were copied.
+    pub fn failed_after(failure: Failure, objects_copied: u64, bytes_copied: u64) -> Outcome {
+        Outcome::Failed { cause: failure.cause, error: failure.error, objects_copied, bytes_copied }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -110,6 +73,25 @@ pub enum Record {
     RunError(String),
     /// Move mode: this block, verified in the target, got a deletion mark in the source.
     SourceMarked(String),
+}
+
+impl Record {
+    /// The outcome of a block whose meta.json was read: with its group and time range.
+    pub fn of_block(block: &SourceBlock, outcome: Outcome) -> Record {
+        let meta = &block.meta.meta;
+        Record::Block(BlockOutcome {
+            block: block.dir.clone(),
+            group: Some(block.group.clone()),
+            min_time: Some(meta.min_time),
+            max_time: Some(meta.max_time),
+            outcome,
+        })
+    }
+
+    /// The outcome of a block folder whose meta.json could not be used: its name alone.
+    pub fn of_folder(dir: &str, outcome: Outcome) -> Record {
+        Record::Block(BlockOutcome { block: dir.to_string(), group: None, min_time: None, max_time: None, outcome })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,460 @@
+//! Copying one object from the source to the target, verified.
+//!
+//! An object is streamed: objects up to the part size are read into one buffer and written with a
+//! single PUT; larger ones go through a multipart upload, one part buffer at a time. So a copy
+//! holds at most about one part in memory, and the process at most `concurrency x part size`
+//! (promise 5). Sizes are always checked, and SHA256 where meta.json lists one, before an upload
+//! is completed: a wrong source object never becomes a right-looking target object.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::bandwidth::Bandwidth;
+use super::listing::list_block_objects;
+use crate::model::block::{folder_path, ObjectSpec, Seen, TargetListing};
+use crate::model::failure::{error_chain, Failure, FailureCause};
+use crate::telemetry::Telemetry;
+
+/// Default multipart part size: above S3's 5 MiB minimum, small enough to bound memory.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// How often a failed object copy is tried again, and for how long at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub retries: usize,
+    pub timeout: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 10,
+            timeout: Duration::from_secs(180),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter, so that many copies failing together (a throttling
+    /// store) do not retry in lockstep.
+    fn backoff(&self, attempt: usize) -> Duration {
+        let ceiling = self.initial_backoff.saturating_mul(1u32 << attempt.min(16) as u32).min(self.max_backoff);
+        ceiling.mul_f64(rand::random_range(0.0..=1.0))
+    }
+}
+
+/// Source and target are one store (same endpoint, bucket and credentials) under two prefixes:
+/// objects are copied by the store itself, without passing through bucketflow.
+#[derive(Clone)]
+pub struct SameStore {
+    pub store: Arc<dyn ObjectStore>,
+    pub source_prefix: Path,
+    pub target_prefix: Path,
+}
+
+impl std::fmt::Debug for SameStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SameStore({}: {} -> {})", self.store, self.source_prefix, self.target_prefix)
+    }
+}
+
+fn join(prefix: &Path, path: &Path) -> Path {
+    Path::from_iter(prefix.parts().chain(path.parts()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CopyError {
+    #[error("reading {path} from the source")]
+    Source { path: Path, source: object_store::Error },
+    #[error("{operation} {path} in the target")]
+    Target { operation: &'static str, path: Path, source: object_store::Error },
+    #[error("{path}: the source object has {actual} bytes, expected {expected}")]
+    SourceSize { path: Path, expected: u64, actual: u64 },
+    #[error("{path}: the source object's SHA256 is {actual}, meta.json lists {expected}")]
+    SourceHash { path: Path, expected: String, actual: String },
+    #[error("writing {path} in the target")]
+    WriteMeta { path: Path, source: object_store::Error },
+    #[error("copying {path} within the store")]
+    ServerSide { path: Path, source: object_store::Error },
+    #[error("{path}: the target does not hold the expected object after a server-side copy")]
+    ServerSideMismatch { path: Path },
+}
+
+impl CopyError {
+    /// The failure this error stands for, with its error chain.
+    pub(crate) fn failure(&self) -> Failure {
+        use FailureCause::*;
+        let cause = match self {
+            CopyError::Source { .. } => Source,
+            CopyError::Target { .. } | CopyError::WriteMeta { .. } | CopyError::ServerSide { .. } => Target,
+            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => {
+                Verification
+            }
+        };
+        Failure::new(cause, error_chain(self))
+    }
+
+    /// Whether trying again can help. A missing or forbidden object, or a request the store
+    /// does not support, fails the block at once; everything else (5xx, throttling, timeouts,
+    /// resets, and reads cut short, which show as a size or hash mismatch) is retried.
+    pub(crate) fn is_transient(&self) -> bool {
+        let store_error = match self {
+            CopyError::Source { source, .. }
+            | CopyError::Target { source, .. }
+            | CopyError::ServerSide { source, .. }
+            | CopyError::WriteMeta { source, .. } => source,
+            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => {
+                return true
+            }
+        };
+        !matches!(
+            store_error,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+                | object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. }
+                | object_store::Error::InvalidPath { .. }
+        )
+    }
+}
+
+/// What ensuring an object did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ObjectDone {
+    /// False when the target already held an intact copy.
+    pub copied: bool,
+    pub bytes: u64,
+    /// The target's ETag after the copy, used to notice a replaced object at commit time.
+    pub e_tag: Option<String>,
+}
+
+/// Copies objects between two stores under one process-wide limit of objects in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct Copier {
+    pub source: Arc<dyn ObjectStore>,
+    pub target: Arc<dyn ObjectStore>,
+    pub part_size: usize,
+    pub retry: RetryPolicy,
+    pub same_store: Option<SameStore>,
+    pub telemetry: Telemetry,
+    /// Once cancelled, no new copy starts and no failure is retried.
+    pub cancel: CancellationToken,
+    /// The process's bandwidth limit, shared by every copy.
+    pub bandwidth: Bandwidth,
+    permits: Arc<Semaphore>,
+}
+
+impl Copier {
+    pub(crate) fn new(
+        source: Arc<dyn ObjectStore>,
+        target: Arc<dyn ObjectStore>,
+        concurrency: usize,
+        part_size: usize,
+    ) -> Self {
+        Copier {
+            source,
+            target,
+            part_size: part_size.max(1),
+            retry: RetryPolicy::default(),
+            same_store: None,
+            telemetry: Telemetry::default(),
+            cancel: CancellationToken::new(),
+            bandwidth: Bandwidth::default(),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    pub(crate) fn with_retry(self, retry: RetryPolicy) -> Self {
+        Copier { retry, ..self }
+    }
+
+    pub(crate) fn with_same_store(self, same_store: Option<SameStore>) -> Self {
+        Copier { same_store, ..self }
+    }
+
+    pub(crate) fn with_telemetry(self, telemetry: Telemetry, cancel: CancellationToken) -> Self {
+        Copier { telemetry, cancel, ..self }
+    }
+
+    pub(crate) fn with_bandwidth(self, bandwidth: Bandwidth) -> Self {
+        Copier { bandwidth, ..self }
+    }
+
+    /// Makes sure the target holds an intact copy of `spec` at `path`: skips it when the target
+    /// already has the right size (and hash, where listed), copies it otherwise.
+    /// Transient failures are tried again with backoff, within the retry policy; the permit is
+    /// released while waiting, so a failing object does not hold a slot others could use.
+    pub(crate) async fn ensure(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
+        self.ensure_seen(path, spec, Seen::Unknown).await
+    }
+
+    /// [`Copier::ensure`], trusting what a listing of the target just `seen` of the object on the
+    /// first attempt (a retry asks the target again).
+    pub(crate) async fn ensure_seen(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {
+        let mut seen = Some(seen);
+        let done = self
+            .retrying(path, || {
+                let seen = seen.take().unwrap_or(Seen::Unknown);
+                async move {
+                    let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
+                    let in_flight = &self.telemetry.metrics.objects_in_flight;
+                    in_flight.inc();
+                    let result = self.ensure_once(path, spec, seen).await;
+                    in_flight.dec();
+                    result
+                }
+            })
+            .await?;
+        if done.copied {
+            self.telemetry.metrics.bytes_copied.inc_by(done.bytes);
+        }
+        self.telemetry.progress.bytes_done.fetch_add(spec.size, std::sync::atomic::Ordering::Relaxed);
+        Ok(done)
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, or the retry policy is spent.
+    pub(crate) async fn retrying<T, F, Fut>(&self, path: &Path, mut attempt: F) -> Result<T, CopyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CopyError>>,
+    {
+        let deadline = Instant::now() + self.retry.timeout;
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(error)
+                    if error.is_transient()
+                        && tries < self.retry.retries
+                        && Instant::now() < deadline
+                        && !self.cancel.is_cancelled() =>
+                {
+                    self.telemetry.metrics.retries.inc();
+                    let wait = self.retry.backoff(tries).min(deadline.saturating_duration_since(Instant::now()));
+                    tries += 1;
+                    tracing::warn!(%path, attempt = tries, error = %error_chain(&error), "request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn ensure_once(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {
+        let intact = match seen {
+            Seen::Absent => None,
+            // Without a hash to compare, the listed size is all a HEAD would tell.
+            Seen::Present { size, e_tag } if spec.sha256.is_none() => (size == spec.size).then_some(e_tag),
+            Seen::Present { size, .. } if size != spec.size => None,
+            Seen::Present { .. } | Seen::Unknown => self.target_intact(path, spec).await?,
+        };
+        if let Some(e_tag) = intact {
+            return Ok(ObjectDone { copied: false, bytes: 0, e_tag });
+        }
+        match &self.same_store {
+            Some(same) => self.copy_server_side(same, path, spec).await,
+            None => self.copy(path, spec).await,
+        }
+    }
+
+    /// Lets the store copy the object, then checks the result like any other copy.
+    async fn copy_server_side(
+        &self,
+        same: &SameStore,
+        path: &Path,
+        spec: &ObjectSpec,
+    ) -> Result<ObjectDone, CopyError> {
+        let (from, to) = (join(&same.source_prefix, path), join(&same.target_prefix, path));
+        same.store.copy(&from, &to).await.map_err(|source| CopyError::ServerSide { path: path.clone(), source })?;
+        match self.target_intact(path, spec).await? {
+            Some(e_tag) => Ok(ObjectDone { copied: true, bytes: spec.size, e_tag }),
+            None => Err(CopyError::ServerSideMismatch { path: path.clone() }),
+        }
+    }
+
+    /// `Some(etag)` when the target holds `path` with the expected size, and the expected SHA256
+    /// where one is listed (which means reading the object back).
+    async fn target_intact(&self, path: &Path, spec: &ObjectSpec) -> Result<Option<Option<String>>, CopyError> {
+        let head = match self.target.head(path).await {
+            Ok(head) => head,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(CopyError::Target { operation: "checking", path: path.clone(), source }),
+        };
+        if head.size != spec.size {
+            return Ok(None);
+        }
+        if let Some(expected) = &spec.sha256 {
+            let actual = sha256_of(&*self.target, path).await.map_err(|source| CopyError::Target {
+                operation: "reading back",
+                path: path.clone(),
+                source,
+            })?;
+            if &actual != expected {
+                return Ok(None);
+            }
+        }
+        Ok(Some(head.e_tag))
+    }
+
+    /// Copies `path` from the source, verifying size and hash before the upload completes.
+    async fn copy(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
+        let source_err = |source| CopyError::Source { path: path.clone(), source };
+        let mut stream = self.source.get(path).await.map_err(source_err)?.into_stream();
+        let mut verifier = Verifier::new(path, spec);
+        let e_tag = if spec.size as usize <= self.part_size {
+            let mut buffer = BytesMut::with_capacity(spec.size as usize);
+            while let Some(chunk) = stream.try_next().await.map_err(source_err)? {
+                self.bandwidth.admit(chunk.len()).await;
+                verifier.update(&chunk)?;
+                buffer.extend_from_slice(&chunk);
+            }
+            verifier.finish()?;
+            let put = self.target.put(path, PutPayload::from(buffer.freeze())).await;
+            put.map_err(|source| CopyError::Target { operation: "writing", path: path.clone(), source })?.e_tag
+        } else {
+            self.copy_multipart(path, &mut stream, &mut verifier).await?
+        };
+        Ok(ObjectDone { copied: true, bytes: spec.size, e_tag })
+    }
+
+    async fn copy_multipart(
+        &self,
+        path: &Path,
+        stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+        verifier: &mut Verifier<'_>,
+    ) -> Result<Option<String>, CopyError> {
+        let target_err = |operation, source| CopyError::Target { operation, path: path.clone(), source };
+        let mut upload = self.target.put_multipart(path).await.map_err(|e| target_err("starting upload of", e))?;
+        let outcome: Result<(), CopyError> = async {
+            // A part is built from the stream's own chunks, without copying them into a growing
+            // buffer, so a copy holds one part (plus the chunk that crosses its end) in memory.
+            let mut part = PutPayloadMut::new();
+            let mut part_len = 0;
+            while let Some(mut chunk) =
+                stream.next().await.transpose().map_err(|source| CopyError::Source { path: path.clone(), source })?
+            {
+                self.bandwidth.admit(chunk.len()).await;
+                verifier.update(&chunk)?;
+                while !chunk.is_empty() {
+                    let take = chunk.len().min(self.part_size - part_len);
+                    part.push(chunk.split_to(take));
+                    part_len += take;
+                    if part_len == self.part_size {
+                        let full = std::mem::take(&mut part).freeze();
+                        part_len = 0;
+                        upload.put_part(full).await.map_err(|e| target_err("uploading a part of", e))?;
+                    }
+                }
+            }
+            verifier.finish()?;
+            if part_len > 0 {
+                upload.put_part(part.freeze()).await.map_err(|e| target_err("uploading a part of", e))?;
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => Ok(upload.complete().await.map_err(|e| target_err("completing upload of", e))?.e_tag),
+            Err(error) => {
+                // An abandoned upload must not linger as a billed, invisible object; a failed abort
+                // is only logged because the copy error is the one that matters.
+                if let Err(abort) = upload.abort().await {
+                    tracing::warn!(%path, error = %abort, "aborting a failed multipart upload");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The objects of target block folder `dir`, by one listing (tried again on transient
+    /// failures).
+    pub(crate) async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
+        let prefix = folder_path(dir);
+        self.retrying(&prefix, || async {
+            let objects = list_block_objects(&*self.target, dir)
+                .await
+                .map_err(|source| CopyError::Target { operation: "listing", path: prefix.clone(), source })?;
+            Ok(objects.into_iter().map(|(rel_path, size, e_tag)| (rel_path, (size, e_tag))).collect())
+        })
+        .await
+    }
+}
+
+/// Whether an object the target shows with `size` and `e_tag` is still the copy of `spec` that
+/// was made with ETag `copied_e_tag`: the right size, and the same ETag where both are known.
+/// ETags are compared as stores differ in writing them: Azure's listings give them bare, its
+/// PUT and HEAD responses quoted; a weak mark (`W/`) says nothing about the bytes either.
+pub(crate) fn unchanged(spec: &ObjectSpec, copied_e_tag: Option<&str>, size: u64, e_tag: Option<&str>) -> bool {
+    let bare = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_string();
+    size == spec.size
+        && match (copied_e_tag, e_tag) {
+            (Some(copied), Some(seen)) => bare(copied) == bare(seen),
+            _ => true,
+        }
+}
+
+/// The SHA256 of an object, in lower-case hex, read as a stream (one chunk in memory at a time).
+pub(crate) async fn sha256_of(store: &dyn ObjectStore, path: &Path) -> object_store::Result<String> {
+    let mut stream = store.get(path).await?.into_stream();
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.try_next().await? {
+        hasher.update(&chunk);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Checks the bytes of a source object as they stream past.
+struct Verifier<'a> {
+    path: &'a Path,
+    spec: &'a ObjectSpec,
+    seen: u64,
+    hasher: Option<Sha256>,
+}
+
+impl<'a> Verifier<'a> {
+    fn new(path: &'a Path, spec: &'a ObjectSpec) -> Self {
+        Verifier { path, spec, seen: 0, hasher: spec.sha256.as_ref().map(|_| Sha256::new()) }
+    }
+
+    fn update(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
+        self.seen += chunk.len() as u64;
+        if self.seen > self.spec.size {
+            return Err(self.size_error());
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(chunk);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), CopyError> {
+        if self.seen != self.spec.size {
+            return Err(self.size_error());
+        }
+        if let (Some(h), Some(expected)) = (self.hasher.take(), &self.spec.sha256) {
+            let actual = hex::encode(h.finalize());
+            if &actual != expected {
+                return Err(CopyError::SourceHash { path: self.path.clone(), expected: expected.clone(), actual });
+            }
+        }
+        Ok(())
+    }
+
+    fn size_error(&self) -> CopyError {
+        CopyError::SourceSize { path: self.path.clone(), expected: self.spec.size, actual: self.seen }
+    }
+}

@@ -1,0 +1,78 @@
+//! Listing a bucket: its block folders, and the objects of one block folder.
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use ulid::Ulid;
+
+use super::error::SourceError;
+use crate::model::block::folder_path;
+use crate::model::layout::Layout;
+
+/// The block folders at the bucket root: every common prefix whose name is a ULID. Anything else
+/// at the root (debug folders, bucket indexes) is not a block and is left alone.
+pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, SourceError> {
+    list_block_dirs_under(store, None).await
+}
+
+/// The block folders of a bucket in `layout`: `<ULID>` at the root, or `<tenant>/<ULID>` in the
+/// selected tenants' folders.
+pub(crate) async fn list_blocks(store: &dyn ObjectStore, layout: &Layout) -> Result<Vec<String>, SourceError> {
+    let Layout::Tenants(tenants) = layout else {
+        return list_block_dirs(store).await;
+    };
+    let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
+    let selected: Vec<&Path> =
+        listing.common_prefixes.iter().filter(|p| p.filename().is_some_and(|t| tenants.selects(t))).collect();
+    let names: std::collections::BTreeSet<&str> = selected.iter().filter_map(|p| p.filename()).collect();
+    for (from, to) in &tenants.mapping {
+        if names.contains(to.as_str()) && !tenants.mapping.contains_key(to) {
+            return Err(SourceError::TenantCollision { from: from.clone(), to: to.clone() });
+        }
+    }
+    for missing in tenants.enabled.iter().filter(|t| !names.contains(t.as_str())) {
+        tracing::warn!(tenant = %missing, "--enabled-tenants names a tenant the source does not have");
+    }
+    let mut dirs = Vec::new();
+    for tenant in selected {
+        dirs.extend(list_block_dirs_under(store, Some(tenant)).await?);
+    }
+    Ok(dirs)
+}
+
+/// The ULID-named folders under `prefix` (the root when `None`), as paths from the root. The
+/// prefix is the listed path itself, so that a tenant name is never encoded a second time.
+async fn list_block_dirs_under(store: &dyn ObjectStore, prefix: Option<&Path>) -> Result<Vec<String>, SourceError> {
+    let listing = store.list_with_delimiter(prefix).await.map_err(SourceError::List)?;
+    let mut dirs = Vec::new();
+    for name in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
+        if Ulid::from_string(name).is_ok() {
+            dirs.push(prefix.map_or_else(|| name.to_string(), |p| format!("{p}/{name}")));
+        } else if name != "markers" {
+            tracing::info!(folder = name, prefix = ?prefix.map(|p| p.as_ref()), "left alone: a folder whose name is not a block ULID");
+        }
+    }
+    Ok(dirs)
+}
+
+/// The objects under a block folder, as paths relative to it, with their sizes.
+pub(crate) async fn list_block(store: &dyn ObjectStore, dir: &str) -> Result<Vec<(String, u64)>, SourceError> {
+    let objects = list_block_objects(store, dir)
+        .await
+        .map_err(|source| SourceError::ListBlock { block: dir.to_string(), source })?;
+    Ok(objects.into_iter().map(|(rel_path, size, _)| (rel_path, size)).collect())
+}
+
+/// The objects under block folder `dir`, by one listing: path relative to the folder, size and
+/// ETag.
+pub(crate) async fn list_block_objects(
+    store: &dyn ObjectStore,
+    dir: &str,
+) -> object_store::Result<Vec<(String, u64, Option<String>)>> {
+    let objects: Vec<_> = store.list(Some(&folder_path(dir))).try_collect().await?;
+    let folder = format!("{dir}/");
+    Ok(objects
+        .into_iter()
+        .filter_map(|o| Some((o.location.as_ref().strip_prefix(&folder)?.to_string(), o.size, o.e_tag)))
+        .collect())
+}

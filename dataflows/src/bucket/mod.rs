@@ -1,0 +1,21 @@
+//! Bucket I/O: listing, reading, copying and auditing blocks over any `ObjectStore`.
+//!
+//! Async I/O on the model's types; no timely. The dataflow above calls these functions from its
+//! operators' tasks.
+//!
+//! - [`listing`]: block folders, and the objects of one folder.
+//! - [`read`]: a source block's meta.json, deletion mark and plan.
+//! - [`copy`]: one object copied, verified, retried; the commit's re-check listing.
+//! - [`bandwidth`]: the process's token buckets (`--bwlimit`).
+//! - [`mark_source`]: move mode's deletion marks in the source.
+//! - [`audit`]: `bucketflow verify`, one bucket's blocks checked.
+//! - [`store`]: the store decorators the engine wraps around its stores.
+
+pub(crate) mod audit;
+pub(crate) mod bandwidth;
+pub(crate) mod copy;
+pub(crate) mod error;
+pub(crate) mod listing;
+pub(crate) mod mark_source;
+pub(crate) mod read;
+pub(crate) mod store;

@@ -1,0 +1,119 @@
+//! Reading a source block: its meta.json, its deletion mark, and its plan.
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore};
+
+use super::error::SourceError;
+use super::listing::list_block;
+use crate::model::block::{block_path, folder_path, SourceBlock};
+use crate::model::failure::{error_chain, Failure, FailureCause};
+use crate::model::layout::{block_id, global_deletion_mark};
+use crate::model::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
+use crate::model::meta::{parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME};
+
+/// Why a listed block folder will not be replicated, when that is known before its group is.
+#[derive(Debug)]
+pub(crate) enum Unusable {
+    /// No usable meta.json: an upload in progress or abandoned, skipped as Thanos does.
+    Partial(String),
+    /// meta.json says the block is of a format bucketflow cannot read: a failure of this block.
+    Unsupported(String),
+    /// meta.json could not be read at all. The block's compaction group is unknown, so no
+    /// group can be sure that it has no older block missing: the run holds back every group.
+    Unreadable(String),
+}
+
+/// Reads a small object whole, refusing one larger than `limit` without reading its body.
+/// `None` when there is no such object. (A ranged read is not used: it fails on an empty object.)
+pub(crate) async fn read_small(store: &dyn ObjectStore, path: &Path, limit: usize) -> Result<Option<Bytes>, SourceError> {
+    let read_err = |source| SourceError::Read { path: path.clone(), source };
+    match store.get_opts(path, GetOptions::default()).await {
+        Ok(result) if result.meta.size > limit as u64 => {
+            Err(SourceError::TooLarge { path: path.clone(), size: result.meta.size, limit })
+        }
+        Ok(result) => Ok(Some(result.bytes().await.map_err(read_err)?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(read_err(source)),
+    }
+}
+
+/// Reads meta.json of block folder `dir` with the size cap. `None` when there is none.
+pub(crate) async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Result<Option<Bytes>, SourceError> {
+    read_small(store, &block_path(dir, META_FILENAME), MAX_META_BYTES).await
+}
+
+/// Reads and plans one source block. Once meta.json is parsed, every later problem makes the
+/// block defective rather than unusable, so that it keeps its place in its group's order.
+pub(crate) async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBlock, Unusable> {
+    let bytes = match read_meta_bytes(store, dir).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into())),
+        Err(e @ SourceError::TooLarge { .. }) => return Err(Unusable::Partial(e.to_string())),
+        Err(e) => return Err(Unusable::Unreadable(error_chain(&e))),
+    };
+    let meta = match parse_meta(block_id(dir), bytes.clone()) {
+        Ok(meta) => meta,
+        Err(e @ MetaError::UnsupportedVersion { .. }) => {
+            // Its group may still be readable; then the block fails in its group's order.
+            return match serde_json::from_slice::<BlockMeta>(&bytes) {
+                Ok(meta) if meta.ulid.to_string() == block_id(dir) => Ok(SourceBlock::defective(
+                    dir,
+                    RawMeta { bytes, meta },
+                    Failure::new(FailureCause::Unsupported, e.to_string()),
+                )),
+                _ => Err(Unusable::Unsupported(e.to_string())),
+            };
+        }
+        Err(e) => return Err(Unusable::Partial(e.to_string())),
+    };
+    let listing = match list_block(store, dir).await {
+        Ok(listing) => listing,
+        Err(e) => return Ok(SourceBlock::defective(dir, meta, Failure::new(FailureCause::Source, error_chain(&e)))),
+    };
+    let mut block = SourceBlock::plan(dir, meta, listing);
+    let mark = if block.markers.deletion {
+        Some(block_path(dir, DELETION_MARK))
+    } else {
+        // Mimir also keeps a tenant's deletion marks in its markers/ folder.
+        global_deletion_mark(dir).map(|mark| folder_path(&mark))
+    };
+    if let Some(mark) = mark {
+        match read_deletion_time(store, dir, &mark).await {
+            Ok(Some(time)) => {
+                block.markers.deletion = true;
+                block.markers.deletion_time = time;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Ok(SourceBlock::defective(dir, block.meta, Failure::new(FailureCause::Source, error_chain(&e))))
+            }
+        }
+    }
+    Ok(block)
+}
+
+/// A block's deletion mark at `path`: `None` when there is none, `Some(None)` when it is partial
+/// or corrupt (which Thanos treats as no mark, with a warning), else its deletion time.
+async fn read_deletion_time(
+    store: &dyn ObjectStore,
+    dir: &str,
+    path: &Path,
+) -> Result<Option<Option<i64>>, SourceError> {
+    let bytes = match read_small(store, path, MAX_MARKER_BYTES).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(e @ SourceError::TooLarge { .. }) => {
+            tracing::warn!(block = dir, error = %e, "ignoring an oversized deletion mark");
+            return Ok(Some(None));
+        }
+        Err(e) => return Err(e),
+    };
+    match serde_json::from_slice::<DeletionMark>(&bytes) {
+        Ok(mark) => Ok(Some(Some(mark.deletion_time))),
+        Err(error) => {
+            tracing::warn!(block = dir, %error, %path, "ignoring a partial or corrupt deletion mark");
+            Ok(Some(None))
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Stage 5, copy: every object of every block to copy, spread over the workers by path.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::vec::Map;
+use tracing::Instrument;
+use ulid::Ulid;
+
+use super::context::Context;
+use super::operators::{AsyncFlatMap, CommitBlock, Completion};
+use super::{route, Stream};
+use crate::model::block::{block_path, ObjectSpec, Seen};
+use crate::model::failure::{Failure, FailureCause};
+
+/// One object to copy, sent to the worker its path hashes to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CopyJob {
+    queue: String,
+    group: String,
+    dir: String,
+    min_time: i64,
+    ulid: Ulid,
+    spec: ObjectSpec,
+    /// What the target listing said of the object before copying.
+    seen: Seen,
+}
+
+/// Copies the objects of `blocks` (skipping those the target holds intact) and reports each
+/// object's end to the worker that owns its block's commit queue. Copies start as soon as a
+/// block is known, oldest blocks first within the strategy's limit of objects in flight.
+pub(crate) fn copy<'scope>(blocks: Stream<'scope, CommitBlock>, ctx: &Arc<Context>) -> Stream<'scope, Completion> {
+    let jobs = blocks.flat_map(|CommitBlock { queue, block }| {
+        let (min_time, ulid) = block.order_key();
+        block.objects.into_iter().map(move |spec| CopyJob {
+            queue: queue.clone(),
+            group: block.group.clone(),
+            dir: block.dir.clone(),
+            min_time,
+            ulid,
+            seen: Seen::of(block.target_listing.as_ref(), &spec.rel_path),
+            spec,
+        })
+    });
+    let c = ctx.clone();
+    let copy_pact = Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
+    let priority = |job: &CopyJob| (job.min_time, job.ulid, job.spec.rank());
+    jobs.async_flat_map(
+        "Copy",
+        copy_pact,
+        ctx.runtime.clone(),
+        ctx.strategy.copy_concurrency(ctx.concurrency),
+        priority,
+        |job, message| {
+            let result =
+                Err(Failure::new(FailureCause::Internal, format!("internal error: the copy panicked: {message}")));
+            vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
+        },
+        move |job: CopyJob| {
+            let copier = c.copier.clone();
+            let span = tracing::info_span!("object", block = %job.dir, group = %job.group);
+            async move {
+                let path = block_path(&job.dir, &job.spec.rel_path);
+                let result = if copier.cancel.is_cancelled() {
+                    Err(Failure::new(FailureCause::Interrupted, "interrupted before the copy started"))
+                } else {
+                    copier.ensure_seen(&path, &job.spec, job.seen).await.map_err(|e| e.failure())
+                };
+                vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
+            }
+            .instrument(span)
+        },
+    )
+}

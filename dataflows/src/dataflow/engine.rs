@@ -1,0 +1,274 @@
+//! The engine handle: a timely dataflow that runs for the life of the process and replicates one
+//! run per epoch.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use timely::dataflow::operators::vec::Input;
+use timely::WorkerConfig;
+
+use super::cluster::ClusterConfig;
+use super::context::Context;
+use super::{build, Epoch, RunRequest};
+use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
+use crate::bucket::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
+use crate::bucket::mark_source::SourceMarker;
+use crate::bucket::store::{InstrumentedStore, ReadOnlyStore, TenantMapStore};
+use crate::model::filter::BlockFilter;
+use crate::model::layout::Layout;
+use crate::model::strategy::Strategy;
+use crate::report::RunReport;
+use crate::telemetry::{Side, Telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// How a replicator runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub strategy: Strategy,
+    /// Objects in flight across the process.
+    pub concurrency: usize,
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Multipart part size, which with `concurrency` bounds the memory of copies.
+    pub part_size: usize,
+    /// Plan only: read and filter, write nothing.
+    pub dry_run: bool,
+    pub filter: BlockFilter,
+    /// Per-object retries of transient copy failures.
+    pub retry: RetryPolicy,
+    /// Set when source and target are one store, for server-side copies.
+    pub same_store: Option<SameStore>,
+    /// Metrics and progress, for the embedding program to expose.
+    pub telemetry: Telemetry,
+    /// Cancelling stops a run gracefully: no new copy starts, copies in flight finish, and a block
+    /// left incomplete fails (as interrupted) without its meta.json.
+    pub cancel: CancellationToken,
+    /// This process's place in a cluster of processes; `None` runs every worker here.
+    pub cluster: Option<ClusterConfig>,
+    /// Bytes per second that copies may read and write, across the process.
+    pub bandwidth: BandwidthLimit,
+    /// Also copy no-compact and no-downsample marks (never deletion marks), before meta.json.
+    pub copy_markers: bool,
+    /// Move mode: once a block is in the target and verified, write a deletion mark into the
+    /// source block. The only write to a source, and only with this set.
+    pub mark_source_for_deletion: bool,
+    /// Where the source's blocks are: at its root (Thanos) or in tenant folders (Mimir, Cortex).
+    pub layout: Layout,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            strategy: Strategy::Grouped,
+            concurrency: 32,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            part_size: DEFAULT_PART_SIZE,
+            dry_run: false,
+            filter: BlockFilter::default(),
+            retry: RetryPolicy::default(),
+            same_store: None,
+            telemetry: Telemetry::default(),
+            cancel: CancellationToken::new(),
+            cluster: None,
+            bandwidth: BandwidthLimit::default(),
+            copy_markers: false,
+            mark_source_for_deletion: false,
+            layout: Layout::Thanos,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("starting the timely workers: {0}")]
+    Start(String),
+    #[error("a worker stopped (in a cluster: a peer process was lost); no incomplete block was committed, and a restart of every process completes the work")]
+    WorkerLost,
+    #[error("only process 0 of a cluster starts runs; the others follow it")]
+    NotLeader,
+}
+
+/// How long an idle worker parks before it looks at its channels again. Bounded, so that a
+/// worker notices a lost peer (timely poisons its queues) even when no operator has work.
+const PARK: Duration = Duration::from_millis(500);
+
+enum Command {
+    Run(RunRequest),
+}
+
+/// A running replication dataflow. Each [`Replicator::run`] is one epoch.
+pub struct Replicator {
+    commands: Option<mpsc::Sender<Command>>,
+    reports: mpsc::Receiver<RunReport>,
+    guards: Option<timely::communication::WorkerGuards<()>>,
+    next_run: Epoch,
+    leader: bool,
+}
+
+impl Replicator {
+    /// Starts the workers. Async I/O runs on `runtime`, which must outlive the replicator.
+    pub fn start(
+        source: Arc<dyn ObjectStore>,
+        target: Arc<dyn ObjectStore>,
+        config: EngineConfig,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, EngineError> {
+        // The engine never writes to its source (promise 3); the wrapper makes a stray write fail.
+        let metrics = config.telemetry.metrics.clone();
+        let mapping = match &config.layout {
+            Layout::Tenants(tenants) if !tenants.mapping.is_empty() => Some(tenants.mapping.clone()),
+            _ => None,
+        };
+        let target: Arc<dyn ObjectStore> = match &mapping {
+            Some(mapping) => Arc::new(TenantMapStore::new(target, mapping.clone())),
+            None => target,
+        };
+        let target: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(target, Side::Target, metrics.clone()));
+        let source_marker = config.mark_source_for_deletion.then(|| SourceMarker {
+            writer: Arc::new(InstrumentedStore::new(
+                ReadOnlyStore::allowing_deletion_marks(source.clone()),
+                Side::Source,
+                metrics.clone(),
+            )),
+            target: target.clone(),
+        });
+        let source: Arc<dyn ObjectStore> =
+            Arc::new(InstrumentedStore::new(ReadOnlyStore::new(source), Side::Source, metrics.clone()));
+        // A server-side copy goes from a source path to the same path: no renamed tenants.
+        let same_store = config.same_store.clone().filter(|_| mapping.is_none()).map(|same| SameStore {
+            store: Arc::new(InstrumentedStore::new(same.store, Side::Target, metrics.clone())),
+            ..same
+        });
+        let copier = Copier::new(
+            source.clone(),
+            target.clone(),
+            config.strategy.copy_concurrency(config.concurrency),
+            config.part_size,
+        )
+        .with_retry(config.retry)
+        .with_same_store(same_store)
+        .with_telemetry(config.telemetry.clone(), config.cancel.clone())
+        .with_bandwidth(Bandwidth::new(config.bandwidth));
+        let context = Arc::new(Context {
+            source,
+            target,
+            copier,
+            filter: config.filter.clone(),
+            strategy: config.strategy,
+            concurrency: config.concurrency.max(1),
+            dry_run: config.dry_run,
+            copy_markers: config.copy_markers,
+            layout: config.layout.clone(),
+            source_marker,
+            runtime,
+        });
+        let (command_tx, command_rx) = mpsc::channel::<Command>();
+        let (report_tx, report_rx) = mpsc::channel::<RunReport>();
+        let command_rx = Arc::new(Mutex::new(Some(command_rx)));
+        let threads = config.workers.max(1);
+        let leader = config.cluster.as_ref().is_none_or(ClusterConfig::is_leader);
+        let communication = match config.cluster.clone() {
+            None => timely::CommunicationConfig::Process(threads),
+            Some(ClusterConfig { process, addresses }) => {
+                timely::CommunicationConfig::Cluster { threads, process, addresses, report: false, zerocopy: false }
+            }
+        };
+        let timely_config = timely::Config { communication, worker: WorkerConfig::default() };
+        let (strategy, dry_run) = (config.strategy, config.dry_run);
+        let guards = timely::execute(timely_config, move |worker| {
+            let report_tx = report_tx.clone();
+            let context = context.clone();
+            let mut input = worker.dataflow::<Epoch, _, _>(move |scope| {
+                let (input, requests) = scope.new_input::<RunRequest>();
+                build(scope, requests, context, move |request, records| {
+                    let started = chrono::DateTime::from_timestamp_millis(request.now_millis).unwrap_or_default();
+                    let report = RunReport::from_records(request.run_id, strategy, dry_run, started, records);
+                    // The receiver is gone only when the replicator was dropped mid-run.
+                    let _ = report_tx.send(report);
+                });
+                input
+            });
+            // Only worker 0 (of process 0, in a cluster) feeds runs; the others close their
+            // input at once, so that the frontier follows worker 0's input alone.
+            let commands = if worker.index() == 0 { command_rx.lock().ok().and_then(|mut c| c.take()) } else { None };
+            if let Some(commands) = commands {
+                loop {
+                    match commands.try_recv() {
+                        Ok(Command::Run(request)) => {
+                            input.send(request);
+                            input.advance_to(request.run_id + 1);
+                        }
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                        Err(mpsc::TryRecvError::Empty) => {
+                            worker.step_or_park(Some(Duration::from_millis(20)));
+                        }
+                    }
+                }
+            }
+            drop(input);
+            while worker.step_or_park(Some(PARK)) {}
+        })
+        .map_err(EngineError::Start)?;
+        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0, leader })
+    }
+
+    /// Runs one replication with the current time as the run's clock, and waits for its report.
+    /// Blocks the calling thread; call it outside async code (or in `spawn_blocking`).
+    pub fn run(&mut self) -> Result<RunReport, EngineError> {
+        self.run_at(chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Runs one replication whose relative time filters resolve against `now_millis`.
+    pub fn run_at(&mut self, now_millis: i64) -> Result<RunReport, EngineError> {
+        if !self.leader {
+            return Err(EngineError::NotLeader);
+        }
+        let request = RunRequest { run_id: self.next_run, now_millis };
+        self.next_run += 1;
+        let commands = self.commands.as_ref().ok_or(EngineError::WorkerLost)?;
+        commands.send(Command::Run(request)).map_err(|_| EngineError::WorkerLost)?;
+        if let Some(guards) = &self.guards {
+            guards.guards()[0].thread().unpark();
+        }
+        // The reports' sender lives in the workers: it is gone only when they stopped.
+        self.reports.recv().map_err(|_| EngineError::WorkerLost)
+    }
+
+    /// Whether this process starts runs and receives their reports: the only process, or
+    /// process 0 of a cluster.
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// For a process of a cluster other than process 0: takes part in every run process 0
+    /// starts, until process 0 shuts down (`Ok`) or a process is lost (`Err`).
+    pub fn follow(mut self) -> Result<(), EngineError> {
+        self.stop()
+    }
+
+    /// Closes the input and waits for the workers to finish.
+    pub fn shutdown(mut self) -> Result<(), EngineError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), EngineError> {
+        self.commands.take();
+        if let Some(guards) = self.guards.take() {
+            if let Some(thread) = guards.guards().first().map(|g| g.thread().clone()) {
+                thread.unpark();
+            }
+            if guards.join().into_iter().any(|r| r.is_err()) {
+                return Err(EngineError::WorkerLost);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

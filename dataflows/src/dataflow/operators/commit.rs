@@ -1,0 +1,433 @@
+//! `ordered_commit`: writes meta.json, last, in order within each commit queue.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::broadcast::Broadcast;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Concat, Exchange as _};
+use timely::dataflow::StreamVec;
+use tokio::runtime::Handle;
+use ulid::Ulid;
+
+use super::tasks::OperatorTasks;
+use crate::bucket::copy::{unchanged, Copier, CopyError, ObjectDone};
+use crate::dataflow::wire::Wire;
+use crate::dataflow::{route, Epoch};
+use crate::model::block::{ObjectSpec, SourceBlock};
+use crate::model::failure::{error_chain, Failure, FailureCause};
+use crate::model::meta::META_FILENAME;
+use crate::report::{Outcome, Record};
+
+/// A block on its way to the commit, with the queue (partition key) it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CommitBlock {
+    pub queue: String,
+    pub block: SourceBlock,
+}
+
+/// What the commit's first input carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum CommitInput {
+    Block(CommitBlock),
+    /// A block of unknown group failed (its meta.json could not be read): the queue it belongs
+    /// to, or every queue of the epoch when that is unknown, is held back behind it, since that
+    /// queue might have lost an older block.
+    Barrier {
+        dir: String,
+        queue: Option<String>,
+    },
+}
+
+/// Routes blocks to the worker that owns their queue, and barriers to every worker.
+pub(crate) fn commit_inputs<'scope>(
+    blocks: StreamVec<'scope, Epoch, CommitBlock>,
+    barriers: StreamVec<'scope, Epoch, (String, Option<String>)>,
+) -> StreamVec<'scope, Epoch, CommitInput> {
+    // A block carries its parsed meta.json, which bincode cannot encode: it crosses as JSON.
+    let blocks = blocks
+        .map(Wire)
+        .exchange(|b: &Wire<CommitBlock>| route(&b.0.queue))
+        .map(|Wire(block)| CommitInput::Block(block));
+    let barriers = barriers.broadcast().map(|(dir, queue)| CommitInput::Barrier { dir, queue });
+    blocks.concat(barriers)
+}
+
+/// The end of one object's copy, sent back to the worker that owns the block's queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Completion {
+    pub queue: String,
+    pub dir: String,
+    pub rel_path: String,
+    pub result: Result<ObjectDone, Failure>,
+}
+
+/// What the commit needs besides its inputs.
+#[derive(Clone)]
+pub(crate) struct CommitPolicy {
+    pub copier: Copier,
+    /// Whether a block waits for every older block of its queue (false for `unordered`).
+    pub ordered: bool,
+    /// Target HEADs in flight while re-checking one block.
+    pub recheck_concurrency: usize,
+    pub runtime: Handle,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error("re-checking the block's objects before writing meta.json")]
+    Recheck(#[source] CopyError),
+    #[error("{path} is still wrong in the target after copying it again")]
+    StillWrong { path: object_store::path::Path },
+    #[error("writing meta.json")]
+    WriteMeta(#[source] CopyError),
+}
+
+/// Commits blocks whose objects have all been copied.
+pub(crate) trait OrderedCommit<'scope> {
+    /// Writes each block's meta.json once every object of the block has been reported copied,
+    /// after re-checking every object in the target (HEAD: size, and ETag where known) and
+    /// copying again any that went missing or changed.
+    ///
+    /// Order: blocks (routed by [`commit_inputs`]) and completions are exchanged by queue key, so
+    /// one worker owns each queue.
+    /// With `ordered`, a queue's blocks commit one at a time in ascending (minTime, ULID) order,
+    /// and the first commit of an epoch waits until the blocks input has passed the epoch, so
+    /// that no older block can still arrive. A block that fails holds back the later blocks of its
+    /// queue for the epoch; other queues go on. A barrier holds back its queue, or every queue
+    /// of its epoch when its queue is unknown.
+    ///
+    /// Progress: every block yields exactly one record at its epoch. The operator holds the epoch
+    /// while it has blocks or commits of it, and lets go once both inputs have passed it. Blocks
+    /// still missing completions then are failed, never committed.
+    fn ordered_commit(
+        self,
+        completions: StreamVec<'scope, Epoch, Completion>,
+        policy: CommitPolicy,
+    ) -> StreamVec<'scope, Epoch, Record>;
+}
+
+/// A block waiting for its objects.
+struct Pending {
+    block: SourceBlock,
+    awaiting: usize,
+    done: HashMap<String, ObjectDone>,
+    errors: Vec<Failure>,
+}
+
+impl Pending {
+    fn apply(&mut self, completion: Completion) {
+        self.awaiting = self.awaiting.saturating_sub(1);
+        match completion.result {
+            Ok(done) => {
+                self.done.insert(completion.rel_path, done);
+            }
+            Err(error) => self.errors.push(error),
+        }
+    }
+
+    fn copied(&self) -> (u64, u64, u64) {
+        let copied = self.done.values().filter(|d| d.copied);
+        let present = self.done.values().filter(|d| !d.copied).count() as u64;
+        (copied.clone().count() as u64, copied.map(|d| d.bytes).sum(), present)
+    }
+
+    fn failed(&self, failure: Failure) -> Record {
+        let (objects_copied, bytes_copied, _) = self.copied();
+        Record::of_block(&self.block, Outcome::failed_after(failure, objects_copied, bytes_copied))
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    blocks: BTreeMap<(i64, Ulid), Pending>,
+    committing: bool,
+    failed_at: Option<String>,
+}
+
+struct EpochState {
+    capability: Capability<Epoch>,
+    queues: BTreeMap<String, Queue>,
+    /// Where each block of the epoch waits: its queue and order key.
+    index: HashMap<String, (String, (i64, Ulid))>,
+    /// Completions that arrived before their block.
+    early: HashMap<String, Vec<Completion>>,
+    /// Blocks of unknown group, each holding back its queue (all queues when `None`).
+    barriers: Vec<(String, Option<String>)>,
+}
+
+impl EpochState {
+    fn add_block(&mut self, queue: String, block: SourceBlock) {
+        let key = block.order_key();
+        let dir = block.dir.clone();
+        // A block found defective before copying fails in its place in the queue's order.
+        let errors = block.defect.iter().cloned().collect();
+        let mut pending = Pending { awaiting: block.objects.len(), block, done: HashMap::new(), errors };
+        for completion in self.early.remove(&dir).unwrap_or_default() {
+            pending.apply(completion);
+        }
+        self.index.insert(dir, (queue.clone(), key));
+        self.queues.entry(queue).or_default().blocks.insert(key, pending);
+    }
+
+    fn add_completion(&mut self, completion: Completion) {
+        match self.index.get(&completion.dir) {
+            Some((queue, key)) => {
+                // A block that was already held back or failed has no pending entry: its late
+                // completions have nothing left to decide.
+                if let Some(pending) = self.queues.get_mut(queue).and_then(|q| q.blocks.get_mut(key)) {
+                    pending.apply(completion);
+                }
+            }
+            None => self.early.entry(completion.dir.clone()).or_default().push(completion),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queues.values().all(|q| q.blocks.is_empty() && !q.committing)
+    }
+}
+
+impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
+    fn ordered_commit(
+        self,
+        completions: StreamVec<'scope, Epoch, Completion>,
+        policy: CommitPolicy,
+    ) -> StreamVec<'scope, Epoch, Record> {
+        let worker = self.scope().worker();
+        let completions_pact = Exchange::new(|c: &Completion| route(&c.queue));
+        self.binary_frontier::<_, CapacityContainerBuilder<Vec<Record>>, _, _, _, _>(
+            completions,
+            Pipeline,
+            completions_pact,
+            "OrderedCommit",
+            move |_initial, info| {
+                let activator = worker.sync_activator_for(info.address.to_vec());
+                let mut tasks =
+                    OperatorTasks::<(Epoch, String, String, Record)>::new(policy.runtime.clone(), activator);
+                let mut epochs: BTreeMap<Epoch, EpochState> = BTreeMap::new();
+                let new_state = |capability| EpochState {
+                    capability,
+                    queues: BTreeMap::new(),
+                    index: HashMap::new(),
+                    early: HashMap::new(),
+                    barriers: Vec::new(),
+                };
+                move |(blocks, blocks_frontier), (completions, completions_frontier), output| {
+                    blocks.for_each(|cap, data| {
+                        let epoch = *cap.least().expect("totally ordered");
+                        let state = epochs.entry(epoch).or_insert_with(|| new_state(cap.delayed(&epoch, 0)));
+                        for input in data.drain(..) {
+                            match input {
+                                CommitInput::Block(CommitBlock { queue, block }) => state.add_block(queue, block),
+                                CommitInput::Barrier { dir, queue } => state.barriers.push((dir, queue)),
+                            }
+                        }
+                    });
+                    completions.for_each(|cap, data| {
+                        let epoch = *cap.least().expect("totally ordered");
+                        let state = epochs.entry(epoch).or_insert_with(|| new_state(cap.delayed(&epoch, 0)));
+                        for completion in data.drain(..) {
+                            state.add_completion(completion);
+                        }
+                    });
+                    for (epoch, queue, dir, record) in tasks.drain() {
+                        let Some(state) = epochs.get_mut(&epoch) else { continue };
+                        let committed =
+                            matches!(&record, Record::Block(b) if matches!(b.outcome, Outcome::Replicated { .. }));
+                        if let Some(q) = state.queues.get_mut(&queue) {
+                            q.committing = false;
+                            if !committed && policy.ordered {
+                                q.failed_at = Some(dir);
+                            }
+                        }
+                        output.session(&state.capability).give(record);
+                    }
+                    let mut finished = Vec::new();
+                    for (&epoch, state) in epochs.iter_mut() {
+                        let blocks_done = !blocks_frontier.frontier().less_equal(&epoch);
+                        let inputs_done = blocks_done && !completions_frontier.frontier().less_equal(&epoch);
+                        let mut records = Vec::new();
+                        for (queue_key, queue) in state.queues.iter_mut() {
+                            if policy.ordered && queue.failed_at.is_none() {
+                                queue.failed_at = state
+                                    .barriers
+                                    .iter()
+                                    .find(|(_, only)| only.as_ref().is_none_or(|only| only == queue_key))
+                                    .map(|(dir, _)| dir.clone());
+                            }
+                            advance_queue(
+                                epoch,
+                                queue_key,
+                                queue,
+                                blocks_done,
+                                inputs_done,
+                                &policy,
+                                &mut tasks,
+                                &mut records,
+                            );
+                        }
+                        output.session(&state.capability).give_iterator(records.into_iter());
+                        if inputs_done && state.is_idle() {
+                            finished.push(epoch);
+                        }
+                    }
+                    for epoch in finished {
+                        epochs.remove(&epoch);
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// Moves one queue forward as far as it can go now: holds back, fails or starts commits.
+#[allow(clippy::too_many_arguments)]
+fn advance_queue(
+    epoch: Epoch,
+    queue_key: &str,
+    queue: &mut Queue,
+    blocks_done: bool,
+    inputs_done: bool,
+    policy: &CommitPolicy,
+    tasks: &mut OperatorTasks<(Epoch, String, String, Record)>,
+    records: &mut Vec<Record>,
+) {
+    while !queue.committing {
+        let Some(entry) = queue.blocks.first_entry() else {
+            return;
+        };
+        if let Some(behind) = &queue.failed_at {
+            records.push(Record::of_block(&entry.get().block, Outcome::HeldBack { behind: behind.clone() }));
+            entry.remove();
+            continue;
+        }
+        if policy.ordered && !blocks_done {
+            return;
+        }
+        let pending = entry.get();
+        let failure = if pending.awaiting > 0 {
+            if !inputs_done {
+                return;
+            }
+            Some(Failure::new(
+                FailureCause::Internal,
+                format!("{} object copies never reported back", pending.awaiting),
+            ))
+        } else if let Some(first) = pending.errors.first() {
+            let all: Vec<_> = pending.errors.iter().map(|f| f.error.as_str()).collect();
+            Some(Failure::new(first.cause, all.join("; ")))
+        } else {
+            None
+        };
+        let pending = entry.remove();
+        if let Some(failure) = failure {
+            let error = &failure.error;
+            tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
+            records.push(pending.failed(failure));
+            if policy.ordered {
+                queue.failed_at = Some(pending.block.dir.clone());
+            }
+            continue;
+        }
+        queue.committing = true;
+        let (queue_name, dir) = (queue_key.to_string(), pending.block.dir.clone());
+        let (panic_queue, panic_dir) = (queue_name.clone(), dir.clone());
+        let panic_record =
+            pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
+        let (copier, concurrency) = (policy.copier.clone(), policy.recheck_concurrency);
+        tasks.spawn(
+            async move {
+                let record = match commit_block(&copier, &pending, concurrency).await {
+                    Ok((repaired, repaired_bytes)) => {
+                        let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
+                        tracing::info!(block = %pending.block.dir, group = %pending.block.group, run = epoch, "block replicated");
+                        Record::of_block(&pending.block, Outcome::Replicated {
+                            objects_copied: objects_copied + repaired,
+                            bytes_copied: bytes_copied + repaired_bytes,
+                            objects_already_present,
+                        })
+                    }
+                    Err(e) => {
+                        let cause = match &e {
+                            CommitError::Recheck(copy) | CommitError::WriteMeta(copy) => copy.failure().cause,
+                            CommitError::StillWrong { .. } => FailureCause::Verification,
+                        };
+                        let error = error_chain(&e);
+                        tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
+                        pending.failed(Failure::new(cause, error))
+                    }
+                };
+                (epoch, queue_name, dir, record)
+            },
+            move |_| (epoch, panic_queue, panic_dir, panic_record),
+        );
+    }
+}
+
+/// Re-checks every object of the block in the target (one listing of its folder), copies again
+/// what is missing or changed, and checks again, round after round (as many as the retry policy
+/// allows: a target compactor's cleanup may delete a block's objects more than once), until one
+/// listing shows every object intact. Only then is meta.json written. Returns the objects and
+/// bytes copied again.
+async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) -> Result<(u64, u64), CommitError> {
+    let block = &pending.block;
+    // The ETag each object had when it was last written, to notice it being replaced.
+    let mut e_tags: HashMap<String, Option<String>> =
+        pending.done.iter().map(|(rel, done)| (rel.clone(), done.e_tag.clone())).collect();
+    let (mut copied, mut copied_bytes) = (0u64, 0u64);
+    let mut round = 0;
+    loop {
+        let listing = copier.list_target_block(&block.dir).await.map_err(CommitError::Recheck)?;
+        let wrong: Vec<&ObjectSpec> = block
+            .objects
+            .iter()
+            .filter(|spec| {
+                let e_tag = e_tags.get(&spec.rel_path).cloned().flatten();
+                let listed = listing.get(&spec.rel_path);
+                !listed.is_some_and(|(size, tag)| unchanged(spec, e_tag.as_deref(), *size, tag.as_deref()))
+            })
+            .collect();
+        let Some(first) = wrong.first() else { break };
+        if round >= copier.retry.retries {
+            return Err(CommitError::StillWrong { path: block.path(&first.rel_path) });
+        }
+        round += 1;
+        let repair = |spec: &ObjectSpec| {
+            let (path, spec) = (block.path(&spec.rel_path), spec.clone());
+            async move {
+                tracing::warn!(%path, "object changed or vanished in the target before commit; copying it again");
+                copier.ensure(&path, &spec).await.map(|done| (spec.rel_path, done))
+            }
+        };
+        let repaired: Vec<_> = futures::stream::iter(wrong)
+            .map(repair)
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await
+            .map_err(CommitError::Recheck)?;
+        for (rel_path, done) in repaired {
+            if done.copied {
+                copied += 1;
+                copied_bytes += done.bytes;
+            }
+            e_tags.insert(rel_path, done.e_tag);
+        }
+    }
+    let meta_path = block.path(META_FILENAME);
+    copier
+        .retrying(&meta_path, || async {
+            let payload = PutPayload::from(block.meta.bytes.clone());
+            let put = copier.target.put(&meta_path, payload).await;
+            put.map(|_| ()).map_err(|source| CopyError::WriteMeta { path: meta_path.clone(), source })
+        })
+        .await
+        .map_err(CommitError::WriteMeta)?;
+    Ok((copied, copied_bytes))
+}

@@ -1,0 +1,143 @@
+//! Which source blocks a run replicates, with Thanos replicate's selection rules.
+
+use std::collections::BTreeSet;
+
+use ulid::Ulid;
+
+use super::markers::Markers;
+use super::matcher::Selector;
+use super::meta::BlockMeta;
+use super::timespec::TimeOrDuration;
+
+/// Resolutions Thanos replicates by default: raw, 5m and 1h downsampled (milliseconds).
+pub(crate) const DEFAULT_RESOLUTIONS: [i64; 3] = [0, 300_000, 3_600_000];
+
+/// The selection of one run. Relative times are resolved against each run's own clock, so that a
+/// continuous replication with `--min-time=-2w` keeps a moving window.
+#[derive(Debug, Clone)]
+pub struct BlockFilter {
+    /// When non-empty, only these blocks are replicated and the label, resolution, compaction
+    /// and time filters are ignored, as with Thanos's `--id`.
+    pub ids: BTreeSet<Ulid>,
+    pub selector: Selector,
+    pub resolutions: BTreeSet<i64>,
+    pub compaction_levels: BTreeSet<i64>,
+    pub min_time: Option<TimeOrDuration>,
+    pub max_time: Option<TimeOrDuration>,
+    pub ignore_marked_for_deletion: bool,
+}
+
+impl Default for BlockFilter {
+    /// Thanos's defaults: every label set, resolutions 0s/5m/1h, compaction levels 1 to 4.
+    fn default() -> Self {
+        BlockFilter {
+            ids: BTreeSet::new(),
+            selector: Selector::default(),
+            resolutions: DEFAULT_RESOLUTIONS.into_iter().collect(),
+            compaction_levels: (1..=4).collect(),
+            min_time: None,
+            max_time: None,
+            ignore_marked_for_deletion: false,
+        }
+    }
+}
+
+impl BlockFilter {
+    /// `Ok` when the block is selected; otherwise the reason, for the run report.
+    pub fn check(&self, meta: &BlockMeta, markers: &Markers, now_millis: i64) -> Result<(), String> {
+        // Thanos's order: empty labels first (even for --id blocks), then deletion marks whose
+        // time has come (replicate runs its fetcher with no delay), then ids or the selectors.
+        if meta.thanos.labels.is_empty() {
+            return Err("external labels are empty".into());
+        }
+        if let Some(t) = markers.deletion_time.filter(|&t| self.ignore_marked_for_deletion && now_millis / 1000 > t) {
+            return Err(format!("marked for deletion at {t}"));
+        }
+        if !self.ids.is_empty() {
+            return if self.ids.contains(&meta.ulid) { Ok(()) } else { Err("not among the --id blocks".into()) };
+        }
+        if !self.selector.matches(&meta.thanos.labels) {
+            return Err("labels do not match the --matcher selector".into());
+        }
+        let resolution = meta.thanos.downsample.resolution;
+        if !self.resolutions.contains(&resolution) {
+            return Err(format!("resolution {resolution}ms is not selected"));
+        }
+        let level = meta.compaction.level;
+        if !self.compaction_levels.contains(&level) {
+            return Err(format!("compaction level {level} is not selected"));
+        }
+        // Thanos keeps a block that overlaps the window, both ends inclusive.
+        let now = chrono::DateTime::from_timestamp_millis(now_millis).unwrap_or_default();
+        if let Some(min) = self.min_time.map(|t| t.resolve_millis(now)).filter(|&min| meta.max_time < min) {
+            return Err(format!("ends at {} before --min-time {min}", meta.max_time));
+        }
+        if let Some(max) = self.max_time.map(|t| t.resolve_millis(now)).filter(|&max| meta.min_time > max) {
+            return Err(format!("starts at {} after --max-time {max}", meta.min_time));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::matcher::parse_matchers;
+    use crate::model::meta::parse_meta;
+
+    const ULID: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
+
+    fn meta(labels: &str, resolution: i64, level: i64, min: i64, max: i64) -> BlockMeta {
+        let json = format!(
+            r#"{{"ulid":"{ULID}","minTime":{min},"maxTime":{max},"version":1,"compaction":{{"level":{level}}},
+                "thanos":{{"labels":{{{labels}}},"downsample":{{"resolution":{resolution}}}}}}}"#
+        );
+        parse_meta(ULID, json.into()).unwrap().meta
+    }
+
+    #[test]
+    fn thanos_defaults_select_raw_and_downsampled_levels_one_to_four() {
+        let f = BlockFilter::default();
+        let none = Markers::default();
+        assert!(f.check(&meta(r#""a":"b""#, 0, 1, 0, 10), &none, 0).is_ok());
+        assert!(f.check(&meta(r#""a":"b""#, 3_600_000, 4, 0, 10), &none, 0).is_ok());
+        assert!(f.check(&meta(r#""a":"b""#, 60_000, 1, 0, 10), &none, 0).is_err());
+        assert!(f.check(&meta(r#""a":"b""#, 0, 5, 0, 10), &none, 0).is_err());
+        assert!(f.check(&meta("", 0, 1, 0, 10), &none, 0).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn selector_ids_deletion_and_window() {
+        let mut f = BlockFilter {
+            selector: Selector { matchers: parse_matchers(r#"a=~"b|c""#).unwrap() },
+            ..Default::default()
+        };
+        let m = meta(r#""a":"b""#, 0, 1, 100, 200);
+        let marked = Markers { deletion: true, deletion_time: Some(0), ..Default::default() };
+        let partial_mark = Markers { deletion: true, deletion_time: None, ..Default::default() };
+        let future_mark = Markers { deletion: true, deletion_time: Some(4_000_000_000), ..Default::default() };
+        assert!(f.check(&m, &Markers::default(), 0).is_ok());
+        assert!(f.check(&meta(r#""a":"d""#, 0, 1, 0, 1), &Markers::default(), 0).is_err());
+        assert!(f.check(&m, &marked, 0).is_ok(), "marked blocks are replicated unless asked otherwise");
+        f.ignore_marked_for_deletion = true;
+        assert!(f.check(&m, &marked, 1000).is_err());
+        assert!(f.check(&m, &partial_mark, 1000).is_ok(), "a partial mark is no mark, as in Thanos");
+        assert!(f.check(&m, &future_mark, 1000).is_ok(), "a mark whose time has not come is kept");
+
+        f.min_time = Some("1970-01-01T00:00:00.200Z".parse().unwrap());
+        assert!(f.check(&m, &Markers::default(), 0).is_ok(), "touching the window's start overlaps it");
+        f.min_time = Some("1970-01-01T00:00:00.201Z".parse().unwrap());
+        assert!(f.check(&m, &Markers::default(), 0).is_err());
+        f.min_time = Some("-1s".parse().unwrap());
+        assert!(f.check(&m, &Markers::default(), 1_150).is_ok(), "relative to the run's clock");
+        assert!(f.check(&m, &Markers::default(), 1_201).is_err());
+        f.min_time = None;
+        f.max_time = Some("1970-01-01T00:00:00.099Z".parse().unwrap());
+        assert!(f.check(&m, &Markers::default(), 0).is_err());
+
+        f.ids = [m.ulid].into_iter().collect();
+        assert!(f.check(&m, &Markers::default(), 0).is_ok(), "--id ignores the other filters");
+        assert!(f.check(&m, &marked, 1000).is_err(), "but not the deletion-mark filter");
+        assert!(f.check(&meta("", 0, 1, 100, 200), &Markers::default(), 0).is_err(), "nor the empty-labels one");
+    }
+}

@@ -1,0 +1,292 @@
+//! The TSDB block model: Prometheus's `meta.json` with Thanos's extension section.
+//!
+//! The parsed form drives planning (time range, labels, files), but it is never re-serialised: the
+//! raw bytes read from the source are what the target receives, so unknown fields and formatting
+//! survive the copy (promise 3).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use super::group::group_key;
+
+/// The name of the object that makes a block visible.
+pub(crate) const META_FILENAME: &str = "meta.json";
+/// The only meta.json version Prometheus and Thanos write.
+pub(crate) const SUPPORTED_META_VERSION: u32 = 1;
+/// A meta.json larger than this is treated as corrupt rather than read into memory.
+pub(crate) const MAX_META_BYTES: usize = 4 * 1024 * 1024;
+/// A meta.json whose arrays and objects nest deeper than this is treated as corrupt. Real ones
+/// nest a handful of levels, but the free-form sections (`index_stats`, `extensions`, `rewrites`)
+/// are kept as JSON values, and a parsed meta.json travels between processes as JSON inside
+/// other records ([`crate::wire::Wire`]), a few levels deeper than it was read: without this
+/// limit a meta.json just under serde_json's recursion limit (128) parses here but cannot be
+/// decoded by the receiving worker.
+pub(crate) const MAX_META_DEPTH: usize = 64;
+
+/// Why a meta.json could not be used.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub(crate) enum MetaError {
+    #[error("meta.json of block {block} has {size} bytes, more than the {limit}-byte limit")]
+    TooLarge { block: String, size: usize, limit: usize },
+    #[error("meta.json of block {block} is not valid block metadata: {reason}")]
+    Parse { block: String, reason: String },
+    #[error("meta.json of block {block} has version {version}; only version 1 is supported")]
+    UnsupportedVersion { block: String, version: u32 },
+    #[error("meta.json in folder {block} names block {ulid}")]
+    UlidMismatch { block: String, ulid: Ulid },
+}
+
+/// Prometheus's block metadata plus the Thanos section, as far as bucketflow reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockMeta {
+    pub ulid: Ulid,
+    pub min_time: i64,
+    pub max_time: i64,
+    #[serde(default)]
+    pub stats: BlockStats,
+    #[serde(default)]
+    pub compaction: Compaction,
+    pub version: u32,
+    #[serde(default)]
+    pub thanos: ThanosMeta,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockStats {
+    #[serde(default)]
+    pub num_samples: u64,
+    #[serde(default)]
+    pub num_series: u64,
+    #[serde(default)]
+    pub num_chunks: u64,
+    #[serde(default)]
+    pub num_tombstones: u64,
+    #[serde(default)]
+    pub num_float_samples: u64,
+    #[serde(default)]
+    pub num_histogram_samples: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Compaction {
+    #[serde(default)]
+    pub level: i64,
+    #[serde(default)]
+    pub sources: Vec<Ulid>,
+    #[serde(default)]
+    pub parents: Vec<BlockDesc>,
+    #[serde(default)]
+    pub failed: bool,
+    #[serde(default)]
+    pub deletable: bool,
+    #[serde(default)]
+    pub hints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockDesc {
+    pub ulid: Ulid,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// The `thanos` section that Thanos components add to meta.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThanosMeta {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub downsample: Downsample,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub segment_files: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<BlockFile>,
+    #[serde(default)]
+    pub upload_time: Option<String>,
+    #[serde(default)]
+    pub index_stats: Option<serde_json::Value>,
+    #[serde(default)]
+    pub extensions: Option<serde_json::Value>,
+    #[serde(default)]
+    pub rewrites: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Downsample {
+    #[serde(default)]
+    pub resolution: i64,
+}
+
+/// One entry of `thanos.files`: what the uploader recorded about an object of the block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockFile {
+    pub rel_path: String,
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    #[serde(default)]
+    pub hash: Option<ObjectHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectHash {
+    #[serde(rename = "hashFunc")]
+    pub hash_func: String,
+    pub value: String,
+}
+
+impl ObjectHash {
+    /// The SHA256 digest in lower-case hex, when this hash is one bucketflow can verify.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.hash_func.eq_ignore_ascii_case("SHA256").then(|| self.value.to_ascii_lowercase())
+    }
+}
+
+impl BlockMeta {
+    /// The Thanos compaction group this block belongs to.
+    pub fn group_key(&self) -> String {
+        group_key(self.thanos.downsample.resolution, &self.thanos.labels)
+    }
+}
+
+/// A block's meta.json as read from the source: the bytes to copy and their parsed form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawMeta {
+    pub bytes: Bytes,
+    pub meta: BlockMeta,
+}
+
+/// Parses meta.json read from the folder `block`, enforcing the size cap and the version.
+pub(crate) fn parse_meta(block: &str, bytes: Bytes) -> Result<RawMeta, MetaError> {
+    if bytes.len() > MAX_META_BYTES {
+        return Err(MetaError::TooLarge { block: block.to_string(), size: bytes.len(), limit: MAX_META_BYTES });
+    }
+    // The version is checked before the full parse so that a future format with other fields gets
+    // the clearer "unsupported version" error rather than a field-level parse error.
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: Option<u32>,
+    }
+    let parse_err = |e: serde_json::Error| MetaError::Parse { block: block.to_string(), reason: e.to_string() };
+    let probe: VersionOnly = serde_json::from_slice(&bytes).map_err(parse_err)?;
+    // Before the version: a block of another version is still parsed for its group (so that it
+    // fails in its group's order), and must be able to cross processes like any other.
+    if nested_deeper_than(&bytes, MAX_META_DEPTH) {
+        let reason = format!("arrays and objects nest more than {MAX_META_DEPTH} levels deep");
+        return Err(MetaError::Parse { block: block.to_string(), reason });
+    }
+    match probe.version {
+        Some(SUPPORTED_META_VERSION) => {}
+        Some(version) => return Err(MetaError::UnsupportedVersion { block: block.to_string(), version }),
+        None => return Err(MetaError::Parse { block: block.to_string(), reason: "missing field `version`".into() }),
+    }
+    let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(parse_err)?;
+    if meta.ulid.to_string() != block {
+        return Err(MetaError::UlidMismatch { block: block.to_string(), ulid: meta.ulid });
+    }
+    Ok(RawMeta { bytes, meta })
+}
+
+/// Whether the arrays and objects of the JSON text `json` nest more than `limit` levels deep.
+/// Brackets inside strings do not count; the text is assumed to be valid JSON (it has parsed).
+fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ULID: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
+
+    fn meta_json(version: u32) -> String {
+        format!(
+            r#"{{"ulid":"{ULID}","minTime":10,"maxTime":20,"stats":{{"numSamples":5}},
+               "compaction":{{"level":2,"sources":["{ULID}"],"parents":[{{"ulid":"{ULID}","minTime":10,"maxTime":20}}]}},
+               "version":{version},
+               "thanos":{{"labels":{{"a":"b"}},"downsample":{{"resolution":300000}},"source":"compactor",
+                 "segment_files":["000001"],
+                 "files":[{{"rel_path":"chunks/000001","size_bytes":3,"hash":{{"hashFunc":"SHA256","value":"AB"}}}},{{"rel_path":"meta.json"}}],
+                 "future_field":true}}}}"#
+        )
+    }
+
+    #[test]
+    fn parses_every_section_and_keeps_the_bytes() {
+        let raw = Bytes::from(meta_json(1));
+        let parsed = parse_meta(ULID, raw.clone()).unwrap();
+        assert_eq!(parsed.bytes, raw);
+        let m = parsed.meta;
+        assert_eq!((m.min_time, m.max_time, m.compaction.level), (10, 20, 2));
+        assert_eq!(m.compaction.parents[0].max_time, 20);
+        assert_eq!(m.stats.num_samples, 5);
+        assert_eq!(m.thanos.downsample.resolution, 300000);
+        assert_eq!(m.thanos.segment_files, vec!["000001"]);
+        assert_eq!(m.thanos.files[0].size_bytes, Some(3));
+        assert_eq!(m.thanos.files[0].hash.as_ref().unwrap().sha256_hex().as_deref(), Some("ab"));
+        assert_eq!(m.thanos.files[1].size_bytes, None);
+    }
+
+    #[test]
+    fn rejects_other_versions_by_name() {
+        let err = parse_meta(ULID, Bytes::from(meta_json(2))).unwrap_err();
+        assert_eq!(err, MetaError::UnsupportedVersion { block: ULID.into(), version: 2 });
+        assert!(err.to_string().contains(ULID));
+    }
+
+    #[test]
+    fn rejects_corrupt_mismatched_and_oversized() {
+        let err = parse_meta(ULID, Bytes::from_static(b"{\"ulid\":")).unwrap_err();
+        assert!(matches!(err, MetaError::Parse { .. }), "{err}");
+        let other = "01DWJQ1R9XW3Z3WJ7A7HNGQRG2";
+        let err = parse_meta(other, Bytes::from(meta_json(1))).unwrap_err();
+        assert!(matches!(err, MetaError::UlidMismatch { .. }), "{err}");
+        let big = Bytes::from(vec![b' '; MAX_META_BYTES + 1]);
+        assert!(matches!(parse_meta(ULID, big), Err(MetaError::TooLarge { .. })));
+    }
+
+    /// Caught by the round-trip check of the `meta` fuzz target (the input is
+    /// fuzz/regressions/meta/index-stats-123-deep.json): 123 nested arrays in `index_stats`
+    /// parsed, but the block could not cross processes in cluster mode, where the receiving
+    /// timely worker panics when a record does not decode ("recursion limit exceeded").
+    #[test]
+    fn rejects_nesting_too_deep_to_cross_processes() {
+        let value = format!("{}{}", "[".repeat(123), "]".repeat(123));
+        let json = format!(
+            r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,"thanos":{{"labels":{{"a":"b"}},"index_stats":{value}}}}}"#
+        );
+        let err = parse_meta(ULID, Bytes::from(json)).unwrap_err();
+        assert!(matches!(&err, MetaError::Parse { reason, .. } if reason.contains("nest")), "{err}");
+        assert!(err.to_string().contains(ULID), "{err}");
+    }
+}

@@ -1,0 +1,187 @@
+//! Synthetic Thanos buckets: compaction groups of consecutive blocks with chunk segments, an
+//! index and a meta.json that lists every file. Seeded, so a layout can be made again.
+//!
+//! Used by the examples, the tests and the benchmark, which all need buckets whose shape (many
+//! small objects, a few large ones, several groups and levels) resembles a real one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use ulid::Ulid;
+
+use crate::model::block::block_path;
+use crate::model::group::group_key;
+
+/// The shape of a synthetic bucket.
+#[derive(Debug, Clone)]
+pub struct SynthSpec {
+    pub groups: usize,
+    pub blocks_per_group: usize,
+    /// Chunk segments per block: between 1 and this many.
+    pub max_chunk_files: usize,
+    /// Smallest and largest chunk segment, in bytes; most are near the smallest.
+    pub min_chunk_bytes: usize,
+    pub max_chunk_bytes: usize,
+    /// Largest index, in bytes.
+    pub max_index_bytes: usize,
+    /// Record SHA256 hashes in `thanos.files`.
+    pub with_hashes: bool,
+    /// Length of one block's time range, in milliseconds.
+    pub block_millis: i64,
+    pub seed: u64,
+}
+
+impl Default for SynthSpec {
+    fn default() -> Self {
+        SynthSpec {
+            groups: 4,
+            blocks_per_group: 4,
+            max_chunk_files: 3,
+            min_chunk_bytes: 1,
+            max_chunk_bytes: 64 * 1024,
+            max_index_bytes: 16 * 1024,
+            with_hashes: true,
+            block_millis: 2 * 3600 * 1000,
+            seed: 1,
+        }
+    }
+}
+
+/// One generated block: its folder, group, time range and every object including meta.json.
+#[derive(Debug, Clone)]
+pub struct SynthBlock {
+    pub dir: String,
+    pub group: String,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// Objects by path relative to the block folder; meta.json among them.
+    pub objects: BTreeMap<String, Bytes>,
+}
+
+impl SynthBlock {
+    pub fn meta_json(&self) -> &Bytes {
+        &self.objects["meta.json"]
+    }
+}
+
+/// A size between `min` and `max`, skewed toward small values, as object sizes in a real bucket are.
+fn skewed_size(rng: &mut StdRng, min: usize, max: usize) -> usize {
+    let (min, max) = (min.max(1), max.max(min.max(1)));
+    let u: f64 = rng.random_range(0.0..1.0);
+    min + ((u * u * u) * (max - min) as f64) as usize
+}
+
+/// Generates the blocks of `spec`, group by group, in ascending time within each group.
+pub fn generate(spec: &SynthSpec) -> Vec<SynthBlock> {
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let start = 1_700_000_000_000i64;
+    let mut blocks = Vec::new();
+    for g in 0..spec.groups {
+        let labels: BTreeMap<String, String> =
+            [("cluster".to_string(), format!("c{g}")), ("replica".to_string(), "0".to_string())].into();
+        // Every fourth group holds 5m-downsampled blocks, as a compacted bucket does.
+        let resolution = if g % 4 == 3 { 300_000 } else { 0 };
+        let group = group_key(resolution, &labels);
+        for b in 0..spec.blocks_per_group {
+            let min_time = start + b as i64 * spec.block_millis;
+            let max_time = min_time + spec.block_millis;
+            let ulid = Ulid::from_parts(max_time as u64, rng.random::<u128>());
+            let mut objects = BTreeMap::new();
+            for c in 0..rng.random_range(1..=spec.max_chunk_files.max(1)) {
+                let mut data = vec![0u8; skewed_size(&mut rng, spec.min_chunk_bytes, spec.max_chunk_bytes)];
+                rng.fill_bytes(&mut data);
+                objects.insert(format!("chunks/{:06}", c + 1), Bytes::from(data));
+            }
+            let mut index = vec![0u8; skewed_size(&mut rng, 1, spec.max_index_bytes)];
+            rng.fill_bytes(&mut index);
+            objects.insert("index".to_string(), Bytes::from(index));
+            let mut files: Vec<serde_json::Value> = objects
+                .iter()
+                .map(|(path, data)| {
+                    let mut f = json!({ "rel_path": path, "size_bytes": data.len() });
+                    if spec.with_hashes {
+                        f["hash"] = json!({ "hashFunc": "SHA256", "value": hex::encode(Sha256::digest(data)) });
+                    }
+                    f
+                })
+                .collect();
+            files.push(json!({ "rel_path": "meta.json" }));
+            let level = 1 + (b % 3) as i64;
+            let meta = json!({
+                "ulid": ulid.to_string(),
+                "minTime": min_time,
+                "maxTime": max_time,
+                "stats": { "numSamples": rng.random_range(1000..100000u64), "numSeries": 10, "numChunks": 20 },
+                "compaction": { "level": level, "sources": [ulid.to_string()] },
+                "version": 1,
+                "thanos": {
+                    "labels": labels,
+                    "downsample": { "resolution": resolution },
+                    "source": "bucketflow-synth",
+                    "segment_files": objects.keys().filter(|k| k.starts_with("chunks/")).map(|k| &k[7..]).collect::<Vec<_>>(),
+                    "files": files,
+                }
+            });
+            let meta = serde_json::to_vec_pretty(&meta).expect("a JSON value serialises");
+            objects.insert("meta.json".to_string(), Bytes::from(meta));
+            blocks.push(SynthBlock { dir: ulid.to_string(), group: group.clone(), min_time, max_time, objects });
+        }
+    }
+    blocks
+}
+
+/// Writes blocks into a store, meta.json of each block last.
+pub async fn write(store: &Arc<dyn ObjectStore>, blocks: &[SynthBlock]) -> object_store::Result<()> {
+    for block in blocks {
+        for (path, data) in block.objects.iter().filter(|(p, _)| p.as_str() != "meta.json") {
+            store.put(&block_path(&block.dir, path), PutPayload::from(data.clone())).await?;
+        }
+        store.put(&block_path(&block.dir, "meta.json"), PutPayload::from(block.meta_json().clone())).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::meta::parse_meta;
+
+    #[test]
+    fn layout_is_consecutive_groups_with_complete_metas_and_repeatable() {
+        let spec = SynthSpec { groups: 4, blocks_per_group: 3, ..SynthSpec::default() };
+        let blocks = generate(&spec);
+        assert_eq!(blocks.len(), 12);
+        let groups: std::collections::BTreeSet<_> = blocks.iter().map(|b| b.group.clone()).collect();
+        assert_eq!(groups.len(), 4);
+        for group in &groups {
+            let times: Vec<_> = blocks.iter().filter(|b| &b.group == group).map(|b| (b.min_time, b.max_time)).collect();
+            assert!(times.windows(2).all(|w| w[0].1 == w[1].0), "consecutive time ranges: {times:?}");
+        }
+        for b in &blocks {
+            let meta = parse_meta(&b.dir, b.meta_json().clone()).unwrap();
+            assert_eq!(meta.meta.group_key(), b.group);
+            assert!(b.objects.contains_key("index") && b.objects.keys().any(|k| k.starts_with("chunks/")));
+            for file in meta.meta.thanos.files.iter().filter(|f| f.rel_path != "meta.json") {
+                let data = &b.objects[&file.rel_path];
+                assert_eq!(file.size_bytes, Some(data.len() as u64));
+                assert_eq!(file.hash.as_ref().unwrap().sha256_hex().unwrap(), hex::encode(Sha256::digest(data)));
+            }
+        }
+        let levels: std::collections::BTreeSet<_> =
+            blocks.iter().map(|b| parse_meta(&b.dir, b.meta_json().clone()).unwrap().meta.compaction.level).collect();
+        assert!(levels.len() > 1, "several compaction levels");
+        let again = generate(&spec);
+        assert_eq!(
+            blocks.iter().map(|b| &b.objects).collect::<Vec<_>>(),
+            again.iter().map(|b| &b.objects).collect::<Vec<_>>()
+        );
+        let other = generate(&SynthSpec { seed: 2, ..spec });
+        assert_ne!(blocks[0].dir, other[0].dir, "another seed, another bucket");
+    }
+}
