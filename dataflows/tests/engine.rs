@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 mod support;
 
-use bucketflow_dataflows::block::block_path;
-use bucketflow_dataflows::report::{FailureCause, Outcome};
-use bucketflow_dataflows::store::safety::ExpectedBlock;
-use bucketflow_dataflows::store::SafetyChecker;
-use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
+use bucketflow_dataflows::testkit::block_path;
+use bucketflow_dataflows::{FailureCause, Outcome};
+use bucketflow_dataflows::testkit::ExpectedBlock;
+use bucketflow_dataflows::testkit::SafetyChecker;
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -302,7 +302,7 @@ fn cancelling_mid_run_commits_only_complete_blocks_and_a_rerun_finishes() {
     let source: Arc<dyn ObjectStore> = Arc::new(ThrottledStore::new(memory.clone(), throttle));
     let checker = Arc::new(SafetyChecker::new(InMemory::new(), blocks.iter().map(ExpectedBlock::from)));
     let cancel = tokio_util::sync::CancellationToken::new();
-    let telemetry = bucketflow_dataflows::telemetry::Telemetry::default();
+    let telemetry = bucketflow_dataflows::Telemetry::default();
     let progress = telemetry.progress.clone();
     let cancellable =
         EngineConfig { concurrency: 2, cancel: cancel.clone(), telemetry, ..config(Strategy::Grouped, 2) };
@@ -338,7 +338,7 @@ fn telemetry_counts_requests_bytes_and_progress() {
     let rt = runtime();
     let blocks = generate(&SynthSpec { groups: 2, blocks_per_group: 2, ..SynthSpec::default() });
     let source = source_with(&rt, &blocks);
-    let telemetry = bucketflow_dataflows::telemetry::Telemetry::default();
+    let telemetry = bucketflow_dataflows::Telemetry::default();
     let mut registry = prometheus_client::registry::Registry::default();
     telemetry.metrics.register(&mut registry);
     let observed = EngineConfig { telemetry: telemetry.clone(), ..config(Strategy::Grouped, 2) };

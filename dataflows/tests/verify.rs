@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use bucketflow_dataflows::block::block_path;
-use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
-use bucketflow_dataflows::verify::{audit, AuditConfig, BlockStatus, TimeNote};
+use bucketflow_dataflows::testkit::block_path;
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
+use bucketflow_dataflows::{audit, AuditConfig, BlockStatus, TimeNote};
 use bytes::Bytes;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -16,7 +16,7 @@ fn bucket(rt: &tokio::runtime::Runtime) -> (Vec<SynthBlock>, Arc<dyn ObjectStore
     (blocks, store)
 }
 
-fn status<'a>(report: &'a bucketflow_dataflows::verify::AuditReport, dir: &str) -> &'a BlockStatus {
+fn status<'a>(report: &'a bucketflow_dataflows::AuditReport, dir: &str) -> &'a BlockStatus {
     &report.blocks.iter().find(|b| b.block == dir).unwrap_or_else(|| panic!("{dir} not reported")).status
 }
 

@@ -48,13 +48,16 @@ impl Default for AuditConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum BlockStatus {
+    /// Every object meta.json lists is there, with the listed size (and SHA256, when checked).
     Complete,
     /// meta.json promises what the bucket does not hold.
     Incomplete {
+        /// Each missing or mismatched object, one message per problem.
         problems: Vec<String>,
     },
     /// meta.json is there but cannot be read or parsed.
     UnreadableMeta {
+        /// Why meta.json could not be used, with its error chain.
         error: String,
     },
 }
@@ -64,22 +67,40 @@ pub enum BlockStatus {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TimeNote {
     /// No block covers `millis` before this one.
-    Gap { millis: i64, after: String },
+    Gap {
+        /// Milliseconds between the end of the group's earlier blocks and this block's minTime.
+        millis: i64,
+        /// The earlier block of the group that ends last, after which the gap opens.
+        after: String,
+    },
     /// This block starts `millis` before the previous one ends.
-    Overlap { millis: i64, with: String },
+    Overlap {
+        /// Milliseconds by which this block's minTime precedes the end of the earlier blocks.
+        millis: i64,
+        /// The earlier block of the group that ends last, which this block overlaps.
+        with: String,
+    },
 }
 
+/// One visible block's line in the audit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockAudit {
+    /// The block folder: its ULID, under its tenant in a tenants bucket.
     pub block: String,
     /// Unknown when meta.json is unreadable.
     pub group: Option<String>,
+    /// The block's minTime in Unix milliseconds; unknown when meta.json is unreadable.
     pub min_time: Option<i64>,
+    /// The block's maxTime in Unix milliseconds; unknown when meta.json is unreadable.
     pub max_time: Option<i64>,
+    /// The block's compaction level; unknown when meta.json is unreadable.
     pub level: Option<i64>,
+    /// Whether the block has a deletion mark.
     pub marked_for_deletion: bool,
+    /// Whether the block is complete.
     #[serde(flatten)]
     pub status: BlockStatus,
+    /// The gap or overlap with the earlier blocks of its group; `None` when they line up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_note: Option<TimeNote>,
 }
@@ -87,20 +108,30 @@ pub struct BlockAudit {
 /// A block folder without meta.json: an upload in progress, or one abandoned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialBlock {
+    /// The block folder: its ULID, under its tenant in a tenants bucket.
     pub block: String,
+    /// Objects in the folder.
     pub objects: usize,
+    /// Bytes of those objects.
     pub bytes: u64,
     /// Since the block's ULID was made (Thanos's partial-upload cleanup goes by the same age).
     pub age_seconds: i64,
 }
 
+/// How many blocks the audit found of each kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCounts {
+    /// Visible blocks that hold everything their meta.json lists.
     pub complete: usize,
+    /// Visible blocks with missing or mismatched objects.
     pub incomplete: usize,
+    /// Visible blocks whose meta.json cannot be read or parsed.
     pub unreadable_meta: usize,
+    /// Block folders without meta.json.
     pub partial: usize,
+    /// Blocks with a gap before them in their group's time line.
     pub gaps: usize,
+    /// Blocks that overlap the earlier blocks of their group.
     pub overlaps: usize,
 }
 
@@ -108,8 +139,11 @@ pub struct AuditCounts {
 /// (minTime, ULID) order; blocks whose meta.json is unreadable come last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
+    /// The visible blocks, by compaction group and (minTime, ULID); unreadable ones last.
     pub blocks: Vec<BlockAudit>,
+    /// The block folders without meta.json, by name.
     pub partial: Vec<PartialBlock>,
+    /// How many blocks of each kind the audit found.
     pub counts: AuditCounts,
 }
 
@@ -120,6 +154,7 @@ impl AuditReport {
     }
 }
 
+/// An audit that could not list the bucket's block folders.
 #[derive(Debug, thiserror::Error)]
 #[error("auditing the bucket")]
 pub struct AuditError(#[source] SourceError);

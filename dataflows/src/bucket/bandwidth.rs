@@ -21,6 +21,7 @@ pub(crate) const PIECE: u64 = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate(pub u64);
 
+/// A rate or `--bwlimit` value that could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid rate {input:?}: expected a number of bytes per second such as 50MiB/s, 10M or 800KB/s")]
 pub struct RateError {
@@ -66,7 +67,9 @@ impl fmt::Display for Rate {
 /// `--bwlimit`: one rate for reads and writes alike, or `READ:WRITE`, either side `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BandwidthLimit {
+    /// The limit on bytes read from the source, across the process; `None` for no limit.
     pub read: Option<Rate>,
+    /// The limit on bytes written to the target, across the process; `None` for no limit.
     pub write: Option<Rate>,
 }
 

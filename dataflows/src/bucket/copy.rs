@@ -31,9 +31,13 @@ pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 /// How often a failed object copy is tried again, and for how long at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// Retries of a transiently failed object copy after its first attempt.
     pub retries: usize,
+    /// Time after which no further retry of an object copy starts, counted from its first attempt.
     pub timeout: Duration,
+    /// The longest wait before the first retry; it doubles with each retry after that.
     pub initial_backoff: Duration,
+    /// The cap on the longest wait before a retry.
     pub max_backoff: Duration,
 }
 
@@ -61,8 +65,11 @@ impl RetryPolicy {
 /// objects are copied by the store itself, without passing through bucketflow.
 #[derive(Clone)]
 pub struct SameStore {
+    /// The one store, without either prefix, that holds both source and target.
     pub store: Arc<dyn ObjectStore>,
+    /// The source's prefix within `store`.
     pub source_prefix: Path,
+    /// The target's prefix within `store`.
     pub target_prefix: Path,
 }
 

@@ -19,18 +19,48 @@ pub struct ClusterConfig {
     pub addresses: Vec<String>,
 }
 
+/// Why a cluster could not be set up from the process count, process index and hostfile.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClusterError {
+    /// The process index is not below the number of processes.
     #[error("process {process} is out of range: a cluster of {processes} processes numbers them 0 to {}", processes - 1)]
-    ProcessOutOfRange { process: usize, processes: usize },
+    ProcessOutOfRange {
+        /// The process index given.
+        process: usize,
+        /// The number of processes in the cluster.
+        processes: usize,
+    },
+    /// The number of processes is zero.
     #[error("a cluster needs at least 1 process")]
     NoProcesses,
+    /// The hostfile could not be read.
     #[error("reading hostfile {}: {reason}", path.display())]
-    Hostfile { path: PathBuf, reason: String },
+    Hostfile {
+        /// The hostfile.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// The hostfile lists a number of addresses other than the number of processes.
     #[error("hostfile {} lists {listed} addresses for a cluster of {processes} processes", path.display())]
-    HostfileCount { path: PathBuf, listed: usize, processes: usize },
+    HostfileCount {
+        /// The hostfile.
+        path: PathBuf,
+        /// The addresses it lists.
+        listed: usize,
+        /// The number of processes in the cluster.
+        processes: usize,
+    },
+    /// A line of the hostfile is not a `host:port` address.
     #[error("hostfile {} line {line}: {text:?} is not host:port", path.display())]
-    HostfileLine { path: PathBuf, line: usize, text: String },
+    HostfileLine {
+        /// The hostfile.
+        path: PathBuf,
+        /// The line's number, from 1.
+        line: usize,
+        /// The line, without its comment and surrounding whitespace.
+        text: String,
+    },
 }
 
 /// The first port of the default addresses, as timely's own examples number them.
@@ -66,6 +96,7 @@ impl ClusterConfig {
         Ok((processes > 1).then_some(ClusterConfig { process, addresses }))
     }
 
+    /// Whether this is process 0, which starts the runs and receives their reports.
     pub fn is_leader(&self) -> bool {
         self.process == 0
     }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// How a replicator runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// The replication strategy: which blocks share a commit queue, and how many objects may be in flight.
     pub strategy: Strategy,
     /// Objects in flight across the process.
     pub concurrency: usize,
@@ -35,6 +36,7 @@ pub struct EngineConfig {
     pub part_size: usize,
     /// Plan only: read and filter, write nothing.
     pub dry_run: bool,
+    /// Which source blocks each run selects.
     pub filter: BlockFilter,
     /// Per-object retries of transient copy failures.
     pub retry: RetryPolicy,
@@ -80,12 +82,16 @@ impl Default for EngineConfig {
     }
 }
 
+/// Why the replicator could not start or complete a run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// timely could not start the workers (in a cluster: could not connect the processes).
     #[error("starting the timely workers: {0}")]
     Start(String),
+    /// A worker stopped, or in a cluster a peer process was lost; nothing incomplete was committed.
     #[error("a worker stopped (in a cluster: a peer process was lost); no incomplete block was committed, and a restart of every process completes the work")]
     WorkerLost,
+    /// A run was asked of a cluster process other than process 0, which alone starts runs.
     #[error("only process 0 of a cluster starts runs; the others follow it")]
     NotLeader,
 }

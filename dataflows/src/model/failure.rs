@@ -40,6 +40,7 @@ pub enum FailureCause {
 }
 
 impl FailureCause {
+    /// The cause in snake_case, as the run report writes it and as a metric label.
     pub fn name(self) -> &'static str {
         match self {
             FailureCause::Source => "source",
@@ -55,11 +56,14 @@ impl FailureCause {
 /// A failure and its error chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
+    /// What kind of failure it is.
     pub cause: FailureCause,
+    /// The error and its sources, joined with ": ".
     pub error: String,
 }
 
 impl Failure {
+    /// A failure of `cause`, described by `error`.
     pub fn new(cause: FailureCause, error: impl Into<String>) -> Self {
         Failure { cause, error: error.into() }
     }

@@ -19,11 +19,17 @@ pub struct BlockFilter {
     /// When non-empty, only these blocks are replicated and the label, resolution, compaction
     /// and time filters are ignored, as with Thanos's `--id`.
     pub ids: BTreeSet<Ulid>,
+    /// The `--matcher` selector that a block's external labels must satisfy.
     pub selector: Selector,
+    /// The downsampling resolutions selected, in milliseconds (0 for raw blocks).
     pub resolutions: BTreeSet<i64>,
+    /// The compaction levels selected.
     pub compaction_levels: BTreeSet<i64>,
+    /// Blocks that end before this time are not selected; `None` for no lower bound.
     pub min_time: Option<TimeOrDuration>,
+    /// Blocks that start after this time are not selected; `None` for no upper bound.
     pub max_time: Option<TimeOrDuration>,
+    /// Leave out blocks whose deletion mark's deletion time has passed.
     pub ignore_marked_for_deletion: bool,
 }
 

@@ -20,11 +20,13 @@ pub struct Tenants {
 }
 
 impl Tenants {
+    /// Whether `tenant` is replicated: enabled (or no tenant is), and not disabled.
     pub fn selects(&self, tenant: &str) -> bool {
         (self.enabled.is_empty() || self.enabled.contains(tenant)) && !self.disabled.contains(tenant)
     }
 }
 
+/// Where a bucket's blocks are, and so which blocks share a commit queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {
     /// Blocks at the bucket root; a compaction group is a commit queue.

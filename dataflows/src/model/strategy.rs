@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::block::SourceBlock;
 use super::layout::{tenant_of, Layout};
 
+/// A replication policy: which blocks share an ordered commit queue, and how many objects may be in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -29,6 +30,7 @@ fn tenant_queue(dir: &str) -> String {
 }
 
 impl Strategy {
+    /// Every strategy, the default first.
     pub const ALL: [Strategy; 3] = [Strategy::Grouped, Strategy::Serial, Strategy::Unordered];
 
     /// The commit queue a block joins. One worker owns each queue. In a tenants bucket, a
@@ -67,6 +69,7 @@ impl Strategy {
         !matches!(self, Strategy::Unordered)
     }
 
+    /// The strategy's name, as `--strategy` takes it and the run report writes it.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Grouped => "grouped",
@@ -82,6 +85,7 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// A strategy name that is none of grouped, serial or unordered.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown strategy {0:?}: expected grouped, serial or unordered")]
 pub struct UnknownStrategy(String);

@@ -16,3 +16,15 @@ pub mod synth;
 pub use faults::{Effect, FaultRule, FaultyStore, Op};
 pub use recording::{RecordingStore, Write};
 pub use safety::{ExpectedBlock, SafetyChecker, Violation};
+
+/// The bucket path of `rel_path` inside block folder `dir`, as the engine writes it.
+pub fn block_path(dir: &str, rel_path: &str) -> object_store::path::Path {
+    crate::model::block::block_path(dir, rel_path)
+}
+
+/// The name of a Thanos deletion mark in a block folder.
+pub const DELETION_MARK: &str = crate::model::markers::DELETION_MARK;
+/// The name of a Thanos no-compact mark in a block folder.
+pub const NO_COMPACT_MARK: &str = crate::model::markers::NO_COMPACT_MARK;
+/// The name of a Thanos no-downsample mark in a block folder.
+pub const NO_DOWNSAMPLE_MARK: &str = crate::model::markers::NO_DOWNSAMPLE_MARK;

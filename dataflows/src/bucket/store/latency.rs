@@ -18,6 +18,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
+/// An [`ObjectStore`] that delays every request to `inner` by a fixed latency.
 #[derive(Debug)]
 pub struct LatencyStore<T> {
     inner: T,
@@ -25,6 +26,7 @@ pub struct LatencyStore<T> {
 }
 
 impl<T> LatencyStore<T> {
+    /// Wraps `inner` so that each of its requests first waits `latency`.
     pub fn new(inner: T, latency: Duration) -> Self {
         LatencyStore { inner, latency }
     }

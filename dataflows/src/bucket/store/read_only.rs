@@ -17,6 +17,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
+/// An [`ObjectStore`] that passes reads to `inner` and refuses writes, copies, renames and deletes.
 #[derive(Debug)]
 pub struct ReadOnlyStore<T> {
     inner: T,
@@ -25,6 +26,7 @@ pub struct ReadOnlyStore<T> {
 }
 
 impl<T> ReadOnlyStore<T> {
+    /// Wraps `inner`, refusing every write to it.
     pub fn new(inner: T) -> Self {
         ReadOnlyStore { inner, deletion_marks: false }
     }
