@@ -147,7 +147,7 @@ fn the_check_sees_imports_and_cycles() {
     assert!(layer("bucket::copy") > layer("model::block"));
     let found = imports("bucket::copy", "use super::listing::list;\nuse super::{a, b};", &all);
     assert_eq!(found, ["bucket".to_string(), "bucket::listing".to_string()].into());
-    let comment = imports("bucket::copy", "// see crate::dataflow\nlet x = 1;", &all);
+    let comment = imports("bucket::copy", &code_of("// see crate::dataflow\nlet x = 1;"), &all);
     assert!(comment.is_empty(), "comments are not imports: {comment:?}");
     let edges = |pairs: &[(&str, &str)]| {
         let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
