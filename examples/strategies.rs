@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bucketflow_dataflows::synth::{generate, write, SynthSpec};
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthSpec};
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
 use object_store::memory::InMemory;
 use object_store::throttle::{ThrottleConfig, ThrottledStore};

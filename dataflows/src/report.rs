@@ -13,19 +13,49 @@ use crate::model::strategy::Strategy;
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Copied (as needed) and its meta.json written.
-    Replicated { objects_copied: u64, bytes_copied: u64, objects_already_present: u64 },
+    Replicated {
+        /// Objects of the block copied in this run, meta.json aside.
+        objects_copied: u64,
+        /// Bytes of those objects.
+        bytes_copied: u64,
+        /// Objects the target already held intact, which were not copied.
+        objects_already_present: u64,
+    },
     /// The target's meta.json was already byte-equal to the source's.
     AlreadyReplicated,
     /// Not selected by the run's filters.
-    Filtered { reason: String },
+    Filtered {
+        /// Which filter left the block out.
+        reason: String,
+    },
     /// meta.json missing, unreadable or unparsable: treated as a partial upload, as Thanos does.
-    Skipped { reason: String },
+    Skipped {
+        /// What is wrong with the block's meta.json.
+        reason: String,
+    },
     /// Selected, but could not be replicated; its meta.json was not written.
-    Failed { cause: FailureCause, error: String, objects_copied: u64, bytes_copied: u64 },
+    Failed {
+        /// What kind of failure stopped the block.
+        cause: FailureCause,
+        /// The error and its sources, joined with ": ".
+        error: String,
+        /// Objects of the block copied in this run before it failed.
+        objects_copied: u64,
+        /// Bytes of those objects.
+        bytes_copied: u64,
+    },
     /// Not committed because an older block of its commit queue failed in this run.
-    HeldBack { behind: String },
+    HeldBack {
+        /// The older block of the queue that failed, or whose meta.json could not be read.
+        behind: String,
+    },
     /// Dry run: what a real run would copy.
-    Planned { objects: u64, bytes: u64 },
+    Planned {
+        /// Objects of the block a real run would copy unless the target holds them, meta.json aside.
+        objects: u64,
+        /// Bytes of those objects.
+        bytes: u64,
+    },
 }
 
 impl Outcome {
@@ -39,6 +69,7 @@ impl Outcome {
         Outcome::Failed { cause: failure.cause, error: failure.error, objects_copied, bytes_copied }
     }
 
+    /// The outcome's name in snake_case, as the report's `outcome` field writes it.
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Replicated { .. } => "replicated",
@@ -55,13 +86,18 @@ impl Outcome {
 /// One block's line in the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockOutcome {
+    /// The block folder: its ULID, under its tenant in a tenants bucket.
     pub block: String,
+    /// The block's compaction group key; unknown when its meta.json could not be used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The block's minTime in Unix milliseconds; unknown when its meta.json could not be used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_time: Option<i64>,
+    /// The block's maxTime in Unix milliseconds; unknown when its meta.json could not be used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_time: Option<i64>,
+    /// What happened to the block.
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -94,14 +130,22 @@ impl Record {
     }
 }
 
+/// How many blocks of a run had each outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Blocks replicated in this run.
     pub replicated: u64,
+    /// Blocks whose meta.json in the target already equalled the source's.
     pub already_replicated: u64,
+    /// Blocks not selected by the run's filters.
     pub filtered: u64,
+    /// Block folders skipped as partial uploads, for want of a usable meta.json.
     pub skipped: u64,
+    /// Selected blocks that could not be replicated.
     pub failed: u64,
+    /// Blocks not committed because an older block of their commit queue failed.
     pub held_back: u64,
+    /// Dry run: blocks that a real run would copy.
     pub planned: u64,
     /// Move mode: source blocks given a deletion mark this run.
     #[serde(default)]
@@ -111,14 +155,23 @@ pub struct Counts {
 /// The report of one replication run (one timely epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The run's number, which is its timely epoch: 0 for a replicator's first run.
     pub run_id: u64,
+    /// The strategy the run followed.
     pub strategy: Strategy,
+    /// Whether the run only planned, writing nothing.
     pub dry_run: bool,
+    /// The run's clock, when it started, as RFC 3339 in UTC with milliseconds.
     pub started_at: String,
+    /// Seconds from `started_at` until the report was built.
     pub duration_seconds: f64,
+    /// Objects copied in this run, over all blocks.
     pub objects_copied: u64,
+    /// Objects of replicated blocks that the target already held intact, over all blocks.
     pub objects_already_present: u64,
+    /// Bytes copied in this run, over all blocks.
     pub bytes_copied: u64,
+    /// How many blocks had each outcome.
     pub counts: Counts,
     /// Blocks in (group, minTime) order, unselected ones last.
     pub blocks: Vec<BlockOutcome>,

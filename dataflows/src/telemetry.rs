@@ -14,7 +14,9 @@ use prometheus_client::registry::Registry;
 /// Which bucket a request went to.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Side {
+    /// The bucket blocks are replicated from.
     Source,
+    /// The bucket blocks are replicated to.
     Target,
 }
 
@@ -24,9 +26,12 @@ impl EncodeLabelValue for Side {
     }
 }
 
+/// The labels of the request metrics: which bucket, and which operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The bucket the request went to.
     pub bucket: Side,
+    /// The object-store operation, such as `get`, `put` or `list_with_delimiter`.
     pub operation: &'static str,
 }
 
@@ -40,10 +45,16 @@ fn request_histogram() -> Histogram {
 /// The engine's metrics. Clones share the same series.
 #[derive(Clone)]
 pub struct EngineMetrics {
+    /// Bytes copied to the target (`bucketflow_bytes_copied`).
     pub bytes_copied: Counter,
+    /// Objects being checked or copied now (`bucketflow_objects_in_flight`).
     pub objects_in_flight: Gauge,
+    /// Requests and object copies tried again after a transient failure (`bucketflow_retries`).
     pub retries: Counter,
+    /// Object-store requests, by bucket and operation (`bucketflow_requests`).
     pub requests: Family<RequestLabels, Counter>,
+    /// Object-store request latency in seconds, by bucket and operation
+    /// (`bucketflow_request_duration_seconds`).
     pub request_duration: HistogramFamily<RequestLabels>,
 }
 
@@ -82,13 +93,18 @@ impl EngineMetrics {
 /// The current run's progress: what it selected to copy and how far it is.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Blocks the run selected to copy.
     pub blocks_total: AtomicU64,
+    /// Of those, blocks whose commit is settled: replicated, failed or held back.
     pub blocks_done: AtomicU64,
+    /// Bytes of the objects of those blocks, meta.json aside.
     pub bytes_total: AtomicU64,
+    /// Of those, bytes of the objects now in the target, copied or found there.
     pub bytes_done: AtomicU64,
 }
 
 impl Progress {
+    /// Sets every count back to zero, for the next run.
     pub fn reset(&self) {
         for a in [&self.blocks_total, &self.blocks_done, &self.bytes_total, &self.bytes_done] {
             a.store(0, Ordering::Relaxed);
@@ -105,7 +121,9 @@ impl Progress {
 /// Metrics and progress, shared by the engine and the shell that embeds it.
 #[derive(Clone, Default)]
 pub struct Telemetry {
+    /// The engine's Prometheus metrics.
     pub metrics: EngineMetrics,
+    /// The current run's progress.
     pub progress: Arc<Progress>,
 }
 

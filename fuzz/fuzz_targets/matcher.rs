@@ -1,11 +1,11 @@
-//! Fuzzes `matcher::parse_matchers`, the parser of the `--matcher` flag, and the evaluation of
+//! Fuzzes `parse_matchers`, the parser of the `--matcher` flag, and the evaluation of
 //! what it accepts (regex matching included) against label sets.
 
 #![no_main]
 
 use std::collections::BTreeMap;
 
-use bucketflow_dataflows::matcher::{parse_matchers, MatchOp, Selector};
+use bucketflow_dataflows::{parse_matchers, MatchOp, Selector};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,91 +1,9 @@
-//! Fuzzes `meta::parse_meta`, the parser of a source block's meta.json (input that bucketflow
-//! does not control), and what the engine derives from an accepted meta.json: the compaction
+//! Fuzzes the parser of a source block's meta.json (input that bucketflow does not control), and what the engine derives from an accepted meta.json: the compaction
 //! group key, the copy plan, and the JSON form in which a block crosses processes in cluster mode.
 
 #![no_main]
 
-use bucketflow_dataflows::block::SourceBlock;
-use bucketflow_dataflows::group::group_key;
-use bucketflow_dataflows::meta::{parse_meta, MetaError, RawMeta};
-use bucketflow_dataflows::operators::CommitBlock;
-use bucketflow_dataflows::report::{Failure, FailureCause};
-use bucketflow_dataflows::wire::Wire;
-use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
-/// The folder the seeds' meta.json files belong to.
-const BLOCK: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
-
-fuzz_target!(|data: &[u8]| {
-    let bytes = Bytes::copy_from_slice(data);
-    let raw = match parse_meta(BLOCK, bytes.clone()) {
-        Ok(raw) => raw,
-        // A well-formed meta.json of another block: read it from its own folder, so that every
-        // well-formed input reaches the derived values below, not only those naming BLOCK.
-        Err(MetaError::UlidMismatch { ulid, .. }) => match parse_meta(&ulid.to_string(), bytes.clone()) {
-            Ok(raw) => raw,
-            Err(e) => panic!("meta.json naming {ulid} is rejected in folder {ulid}: {e}"),
-        },
-        Err(e) => {
-            // Every error names the folder, so it can be acted upon.
-            let message = e.to_string();
-            assert!(message.contains(BLOCK), "{message}");
-            return;
-        }
-    };
-    check(raw, data);
-});
-
-fn check(raw: RawMeta, data: &[u8]) {
-    // The raw bytes are what the target receives: kept exactly as read.
-    assert_eq!(raw.bytes.as_ref(), data);
-    let meta = &raw.meta;
-    let dir = meta.ulid.to_string();
-
-    let key = meta.group_key();
-    assert_eq!(key, group_key(meta.thanos.downsample.resolution, &meta.thanos.labels));
-    assert!(key.starts_with(&format!("{}@", meta.thanos.downsample.resolution)), "{key}");
-    for file in &meta.thanos.files {
-        if let Some(hex) = file.hash.as_ref().and_then(|h| h.sha256_hex()) {
-            assert!(!hex.bytes().any(|b| b.is_ascii_uppercase()), "{hex}");
-        }
-    }
-
-    // Plan against a listing that agrees with meta.json (each listed file with its listed size,
-    // plus an index), as the source bucket of an intact block would.
-    let mut listing: Vec<(String, u64)> =
-        meta.thanos.files.iter().map(|f| (f.rel_path.clone(), f.size_bytes.unwrap_or(0))).collect();
-    if !listing.iter().any(|(p, _)| p == "index") {
-        listing.push(("index".to_string(), 1));
-    }
-    let planned = SourceBlock::plan(&dir, raw.clone(), listing);
-    assert_eq!(planned.group, key);
-    for object in &planned.objects {
-        let _ = planned.path(&object.rel_path);
-        let _ = object.rank();
-    }
-    let _ = planned.order_key();
-
-    // In cluster mode a planned block crosses processes as JSON inside a CommitBlock, wrapped in
-    // `Wire` and carried by bincode (operators::commit_inputs). A meta.json that parse_meta accepts
-    // must make that trip, or the receiving worker cannot decode the record.
-    let defective = SourceBlock::defective(&dir, raw.clone(), Failure::new(FailureCause::Source, "fuzz"));
-    for block in [planned, defective] {
-        let sent = CommitBlock { queue: key.clone(), block };
-        let encoded = bincode::serialize(&Wire(sent.clone())).expect("a CommitBlock encodes");
-        let Wire(received) = match bincode::deserialize::<Wire<CommitBlock>>(&encoded) {
-            Ok(received) => received,
-            Err(e) => panic!("a block whose meta.json parses cannot cross processes: {e}"),
-        };
-        assert_eq!(received.queue, sent.queue);
-        let (mut got, mut want) = (received.block, sent.block);
-        // serde_json parses floats best-effort, so free-form JSON values may differ in the last
-        // bit after a round trip; they are not used for planning. Everything else must be equal.
-        for m in [&mut got.meta.meta, &mut want.meta.meta] {
-            m.thanos.index_stats = None;
-            m.thanos.extensions = None;
-            m.thanos.rewrites = None;
-        }
-        assert_eq!(got, want);
-    }
-}
+// The checks live in the engine's test kit, which can see its internals.
+fuzz_target!(|data: &[u8]| bucketflow_dataflows::testkit::fuzz::meta_json(data));

@@ -7,8 +7,10 @@
 //! - [`FaultyStore`]: failed requests, reads cut short, objects that vanish after their write.
 //! - [`RecordingStore`]: every write a store saw, in order.
 //! - [`SafetyChecker`]: checks promises 1 and 2 at each meta.json write, and counts violations.
+//! - [`fuzz`]: the fuzz targets' checks.
 
 mod faults;
+pub mod fuzz;
 mod recording;
 mod safety;
 pub mod synth;
