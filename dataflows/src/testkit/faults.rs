@@ -28,11 +28,17 @@ use regex::Regex;
 /// The kind of request a rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// A GET of an object's bytes, whole or in ranges.
     Get,
+    /// A HEAD: an object's metadata alone.
     Head,
+    /// A single PUT, or the start of a multipart upload.
     Put,
+    /// A listing, with or without a delimiter; its path is the prefix listed.
     List,
+    /// The delete of one object.
     Delete,
+    /// A server-side copy or rename; its path is the destination.
     Copy,
 }
 
@@ -40,7 +46,10 @@ pub enum Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
     /// The request fails: permanently (access denied, not worth retrying) or transiently (a 503).
-    Fail { permanent: bool },
+    Fail {
+        /// True for a permanent failure (permission denied), false for a transient one.
+        permanent: bool,
+    },
     /// A GET succeeds but its body ends, without an error, after half of its bytes.
     TruncateRead,
     /// A PUT succeeds and the object is deleted right after it.
@@ -51,10 +60,15 @@ pub enum Effect {
 /// most `times` times (unlimited when `None`).
 #[derive(Debug, Clone)]
 pub struct FaultRule {
+    /// The paths the rule applies to: a regex, matched anywhere in the path.
     pub path: Regex,
+    /// The kinds of request the rule applies to.
     pub ops: Vec<Op>,
+    /// The probability, from 0 to 1, that a matching request is hit.
     pub rate: f64,
+    /// How many requests the rule hits at most; `None` for no limit.
     pub times: Option<usize>,
+    /// What the rule does to a request it hits.
     pub effect: Effect,
 }
 
@@ -70,6 +84,7 @@ impl FaultRule {
         }
     }
 
+    /// Every matching request fails, permanently, as access denied.
     pub fn permanent(path: &str, ops: &[Op]) -> Self {
         FaultRule { effect: Effect::Fail { permanent: true }, ..FaultRule::transient(path, ops, None) }
     }
@@ -84,11 +99,13 @@ impl FaultRule {
         FaultRule { effect: Effect::VanishAfterPut, ..FaultRule::transient(path, &[Op::Put], times) }
     }
 
+    /// The same rule, hitting a matching request with probability `rate`.
     pub fn with_rate(self, rate: f64) -> Self {
         FaultRule { rate, ..self }
     }
 }
 
+/// An [`ObjectStore`] that injects its rules' faults into the requests it passes to `inner`.
 pub struct FaultyStore<T> {
     inner: T,
     faults: Arc<Faults>,
@@ -102,6 +119,8 @@ struct Faults {
 }
 
 impl<T> FaultyStore<T> {
+    /// Wraps `inner` with `rules`, the first matching rule that hits deciding; `seed` makes the
+    /// random draws repeatable.
     pub fn new(inner: T, rules: Vec<FaultRule>, seed: u64) -> Self {
         let counts = vec![0; rules.len()];
         let faults =

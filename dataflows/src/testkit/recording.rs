@@ -23,20 +23,25 @@ use object_store::{
 pub enum Write {
     /// A PUT, or the start of a multipart upload, of this path.
     Put(String),
+    /// A delete of this path.
     Delete(String),
     /// A copy or rename onto this path.
     Copy {
+        /// The path copied or renamed.
         from: String,
+        /// The path written.
         to: String,
     },
 }
 
+/// An [`ObjectStore`] that passes every request to `inner` and records its writes, in order.
 pub struct RecordingStore<T> {
     inner: T,
     writes: Arc<Mutex<Vec<Write>>>,
 }
 
 impl<T> RecordingStore<T> {
+    /// Wraps `inner`, with no write recorded yet.
     pub fn new(inner: T) -> Self {
         RecordingStore { inner, writes: Arc::default() }
     }

@@ -29,8 +29,11 @@ use crate::model::meta::META_FILENAME;
 /// A block the checker knows: where its meta.json goes in its group's order, and its objects.
 #[derive(Debug, Clone)]
 pub struct ExpectedBlock {
+    /// The block folder: its ULID.
     pub dir: String,
+    /// The block's compaction group key.
     pub group: String,
+    /// The block's minTime in Unix milliseconds.
     pub min_time: i64,
     /// Objects other than meta.json, relative to the block folder, with their sizes.
     pub objects: Vec<(String, u64)>,
@@ -43,12 +46,23 @@ impl ExpectedBlock {
     }
 }
 
+/// A meta.json write that broke promise 1 (complete blocks) or 2 (group order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Violation {
     /// meta.json written while an object of the block was missing or had the wrong size.
-    Incomplete { block: String, object: String },
+    Incomplete {
+        /// The block whose meta.json was written.
+        block: String,
+        /// The object that was missing or had the wrong size, relative to the block folder.
+        object: String,
+    },
     /// meta.json written while an older block of the group had no meta.json in the target.
-    OutOfOrder { block: String, older: String },
+    OutOfOrder {
+        /// The block whose meta.json was written.
+        block: String,
+        /// The older block of its compaction group that was not yet visible.
+        older: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +71,8 @@ struct Log {
     commits: Vec<String>,
 }
 
+/// An [`ObjectStore`] that passes every request to `inner` and checks the target before each
+/// meta.json write of a known block.
 #[derive(Debug)]
 pub struct SafetyChecker<T> {
     inner: T,
@@ -65,10 +81,12 @@ pub struct SafetyChecker<T> {
 }
 
 impl<T: ObjectStore> SafetyChecker<T> {
+    /// Wraps the target store `inner`, checking the writes of `blocks`' meta.json files.
     pub fn new(inner: T, blocks: impl IntoIterator<Item = ExpectedBlock>) -> Self {
         SafetyChecker { inner, blocks: blocks.into_iter().map(|b| (b.dir.clone(), b)).collect(), log: Arc::default() }
     }
 
+    /// Every violation found so far, in the order of the meta.json writes.
     pub fn violations(&self) -> Vec<Violation> {
         self.log.lock().expect("the log lock is never poisoned").violations.clone()
     }

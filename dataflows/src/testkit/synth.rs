@@ -21,12 +21,15 @@ use crate::model::group::group_key;
 /// The shape of a synthetic bucket.
 #[derive(Debug, Clone)]
 pub struct SynthSpec {
+    /// Compaction groups, each with its own external labels; every fourth is 5m-downsampled.
     pub groups: usize,
+    /// Blocks in each group, with consecutive time ranges.
     pub blocks_per_group: usize,
     /// Chunk segments per block: between 1 and this many.
     pub max_chunk_files: usize,
     /// Smallest and largest chunk segment, in bytes; most are near the smallest.
     pub min_chunk_bytes: usize,
+    /// Largest chunk segment, in bytes.
     pub max_chunk_bytes: usize,
     /// Largest index, in bytes.
     pub max_index_bytes: usize,
@@ -34,6 +37,7 @@ pub struct SynthSpec {
     pub with_hashes: bool,
     /// Length of one block's time range, in milliseconds.
     pub block_millis: i64,
+    /// Seed of the random sizes, contents and ULIDs: the same seed makes the same bucket.
     pub seed: u64,
 }
 
@@ -56,15 +60,20 @@ impl Default for SynthSpec {
 /// One generated block: its folder, group, time range and every object including meta.json.
 #[derive(Debug, Clone)]
 pub struct SynthBlock {
+    /// The block folder: its ULID.
     pub dir: String,
+    /// The block's compaction group key.
     pub group: String,
+    /// The block's minTime in Unix milliseconds.
     pub min_time: i64,
+    /// The block's maxTime in Unix milliseconds.
     pub max_time: i64,
     /// Objects by path relative to the block folder; meta.json among them.
     pub objects: BTreeMap<String, Bytes>,
 }
 
 impl SynthBlock {
+    /// The block's meta.json.
     pub fn meta_json(&self) -> &Bytes {
         &self.objects["meta.json"]
     }
