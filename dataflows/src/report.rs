@@ -20,9 +20,19 @@ pub enum Outcome {
         bytes_copied: u64,
         /// Objects the target already held intact, which were not copied.
         objects_already_present: u64,
+        /// When the block was late: the newest block of its group that the target showed before
+        /// it, which the target compactor may already have planned around.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        late_behind: Option<String>,
     },
     /// The target's meta.json was already byte-equal to the source's.
     AlreadyReplicated,
+    /// Not copied: the target's compactor has merged this block into a block of the target,
+    /// whose `compaction.sources` include every source of this one.
+    Covered {
+        /// The target block that covers it.
+        by: String,
+    },
     /// Not selected by the run's filters.
     Filtered {
         /// Which filter left the block out.
@@ -74,6 +84,7 @@ impl Outcome {
         match self {
             Outcome::Replicated { .. } => "replicated",
             Outcome::AlreadyReplicated => "already_replicated",
+            Outcome::Covered { .. } => "covered",
             Outcome::Filtered { .. } => "filtered",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Failed { .. } => "failed",
@@ -107,6 +118,9 @@ pub struct BlockOutcome {
 pub enum Record {
     Block(BlockOutcome),
     RunError(String),
+    /// This block folder's meta.json could not be read, and its group is unknown: every commit
+    /// queue of the run is held back behind it.
+    HoldsEveryQueue(String),
     /// Move mode: this block, verified in the target, got a deletion mark in the source.
     SourceMarked(String),
 }
@@ -137,6 +151,12 @@ pub struct Counts {
     pub replicated: u64,
     /// Blocks whose meta.json in the target already equalled the source's.
     pub already_replicated: u64,
+    /// Blocks the target's compactor had already merged into a target block.
+    #[serde(default)]
+    pub covered: u64,
+    /// Replicated blocks that were older than the newest visible block of their group.
+    #[serde(default)]
+    pub late: u64,
     /// Blocks not selected by the run's filters.
     pub filtered: u64,
     /// Block folders skipped as partial uploads, for want of a usable meta.json.
@@ -177,6 +197,10 @@ pub struct RunReport {
     pub blocks: Vec<BlockOutcome>,
     /// Errors that concern the run rather than a block, such as a source listing that failed.
     pub errors: Vec<String>,
+    /// Block folders whose meta.json could not be read and whose group was unknown: each held
+    /// back every commit queue of the run.
+    #[serde(default)]
+    pub every_queue_held_back_by: Vec<String>,
 }
 
 impl RunReport {
@@ -200,19 +224,22 @@ impl RunReport {
             counts: Counts::default(),
             blocks: Vec::new(),
             errors: Vec::new(),
+            every_queue_held_back_by: Vec::new(),
         };
         for record in records {
             match record {
                 Record::RunError(e) => report.errors.push(e),
                 Record::Block(b) => report.blocks.push(b),
                 Record::SourceMarked(_) => report.counts.marked_in_source += 1,
+                Record::HoldsEveryQueue(dir) => report.every_queue_held_back_by.push(dir),
             }
         }
         let c = &mut report.counts;
         for b in &report.blocks {
             match &b.outcome {
-                Outcome::Replicated { objects_copied, bytes_copied, objects_already_present } => {
+                Outcome::Replicated { objects_copied, bytes_copied, objects_already_present, late_behind } => {
                     c.replicated += 1;
+                    c.late += u64::from(late_behind.is_some());
                     report.objects_copied += objects_copied;
                     report.bytes_copied += bytes_copied;
                     report.objects_already_present += objects_already_present;
@@ -223,6 +250,7 @@ impl RunReport {
                     report.bytes_copied += bytes_copied;
                 }
                 Outcome::AlreadyReplicated => c.already_replicated += 1,
+                Outcome::Covered { .. } => c.covered += 1,
                 Outcome::Filtered { .. } => c.filtered += 1,
                 Outcome::Skipped { .. } => c.skipped += 1,
                 Outcome::HeldBack { .. } => c.held_back += 1,

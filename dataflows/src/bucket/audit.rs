@@ -17,7 +17,8 @@ use super::listing::{list_block, list_blocks};
 use super::read::read_meta_bytes;
 use crate::model::block::{block_path, SourceBlock};
 use crate::model::failure::error_chain;
-use crate::model::layout::{block_id, tenant_of, Layout};
+use crate::model::group::Grouping;
+use crate::model::layout::{block_id, Layout};
 use crate::model::meta::parse_meta;
 
 /// How an audit reads.
@@ -31,6 +32,9 @@ pub struct AuditConfig {
     pub now_millis: i64,
     /// Where the blocks are. In a tenants bucket, a time line is a tenant's group.
     pub layout: Layout,
+    /// Labels stripped before grouping (the compactor's `--deduplication.replica-label`), so
+    /// that the replicas of an HA pair share one time line.
+    pub replica_labels: Vec<String>,
 }
 
 impl Default for AuditConfig {
@@ -40,6 +44,7 @@ impl Default for AuditConfig {
             check_hashes: true,
             now_millis: chrono::Utc::now().timestamp_millis(),
             layout: Layout::Thanos,
+            replica_labels: Vec::new(),
         }
     }
 }
@@ -233,7 +238,9 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
         Err(e) => return unreadable(dir, error_chain(&e)),
     };
     // The replicator's own plan checks what meta.json lists against the listing.
-    let block = SourceBlock::plan(&dir, meta, listing);
+    let grouping =
+        Grouping { replica_labels: config.replica_labels.clone(), per_tenant: matches!(config.layout, Layout::Tenants(_)) };
+    let block = SourceBlock::plan(&dir, meta, listing, &grouping);
     let mut problems: Vec<String> = block.defect.iter().map(|d| d.error.clone()).collect();
     if config.check_hashes && problems.is_empty() {
         for object in block.objects.iter().filter(|o| o.sha256.is_some()) {
@@ -249,10 +256,7 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
         }
     }
     let meta = &block.meta.meta;
-    let group = match tenant_of(&dir) {
-        Some(tenant) => format!("{tenant} {}", block.group),
-        None => block.group.clone(),
-    };
+    let group = block.group.clone();
     Found::Visible(BlockAudit {
         group: Some(group),
         min_time: Some(meta.min_time),

@@ -12,7 +12,7 @@ use crate::model::layout::Layout;
 /// The block folders at the bucket root: every common prefix whose name is a ULID. Anything else
 /// at the root (debug folders, bucket indexes) is not a block and is left alone.
 pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, SourceError> {
-    list_block_dirs_under(store, None).await
+    list_block_dirs_under(store, None, true).await
 }
 
 /// The block folders of a bucket in `layout`: `<ULID>` at the root, or `<tenant>/<ULID>` in the
@@ -35,20 +35,39 @@ pub(crate) async fn list_blocks(store: &dyn ObjectStore, layout: &Layout) -> Res
     }
     let mut dirs = Vec::new();
     for tenant in selected {
-        dirs.extend(list_block_dirs_under(store, Some(tenant)).await?);
+        dirs.extend(list_block_dirs_under(store, Some(tenant), true).await?);
+    }
+    Ok(dirs)
+}
+
+/// The block folders of a replication's target, as [`list_blocks`] finds a source's, without
+/// the checks and notes that concern the source's folders.
+pub(crate) async fn list_target_blocks(store: &dyn ObjectStore, layout: &Layout) -> Result<Vec<String>, SourceError> {
+    let Layout::Tenants(tenants) = layout else {
+        return list_block_dirs_under(store, None, false).await;
+    };
+    let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
+    let mut dirs = Vec::new();
+    for tenant in listing.common_prefixes.iter().filter(|p| p.filename().is_some_and(|t| tenants.selects(t))) {
+        dirs.extend(list_block_dirs_under(store, Some(tenant), false).await?);
     }
     Ok(dirs)
 }
 
 /// The ULID-named folders under `prefix` (the root when `None`), as paths from the root. The
 /// prefix is the listed path itself, so that a tenant name is never encoded a second time.
-async fn list_block_dirs_under(store: &dyn ObjectStore, prefix: Option<&Path>) -> Result<Vec<String>, SourceError> {
+/// With `note_others`, other folders are named in the log, as left alone.
+async fn list_block_dirs_under(
+    store: &dyn ObjectStore,
+    prefix: Option<&Path>,
+    note_others: bool,
+) -> Result<Vec<String>, SourceError> {
     let listing = store.list_with_delimiter(prefix).await.map_err(SourceError::List)?;
     let mut dirs = Vec::new();
     for name in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
         if Ulid::from_string(name).is_ok() {
             dirs.push(prefix.map_or_else(|| name.to_string(), |p| format!("{p}/{name}")));
-        } else if name != "markers" {
+        } else if note_others && name != "markers" {
             tracing::info!(folder = name, prefix = ?prefix.map(|p| p.as_ref()), "left alone: a folder whose name is not a block ULID");
         }
     }

@@ -9,6 +9,7 @@
 //! - [`bandwidth`]: the process's token buckets (`--bwlimit`).
 //! - [`mark_source`]: move mode's deletion marks in the source.
 //! - [`audit`]: `bucketflow verify`, one bucket's blocks checked.
+//! - [`target`]: the target's visible blocks by group, as its compactor sees them.
 //! - [`store`]: the store decorators the engine wraps around its stores.
 
 pub(crate) mod audit;
@@ -19,3 +20,4 @@ pub(crate) mod listing;
 pub(crate) mod mark_source;
 pub(crate) mod read;
 pub(crate) mod store;
+pub(crate) mod target;

@@ -8,20 +8,25 @@ use super::error::SourceError;
 use super::listing::list_block;
 use crate::model::block::{block_path, folder_path, SourceBlock};
 use crate::model::failure::{error_chain, Failure, FailureCause};
+use crate::model::group::Grouping;
 use crate::model::layout::{block_id, global_deletion_mark};
 use crate::model::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
-use crate::model::meta::{parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME};
+use crate::model::meta::{
+    group_of_unparsable, parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME,
+};
 
 /// Why a listed block folder will not be replicated, when that is known before its group is.
 #[derive(Debug)]
 pub(crate) enum Unusable {
-    /// No usable meta.json: an upload in progress or abandoned, skipped as Thanos does.
+    /// No meta.json, an oversized one, or one that is not JSON at all: an upload in progress or
+    /// abandoned, skipped as Thanos does.
     Partial(String),
     /// meta.json says the block is of a format bucketflow cannot read: a failure of this block.
     Unsupported(String),
-    /// meta.json could not be read at all. The block's compaction group is unknown, so no
-    /// group can be sure that it has no older block missing: the run holds back every group.
-    Unreadable(String),
+    /// meta.json could not be read (the store refused it), or is JSON but no usable block
+    /// metadata. The block may be older than blocks of its group that would commit without it,
+    /// so it holds back its group: the one its meta.json names (`group`), when it names one.
+    Unreadable { error: String, group: Option<String> },
 }
 
 /// Reads a small object whole, refusing one larger than `limit` without reading its body.
@@ -43,35 +48,44 @@ pub(crate) async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Resul
     read_small(store, &block_path(dir, META_FILENAME), MAX_META_BYTES).await
 }
 
-/// Reads and plans one source block. Once meta.json is parsed, every later problem makes the
-/// block defective rather than unusable, so that it keeps its place in its group's order.
-pub(crate) async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<SourceBlock, Unusable> {
+/// Reads and plans one source block, grouping it as the target compactor will. Once meta.json
+/// is parsed, every later problem makes the block defective rather than unusable, so that it
+/// keeps its place in its group's order.
+pub(crate) async fn load_block(store: &dyn ObjectStore, dir: &str, grouping: &Grouping) -> Result<SourceBlock, Unusable> {
     let bytes = match read_meta_bytes(store, dir).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into())),
         Err(e @ SourceError::TooLarge { .. }) => return Err(Unusable::Partial(e.to_string())),
-        Err(e) => return Err(Unusable::Unreadable(error_chain(&e))),
+        Err(e) => return Err(Unusable::Unreadable { error: error_chain(&e), group: None }),
+    };
+    let defective = |bytes: &Bytes, cause: FailureCause, error: &MetaError| {
+        // A meta.json that names its group and time range fails in its group's order.
+        let meta = serde_json::from_slice::<BlockMeta>(bytes).ok()?;
+        let raw = RawMeta { bytes: bytes.clone(), meta };
+        Some(SourceBlock::defective(dir, raw, Failure::new(cause, error.to_string()), grouping))
     };
     let meta = match parse_meta(block_id(dir), bytes.clone()) {
         Ok(meta) => meta,
         Err(e @ MetaError::UnsupportedVersion { .. }) => {
-            // Its group may still be readable; then the block fails in its group's order.
-            return match serde_json::from_slice::<BlockMeta>(&bytes) {
-                Ok(meta) if meta.ulid.to_string() == block_id(dir) => Ok(SourceBlock::defective(
-                    dir,
-                    RawMeta { bytes, meta },
-                    Failure::new(FailureCause::Unsupported, e.to_string()),
-                )),
-                _ => Err(Unusable::Unsupported(e.to_string())),
-            };
+            return defective(&bytes, FailureCause::Unsupported, &e).ok_or(Unusable::Unsupported(e.to_string()));
+        }
+        Err(e @ MetaError::UlidMismatch { .. }) => {
+            return defective(&bytes, FailureCause::Source, &e).ok_or(Unusable::Partial(e.to_string()));
+        }
+        Err(e) if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() => {
+            let group = group_of_unparsable(dir, &bytes, grouping);
+            return Err(Unusable::Unreadable { error: e.to_string(), group });
         }
         Err(e) => return Err(Unusable::Partial(e.to_string())),
     };
     let listing = match list_block(store, dir).await {
         Ok(listing) => listing,
-        Err(e) => return Ok(SourceBlock::defective(dir, meta, Failure::new(FailureCause::Source, error_chain(&e)))),
+        Err(e) => {
+            let failure = Failure::new(FailureCause::Source, error_chain(&e));
+            return Ok(SourceBlock::defective(dir, meta, failure, grouping));
+        }
     };
-    let mut block = SourceBlock::plan(dir, meta, listing);
+    let mut block = SourceBlock::plan(dir, meta, listing, grouping);
     let mark = if block.markers.deletion {
         Some(block_path(dir, DELETION_MARK))
     } else {
@@ -86,7 +100,8 @@ pub(crate) async fn load_block(store: &dyn ObjectStore, dir: &str) -> Result<Sou
             }
             Ok(None) => {}
             Err(e) => {
-                return Ok(SourceBlock::defective(dir, block.meta, Failure::new(FailureCause::Source, error_chain(&e))))
+                let failure = Failure::new(FailureCause::Source, error_chain(&e));
+                return Ok(SourceBlock::defective(dir, block.meta, failure, grouping));
             }
         }
     }

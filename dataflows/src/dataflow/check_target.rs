@@ -1,4 +1,5 @@
-//! Stage 4, check target: what the target already holds of each selected block.
+//! Stage 4, check target: what the target already holds of each selected block, and how the
+//! block stands against the target's visible blocks of its group.
 
 use std::sync::Arc;
 
@@ -7,21 +8,25 @@ use timely::dataflow::operators::OkErr;
 
 use super::context::Context;
 use super::operators::AsyncFlatMap;
-use super::Stream;
+use super::{RunRequest, Stream};
 use crate::bucket::copy::Copier;
 use crate::bucket::error::SourceError;
 use crate::bucket::read::read_meta_bytes;
+use crate::bucket::target::Verdict;
 use crate::model::block::SourceBlock;
 use crate::model::failure::{error_chain, Failure, FailureCause};
 use crate::model::markers::is_marker;
 use crate::report::{Outcome, Record};
 
-/// Splits the selected blocks into those to copy and the records of those already replicated
-/// (the target's meta.json equals the source's). A block to copy carries one listing of its
-/// target folder, so that its copies need not ask the target object by object; a target that
-/// cannot be read makes the block defective, to fail in its place in its group's order.
+/// Splits the selected blocks into those to copy and the records of those that go no further:
+/// already replicated (the target's meta.json equals the source's), covered by a block the
+/// target compacted, or refused because they would overlap a visible target block of their
+/// group (which does not hold back the group: waiting cannot fix it). A late block goes on,
+/// marked late. A block to copy carries one listing of its target folder, so that its copies
+/// need not ask the target object by object; a target that cannot be read makes the block
+/// defective, to fail in its place in its group's order.
 pub(crate) fn check_target<'scope>(
-    selected: Stream<'scope, SourceBlock>,
+    selected: Stream<'scope, (RunRequest, SourceBlock)>,
     ctx: &Arc<Context>,
 ) -> (Stream<'scope, SourceBlock>, Stream<'scope, Record>) {
     let c = ctx.clone();
@@ -31,11 +36,12 @@ pub(crate) fn check_target<'scope>(
         ctx.runtime.clone(),
         ctx.concurrency,
         |_| (),
-        |block, message| {
+        |(_, block), message| {
             let message = format!("internal error: checking the target panicked: {message}");
             vec![Ok(block.with_defect(Failure::new(FailureCause::Internal, message)))]
         },
-        move |mut block: SourceBlock| {
+        move |(request, mut block): (RunRequest, SourceBlock)| {
+            let ctx = c.clone();
             let (target, copier) = (c.target.clone(), c.copier.clone());
             let (copy_markers, dry_run) = (c.copy_markers && !c.dry_run, c.dry_run);
             async move {
@@ -49,12 +55,19 @@ pub(crate) fn check_target<'scope>(
                     }
                     // A dry run copies nothing, so it need not know what the target holds.
                     Ok(_) | Err(SourceError::TooLarge { .. }) if dry_run => Ok(block),
-                    // Not there yet (or another block's, or oversized, which is replaced): one
-                    // listing of the folder tells the copies what is there already.
-                    Ok(_) | Err(SourceError::TooLarge { .. }) => match copier.list_target_block(&block.dir).await {
-                        Ok(listing) => Ok(SourceBlock { target_listing: Some(listing), ..block }),
-                        Err(e) => Ok(block.with_defect(e.failure())),
-                    },
+                    // Not there yet (or another block's, or oversized, which is replaced): judged
+                    // against the target's blocks, then one listing of the folder tells the
+                    // copies what is there already.
+                    Ok(existing) => {
+                        if existing.is_some() {
+                            ctx.target_index.forget(&block.dir);
+                        }
+                        to_copy(&ctx, request, block).await
+                    }
+                    Err(SourceError::TooLarge { .. }) => {
+                        ctx.target_index.forget(&block.dir);
+                        to_copy(&ctx, request, block).await
+                    }
                     // Failing here, outside the commit queue, would let the group's newer blocks
                     // commit; as a defect the block fails in its place in the order instead.
                     Err(e) => Ok(block.with_defect(Failure::new(FailureCause::Target, error_chain(&e)))),
@@ -63,6 +76,40 @@ pub(crate) fn check_target<'scope>(
         },
     );
     checked.ok_err(|r| r)
+}
+
+/// A block not yet in the target, judged against the target's visible blocks of its group: a
+/// block to copy, or the record of one that goes no further.
+async fn to_copy(ctx: &Context, request: RunRequest, block: SourceBlock) -> Result<SourceBlock, Record> {
+    let view = match ctx.target_index.view(request.run_id).await {
+        Ok(view) => view,
+        Err(error) => {
+            let failure = Failure::new(FailureCause::Target, format!("listing the target's blocks: {error}"));
+            return Ok(block.with_defect(failure));
+        }
+    };
+    let block = match view.judge(&block, ctx.vertical_compaction) {
+        Verdict::Fresh => block,
+        Verdict::Late { behind } => SourceBlock { late_behind: Some(behind), ..block },
+        Verdict::Covered { by } => {
+            tracing::info!(block = %block.dir, group = %block.group, run = request.run_id, covered_by = %by, "not copied: the target compacted it into another block");
+            return Err(Record::of_block(&block, Outcome::Covered { by }));
+        }
+        Verdict::Overlaps { with, min_time, max_time } => {
+            let meta = &block.meta.meta;
+            let error = format!(
+                "[{}, {}) overlaps target block {with} [{min_time}, {max_time}) of its group, and neither holds the other: \
+                 the target compactor would halt on the overlap (give --target.vertical-compaction if it compacts vertically)",
+                meta.min_time, meta.max_time
+            );
+            tracing::error!(block = %block.dir, group = %block.group, run = request.run_id, %error, "block not committed");
+            return Err(Record::of_block(&block, Outcome::failed(Failure::new(FailureCause::Overlap, error))));
+        }
+    };
+    match ctx.copier.list_target_block(&block.dir).await {
+        Ok(listing) => Ok(SourceBlock { target_listing: Some(listing), ..block }),
+        Err(e) => Ok(block.with_defect(e.failure())),
+    }
 }
 
 /// The outcome of a block already visible in the target. Marks added to the source block since

@@ -1,13 +1,16 @@
 //! What every stage of the graph shares, built once per process by the engine.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use object_store::ObjectStore;
 use tokio::runtime::Handle;
 
 use crate::bucket::copy::Copier;
 use crate::bucket::mark_source::SourceMarker;
+use crate::bucket::target::TargetIndex;
 use crate::model::filter::BlockFilter;
+use crate::model::group::Grouping;
 use crate::model::layout::Layout;
 use crate::model::strategy::Strategy;
 
@@ -25,6 +28,16 @@ pub(crate) struct Context {
     pub(crate) copy_markers: bool,
     /// Where the blocks are, and (for tenants) which blocks share a commit queue.
     pub(crate) layout: Layout,
+    /// How the target's compactor groups blocks.
+    pub(crate) grouping: Grouping,
+    /// The group of every block folder read so far in this process, by folder: a meta.json
+    /// never changes, so a later run that cannot read it still knows the one group it holds back.
+    pub(crate) known_groups: Mutex<HashMap<String, String>>,
+    /// The target's visible blocks by group, read once per block folder and process.
+    pub(crate) target_index: TargetIndex,
+    /// The target compactor merges overlapping blocks (it compacts vertically), so an overlap
+    /// with a target block is no reason to refuse a block.
+    pub(crate) vertical_compaction: bool,
     /// Move mode: marks source blocks for deletion once they are safe in the target.
     pub(crate) source_marker: Option<SourceMarker>,
     pub(crate) runtime: Handle,

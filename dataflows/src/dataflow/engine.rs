@@ -1,6 +1,7 @@
 //! The engine handle: a timely dataflow that runs for the life of the process and replicates one
 //! run per epoch.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +17,9 @@ use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
 use crate::bucket::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
 use crate::bucket::mark_source::SourceMarker;
 use crate::bucket::store::{InstrumentedStore, ReadOnlyStore, TenantMapStore};
+use crate::bucket::target::TargetIndex;
 use crate::model::filter::BlockFilter;
+use crate::model::group::Grouping;
 use crate::model::layout::Layout;
 use crate::model::strategy::Strategy;
 use crate::report::RunReport;
@@ -58,6 +61,13 @@ pub struct EngineConfig {
     pub mark_source_for_deletion: bool,
     /// Where the source's blocks are: at its root (Thanos) or in tenant folders (Mimir, Cortex).
     pub layout: Layout,
+    /// The target compactor's `--deduplication.replica-label` labels: stripped before blocks are
+    /// grouped, so that both replicas of an HA pair are one group. A compactor given them also
+    /// compacts vertically.
+    pub replica_labels: Vec<String>,
+    /// The target compactor runs with `--compact.enable-vertical-compaction`, so it merges
+    /// overlapping blocks rather than halting on them.
+    pub target_vertical_compaction: bool,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +88,8 @@ impl Default for EngineConfig {
             copy_markers: false,
             mark_source_for_deletion: false,
             layout: Layout::Thanos,
+            replica_labels: Vec::new(),
+            target_vertical_compaction: false,
         }
     }
 }
@@ -157,13 +169,21 @@ impl Replicator {
         .with_same_store(same_store)
         .with_telemetry(config.telemetry.clone(), config.cancel.clone())
         .with_bandwidth(Bandwidth::new(config.bandwidth));
+        let tenants = matches!(config.layout, Layout::Tenants(_));
+        let grouping = Grouping { replica_labels: config.replica_labels.clone(), per_tenant: tenants };
+        let concurrency = config.concurrency.max(1);
         let context = Arc::new(Context {
             source,
+            target_index: TargetIndex::new(target.clone(), config.layout.clone(), grouping.clone(), concurrency),
             target,
             copier,
-            filter: config.filter.clone(),
+            // Mimir's ingesters upload blocks without external labels.
+            filter: BlockFilter { keep_empty_labels: config.filter.keep_empty_labels || tenants, ..config.filter.clone() },
+            grouping,
+            known_groups: Mutex::new(HashMap::new()),
+            vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty(),
             strategy: config.strategy,
-            concurrency: config.concurrency.max(1),
+            concurrency,
             dry_run: config.dry_run,
             copy_markers: config.copy_markers,
             layout: config.layout.clone(),

@@ -10,10 +10,11 @@ use super::operators::AsyncFlatMap;
 use super::{RunRequest, Stream};
 use crate::bucket::listing::list_blocks;
 use crate::model::failure::error_chain;
-use crate::report::Record;
+use crate::report::{Outcome, Record};
 
 /// Each run request becomes the run's block folders (`<ULID>` or `<tenant>/<ULID>`). A listing
-/// that fails is a run error, and the run then has no blocks.
+/// that fails is a run error, and the run then has no blocks. Folders excluded by
+/// `--exclude-block` end here, before their meta.json is read.
 pub(crate) fn list<'scope>(
     requests: Stream<'scope, RunRequest>,
     ctx: &Arc<Context>,
@@ -27,10 +28,16 @@ pub(crate) fn list<'scope>(
         |_| (),
         |_, message| vec![Err(Record::RunError(format!("internal error: listing panicked: {message}")))],
         move |request: RunRequest| {
-            let (source, layout) = (ctx.source.clone(), ctx.layout.clone());
+            let ctx = ctx.clone();
             async move {
-                match list_blocks(&*source, &layout).await {
-                    Ok(dirs) => dirs.into_iter().map(|dir| Ok((request, dir))).collect(),
+                match list_blocks(&*ctx.source, &ctx.layout).await {
+                    Ok(dirs) => dirs
+                        .into_iter()
+                        .map(|dir| match ctx.filter.excludes(&dir) {
+                            Some(reason) => Err(Record::of_folder(&dir, Outcome::Filtered { reason })),
+                            None => Ok((request, dir)),
+                        })
+                        .collect(),
                     Err(e) => vec![Err(Record::RunError(error_chain(&e)))],
                 }
             }

@@ -31,8 +31,9 @@ pub(crate) struct Loaded<'scope> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Unloaded {
     Record(Record),
-    /// Its meta.json could not be read, so its group is unknown.
-    Barrier { dir: String, error: String },
+    /// Its meta.json could not be read or used, so it may be an older block of a queue: of
+    /// `queue` when that is known, else of any.
+    Barrier { dir: String, error: String, queue: Option<String> },
 }
 
 /// Reads and plans every listed block folder. A missing or unparsable meta.json skips the
@@ -47,45 +48,45 @@ pub(crate) fn load<'scope>(listed: Stream<'scope, (RunRequest, String)>, ctx: &A
         ctx.concurrency,
         |_| (),
         |(_, dir), message| {
-            vec![Err(Unloaded::Barrier { error: format!("internal error: reading it panicked: {message}"), dir })]
+            let error = format!("internal error: reading it panicked: {message}");
+            vec![Err(Unloaded::Barrier { error, dir, queue: None })]
         },
         move |(request, dir): (RunRequest, String)| {
-            let source = c.source.clone();
-            async move { vec![load_one(&*source, request, dir).await] }
+            let ctx = c.clone();
+            async move { vec![load_one(&ctx, request, dir).await] }
         },
     );
     let (blocks, unloaded) = loaded.ok_err(|r| r);
-    let (strategy, layout) = (ctx.strategy, ctx.layout.clone());
     let barriers = unloaded.clone().flat_map(move |u| match u {
-        Unloaded::Barrier { dir, .. } => {
-            let queue = strategy.queue_of_unread(&dir, &layout);
-            Some((dir, queue))
-        }
+        Unloaded::Barrier { dir, queue, .. } => Some((dir, queue)),
         Unloaded::Record(_) => None,
     });
-    let (strategy, layout) = (ctx.strategy, ctx.layout.clone());
-    let records = unloaded.map(move |u| match u {
-        Unloaded::Record(record) => record,
-        Unloaded::Barrier { dir, error } => {
-            let held = match strategy.queue_of_unread(&dir, &layout) {
+    let records = unloaded.flat_map(move |u| match u {
+        Unloaded::Record(record) => vec![record],
+        Unloaded::Barrier { dir, error, queue } => {
+            let held = match &queue {
                 Some(queue) => format!("its commit queue ({queue}) is held back this run"),
                 None => "its compaction group is unknown, so every group is held back this run".to_string(),
             };
             let failure = Failure::new(FailureCause::Source, format!("{error} ({held})"));
-            Record::of_folder(&dir, Outcome::failed(failure))
+            let failed = Record::of_folder(&dir, Outcome::failed(failure));
+            match queue {
+                Some(_) => vec![failed],
+                None => vec![failed, Record::HoldsEveryQueue(dir)],
+            }
         }
     });
     Loaded { blocks, barriers, records }
 }
 
-/// Loads one block folder, logging why it goes no further when it does not.
-async fn load_one(
-    source: &dyn object_store::ObjectStore,
-    request: RunRequest,
-    dir: String,
-) -> Result<(RunRequest, SourceBlock), Unloaded> {
-    match load_block(source, &dir).await {
-        Ok(block) => Ok((request, block)),
+/// Loads one block folder, logging why it goes no further when it does not. The group of every
+/// block read is kept, so that a later run that cannot read it holds back that group only.
+async fn load_one(ctx: &Context, request: RunRequest, dir: String) -> Result<(RunRequest, SourceBlock), Unloaded> {
+    match load_block(&*ctx.source, &dir, &ctx.grouping).await {
+        Ok(block) => {
+            ctx.known_groups.lock().expect("never poisoned").insert(dir, block.group.clone());
+            Ok((request, block))
+        }
         Err(Unusable::Partial(reason)) => {
             tracing::warn!(block = %dir, run = request.run_id, %reason, "skipping block");
             Err(Unloaded::Record(Record::of_folder(&dir, Outcome::Skipped { reason })))
@@ -95,9 +96,11 @@ async fn load_one(
             let failure = Failure::new(FailureCause::Unsupported, error);
             Err(Unloaded::Record(Record::of_folder(&dir, Outcome::failed(failure))))
         }
-        Err(Unusable::Unreadable(error)) => {
-            tracing::error!(block = %dir, run = request.run_id, %error, "meta.json unreadable; holding back the groups it could belong to this run");
-            Err(Unloaded::Barrier { dir, error })
+        Err(Unusable::Unreadable { error, group }) => {
+            let group = group.or_else(|| ctx.known_groups.lock().expect("never poisoned").get(&dir).cloned());
+            let queue = ctx.strategy.queue_of_unread(&dir, &ctx.layout, group.as_deref());
+            tracing::error!(block = %dir, run = request.run_id, %error, queue = ?queue, "meta.json unusable; holding back the groups it could belong to this run");
+            Err(Unloaded::Barrier { dir, error, queue })
         }
     }
 }

@@ -15,10 +15,10 @@ use crate::report::{Outcome, Record};
 pub(crate) fn select<'scope>(
     loaded: Stream<'scope, (RunRequest, SourceBlock)>,
     ctx: &Arc<Context>,
-) -> (Stream<'scope, SourceBlock>, Stream<'scope, Record>) {
+) -> (Stream<'scope, (RunRequest, SourceBlock)>, Stream<'scope, Record>) {
     let ctx = ctx.clone();
     loaded.ok_err(move |(request, block)| match ctx.filter.check(&block.meta.meta, &block.markers, request.now_millis) {
-        Ok(()) => Ok(block),
+        Ok(()) => Ok((request, block)),
         Err(reason) => Err(Record::of_block(&block, Outcome::Filtered { reason })),
     })
 }

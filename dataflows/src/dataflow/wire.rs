@@ -103,7 +103,8 @@ mod tests {
 
         assert!(matches!(parse_meta(ULID, nested_meta(MAX_META_DEPTH - 1)), Err(MetaError::Parse { .. })));
         let raw = parse_meta(ULID, nested_meta(MAX_META_DEPTH - 2)).unwrap();
-        let block = SourceBlock::defective(ULID, raw, Failure::new(FailureCause::Source, "x"));
+        let failure = Failure::new(FailureCause::Source, "x");
+        let block = SourceBlock::defective(ULID, raw, failure, &crate::model::group::Grouping::default());
         let sent = CommitBlock { queue: block.group.clone(), block };
         let bytes = bincode::serialize(&Wire(sent.clone())).unwrap();
         let Wire(received) = bincode::deserialize::<Wire<CommitBlock>>(&bytes).unwrap();

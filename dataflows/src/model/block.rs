@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use super::failure::{Failure, FailureCause};
+use super::group::Grouping;
 use super::markers::{Markers, DELETION_MARK};
 use super::meta::{RawMeta, META_FILENAME};
 
@@ -75,6 +76,10 @@ pub struct SourceBlock {
     /// with its meta.json, a target that could not be read). A defective block still takes its
     /// place in its group's commit order, so that it holds back the newer blocks of its group.
     pub defect: Option<Failure>,
+    /// When the target showed a newer block of the group before this one was committed: that
+    /// block's folder. The block is still committed (it overlaps nothing), and counted as late.
+    #[serde(default)]
+    pub late_behind: Option<String>,
 }
 
 /// What a listing of the target's block folder said of an object: it spares the HEAD that would
@@ -121,10 +126,10 @@ impl SourceBlock {
     /// paths and sizes). A file listed in `thanos.files` must exist with the listed size, so that
     /// a source block that is itself incomplete is never made visible in the target; such a
     /// block is returned with its `defect` set and nothing to copy.
-    pub fn plan(dir: &str, meta: RawMeta, listing: Vec<(String, u64)>) -> Self {
+    pub fn plan(dir: &str, meta: RawMeta, listing: Vec<(String, u64)>, grouping: &Grouping) -> Self {
         let mut markers = Markers::default();
         let mut markers_to_copy = Vec::new();
-        let group = meta.meta.group_key();
+        let group = meta.meta.group_key(dir, grouping);
         let (objects, defect) = match Self::objects(dir, &meta, listing, &mut markers, &mut markers_to_copy) {
             Ok(objects) => (objects, None),
             Err(e) => (Vec::new(), Some(Failure::new(FailureCause::Source, e.to_string()))),
@@ -138,6 +143,7 @@ impl SourceBlock {
             markers_to_copy,
             target_listing: None,
             defect,
+            late_behind: None,
         }
     }
 
@@ -201,8 +207,8 @@ impl SourceBlock {
 
     /// A block that cannot be planned, found after its meta.json was read: it keeps its place in
     /// its group's order, and fails there.
-    pub fn defective(dir: &str, meta: RawMeta, defect: Failure) -> Self {
-        let group = meta.meta.group_key();
+    pub fn defective(dir: &str, meta: RawMeta, defect: Failure, grouping: &Grouping) -> Self {
+        let group = meta.meta.group_key(dir, grouping);
         let block = SourceBlock {
             dir: dir.to_string(),
             meta,
@@ -212,6 +218,7 @@ impl SourceBlock {
             markers_to_copy: Vec::new(),
             target_listing: None,
             defect: None,
+            late_behind: None,
         };
         block.with_defect(defect)
     }
@@ -277,7 +284,7 @@ mod tests {
             ("deletion-mark.json", 5),
             ("chunks/000001", 6),
         ]);
-        let b = SourceBlock::plan(ULID, raw(""), l);
+        let b = SourceBlock::plan(ULID, raw(""), l, &Grouping::default());
         assert_eq!(b.defect, None);
         let order: Vec<_> = b.objects.iter().map(|o| o.rel_path.as_str()).collect();
         assert_eq!(order, ["chunks/000001", "chunks/000002", "index", "tombstones"]);
@@ -291,10 +298,10 @@ mod tests {
     fn checks_listed_files_against_the_source() {
         let files =
             r#"{"rel_path":"index","size_bytes":2,"hash":{"hashFunc":"SHA256","value":"AA"}},{"rel_path":"meta.json"}"#;
-        let b = SourceBlock::plan(ULID, raw(files), listing(&[("index", 2)]));
+        let b = SourceBlock::plan(ULID, raw(files), listing(&[("index", 2)]), &Grouping::default());
         assert_eq!(b.objects[0].sha256.as_deref(), Some("aa"));
         let defect = |l: &[(&str, u64)], files: &str| {
-            let b = SourceBlock::plan(ULID, raw(files), listing(l));
+            let b = SourceBlock::plan(ULID, raw(files), listing(l), &Grouping::default());
             assert!(b.objects.is_empty(), "a defective block has nothing to copy");
             b.defect.expect("defective").error
         };

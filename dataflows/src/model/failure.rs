@@ -37,6 +37,9 @@ pub enum FailureCause {
     Interrupted,
     /// A bug: a task panicked or a copy never reported back.
     Internal,
+    /// The block would overlap a visible block of its group in the target, neither covering
+    /// the other, and the target compactor (without vertical compaction) halts on overlaps.
+    Overlap,
 }
 
 impl FailureCause {
@@ -49,6 +52,7 @@ impl FailureCause {
             FailureCause::Unsupported => "unsupported",
             FailureCause::Interrupted => "interrupted",
             FailureCause::Internal => "internal",
+            FailureCause::Overlap => "overlap",
         }
     }
 }

@@ -31,6 +31,12 @@ pub struct BlockFilter {
     pub max_time: Option<TimeOrDuration>,
     /// Leave out blocks whose deletion mark's deletion time has passed.
     pub ignore_marked_for_deletion: bool,
+    /// Blocks left out entirely (`--exclude-block`), before their meta.json is read, so that a
+    /// broken block the operator gave up on holds nothing back.
+    pub excluded: BTreeSet<Ulid>,
+    /// Replicate blocks whose external labels are empty. Thanos's replicate never does; Mimir's
+    /// ingesters upload every block with empty labels, so a tenants bucket needs them.
+    pub keep_empty_labels: bool,
 }
 
 impl Default for BlockFilter {
@@ -44,16 +50,24 @@ impl Default for BlockFilter {
             min_time: None,
             max_time: None,
             ignore_marked_for_deletion: false,
+            excluded: BTreeSet::new(),
+            keep_empty_labels: false,
         }
     }
 }
 
 impl BlockFilter {
+    /// Whether block folder `dir` is left out entirely; the reason, for the run report.
+    pub fn excludes(&self, dir: &str) -> Option<String> {
+        let ulid = Ulid::from_string(crate::model::layout::block_id(dir)).ok()?;
+        self.excluded.contains(&ulid).then(|| "excluded by --exclude-block".to_string())
+    }
+
     /// `Ok` when the block is selected; otherwise the reason, for the run report.
     pub fn check(&self, meta: &BlockMeta, markers: &Markers, now_millis: i64) -> Result<(), String> {
         // Thanos's order: empty labels first (even for --id blocks), then deletion marks whose
         // time has come (replicate runs its fetcher with no delay), then ids or the selectors.
-        if meta.thanos.labels.is_empty() {
+        if meta.thanos.labels.is_empty() && !self.keep_empty_labels {
             return Err("external labels are empty".into());
         }
         if let Some(t) = markers.deletion_time.filter(|&t| self.ignore_marked_for_deletion && now_millis / 1000 > t) {

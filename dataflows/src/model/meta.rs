@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use super::group::group_key;
+use super::group::Grouping;
 
 /// The name of the object that makes a block visible.
 pub(crate) const META_FILENAME: &str = "meta.json";
@@ -150,9 +150,9 @@ impl ObjectHash {
 }
 
 impl BlockMeta {
-    /// The Thanos compaction group this block belongs to.
-    pub fn group_key(&self) -> String {
-        group_key(self.thanos.downsample.resolution, &self.thanos.labels)
+    /// The compaction group the target compactor puts this block (in folder `dir`) in.
+    pub fn group_key(&self, dir: &str, grouping: &Grouping) -> String {
+        grouping.key(dir, self.thanos.downsample.resolution, &self.thanos.labels)
     }
 }
 
@@ -192,6 +192,25 @@ pub(crate) fn parse_meta(block: &str, bytes: Bytes) -> Result<RawMeta, MetaError
         return Err(MetaError::UlidMismatch { block: block.to_string(), ulid: meta.ulid });
     }
     Ok(RawMeta { bytes, meta })
+}
+
+/// The compaction group named by a meta.json that is JSON but no usable block metadata (a
+/// missing or mistyped field), when its labels and resolution can still be read.
+pub(crate) fn group_of_unparsable(dir: &str, bytes: &[u8], grouping: &Grouping) -> Option<String> {
+    #[derive(Deserialize)]
+    struct LabelsOnly {
+        #[serde(default)]
+        thanos: ThanosLabels,
+    }
+    #[derive(Deserialize, Default)]
+    struct ThanosLabels {
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        #[serde(default)]
+        downsample: Downsample,
+    }
+    let LabelsOnly { thanos } = serde_json::from_slice(bytes).ok()?;
+    Some(grouping.key(dir, thanos.downsample.resolution, &thanos.labels))
 }
 
 /// Whether the arrays and objects of the JSON text `json` nest more than `limit` levels deep.

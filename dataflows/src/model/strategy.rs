@@ -42,17 +42,21 @@ impl Strategy {
                 Layout::Tenants(_) => tenant_queue(&block.dir),
             },
             Strategy::Serial => String::from("serial"),
+            // Each block is a queue of its own: nothing waits for anything.
             Strategy::Unordered => block.dir.clone(),
         }
     }
 
     /// The one commit queue that block folder `dir` can belong to when its meta.json cannot be
-    /// read, so that only that queue waits behind it; `None` when its queue could be any (its
-    /// compaction group is in the unread meta.json), and every queue waits.
-    pub fn queue_of_unread(self, dir: &str, layout: &Layout) -> Option<String> {
+    /// read, so that only that queue waits behind it: its tenant's, or its compaction `group`
+    /// where that is known (from the unparsable meta.json itself, or from an earlier read: block
+    /// metas are immutable by ULID). `None` when its queue could be any, and every queue waits.
+    pub fn queue_of_unread(self, dir: &str, layout: &Layout, group: Option<&str>) -> Option<String> {
         match (self, layout) {
             (Strategy::Grouped, Layout::Tenants(_)) => Some(tenant_queue(dir)),
-            _ => None,
+            (Strategy::Grouped, Layout::Thanos) => group.map(String::from),
+            (Strategy::Serial, _) => Some(String::from("serial")),
+            (Strategy::Unordered, _) => None,
         }
     }
 

@@ -7,7 +7,7 @@ use crate::dataflow::operators::CommitBlock;
 use crate::dataflow::wire::Wire;
 use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
-use crate::model::group::group_key;
+use crate::model::group::{group_key, Grouping};
 use crate::model::meta::{parse_meta, MetaError, RawMeta};
 
 /// The folder the seeds' meta.json files belong to.
@@ -41,7 +41,7 @@ fn check(raw: RawMeta, data: &[u8]) {
     let meta = &raw.meta;
     let dir = meta.ulid.to_string();
 
-    let key = meta.group_key();
+    let key = meta.group_key(&dir, &Grouping::default());
     assert_eq!(key, group_key(meta.thanos.downsample.resolution, &meta.thanos.labels));
     assert!(key.starts_with(&format!("{}@", meta.thanos.downsample.resolution)), "{key}");
     for file in &meta.thanos.files {
@@ -57,7 +57,7 @@ fn check(raw: RawMeta, data: &[u8]) {
     if !listing.iter().any(|(p, _)| p == "index") {
         listing.push(("index".to_string(), 1));
     }
-    let planned = SourceBlock::plan(&dir, raw.clone(), listing);
+    let planned = SourceBlock::plan(&dir, raw.clone(), listing, &Grouping::default());
     assert_eq!(planned.group, key);
     for object in &planned.objects {
         let _ = planned.path(&object.rel_path);
@@ -68,7 +68,8 @@ fn check(raw: RawMeta, data: &[u8]) {
     // In cluster mode a planned block crosses processes as JSON inside a CommitBlock, wrapped in
     // `Wire` and carried by bincode (the commit stage's inputs). A meta.json that parse_meta accepts
     // must make that trip, or the receiving worker cannot decode the record.
-    let defective = SourceBlock::defective(&dir, raw.clone(), Failure::new(FailureCause::Source, "fuzz"));
+    let failure = Failure::new(FailureCause::Source, "fuzz");
+    let defective = SourceBlock::defective(&dir, raw.clone(), failure, &Grouping::default());
     for block in [planned, defective] {
         let sent = CommitBlock { queue: key.clone(), block };
         let encoded = bincode::serialize(&Wire(sent.clone())).expect("a CommitBlock encodes");

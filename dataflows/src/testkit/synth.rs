@@ -174,7 +174,7 @@ mod tests {
         }
         for b in &blocks {
             let meta = parse_meta(&b.dir, b.meta_json().clone()).unwrap();
-            assert_eq!(meta.meta.group_key(), b.group);
+            assert_eq!(meta.meta.group_key(&b.dir, &crate::model::group::Grouping::default()), b.group);
             assert!(b.objects.contains_key("index") && b.objects.keys().any(|k| k.starts_with("chunks/")));
             for file in meta.meta.thanos.files.iter().filter(|f| f.rel_path != "meta.json") {
                 let data = &b.objects[&file.rel_path];

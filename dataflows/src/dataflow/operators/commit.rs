@@ -347,11 +347,16 @@ fn advance_queue(
                 let record = match commit_block(&copier, &pending, concurrency).await {
                     Ok((repaired, repaired_bytes)) => {
                         let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
-                        tracing::info!(block = %pending.block.dir, group = %pending.block.group, run = epoch, "block replicated");
+                        let late_behind = pending.block.late_behind.clone();
+                        match &late_behind {
+                            Some(behind) => tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first"),
+                            None => tracing::info!(block = %pending.block.dir, group = %pending.block.group, run = epoch, "block replicated"),
+                        }
                         Record::of_block(&pending.block, Outcome::Replicated {
                             objects_copied: objects_copied + repaired,
                             bytes_copied: bytes_copied + repaired_bytes,
                             objects_already_present,
+                            late_behind,
                         })
                     }
                     Err(e) => {

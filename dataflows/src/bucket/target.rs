@@ -1,0 +1,247 @@
+//! What the target's compactor sees: the target's visible blocks, by compaction group.
+//!
+//! A Thanos compactor halts on two blocks of a group whose time ranges overlap (unless it
+//! compacts vertically), treats a time range as done once a newer block of the group is visible,
+//! and deletes blocks that it merged into another (the merged block lists them in
+//! `compaction.sources`). So before a source block is made visible in the target, it is judged
+//! against the target's visible blocks of its group: covered (merged already: never copied
+//! again), overlapping (never committed), or late (committed, and counted).
+//!
+//! Block metas are immutable by ULID, so the index reads each target meta.json once per process
+//! and keeps a small record of it; a run lists the target's block folders and reads only the
+//! metas of folders it has not seen. A folder that disappears from the listing is forgotten.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use object_store::ObjectStore;
+use tokio::sync::OnceCell;
+use ulid::Ulid;
+
+use super::listing::list_target_blocks;
+use super::read::read_meta_bytes;
+use crate::model::block::SourceBlock;
+use crate::model::failure::error_chain;
+use crate::model::group::Grouping;
+use crate::model::layout::{block_id, Layout};
+use crate::model::meta::{parse_meta, BlockMeta};
+
+/// A visible target block, as far as judging source blocks needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetBlock {
+    pub(crate) dir: String,
+    pub(crate) ulid: Ulid,
+    pub(crate) group: String,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    /// The level-1 blocks this block holds, sorted (itself, for an uncompacted block).
+    pub(crate) sources: Vec<Ulid>,
+}
+
+impl TargetBlock {
+    fn new(dir: &str, meta: &BlockMeta, grouping: &Grouping) -> Self {
+        TargetBlock {
+            dir: dir.to_string(),
+            ulid: meta.ulid,
+            group: meta.group_key(dir, grouping),
+            min_time: meta.min_time,
+            max_time: meta.max_time,
+            sources: sources_of(meta),
+        }
+    }
+}
+
+/// A block's sources, sorted: those its meta.json lists, or the block itself when it lists none.
+fn sources_of(meta: &BlockMeta) -> Vec<Ulid> {
+    let mut sources = meta.compaction.sources.clone();
+    if sources.is_empty() {
+        sources.push(meta.ulid);
+    }
+    sources.sort_unstable();
+    sources.dedup();
+    sources
+}
+
+/// Whether every element of the sorted `small` is in the sorted `large`.
+fn is_subset(small: &[Ulid], large: &[Ulid]) -> bool {
+    small.iter().all(|s| large.binary_search(s).is_ok())
+}
+
+/// How a source block stands against the target's visible blocks of its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing in the target stands in its way, and nothing newer is visible.
+    Fresh,
+    /// A target block already holds every source of this block: copying it would only make the
+    /// compactor delete it again.
+    Covered { by: String },
+    /// It would overlap this visible target block, neither holding the other.
+    Overlaps { with: String, min_time: i64, max_time: i64 },
+    /// Older than the newest visible block of its group, overlapping nothing: the compactor may
+    /// already have planned around the gap it fills.
+    Late { behind: String },
+}
+
+/// The target's visible blocks of one run, by group.
+#[derive(Debug, Default)]
+pub(crate) struct TargetView {
+    groups: HashMap<String, Vec<Arc<TargetBlock>>>,
+}
+
+impl TargetView {
+    fn new(blocks: impl IntoIterator<Item = Arc<TargetBlock>>) -> Self {
+        let mut groups: HashMap<String, Vec<Arc<TargetBlock>>> = HashMap::new();
+        for block in blocks {
+            groups.entry(block.group.clone()).or_default().push(block);
+        }
+        TargetView { groups }
+    }
+
+    /// Judges `block` against the visible blocks of its group, itself aside. Without
+    /// `vertical` compaction in the target, an overlap is refused; with it, the compactor merges
+    /// overlapping blocks and the overlap is allowed.
+    pub(crate) fn judge(&self, block: &SourceBlock, vertical: bool) -> Verdict {
+        let meta = &block.meta.meta;
+        let Some(group) = self.groups.get(&block.group) else { return Verdict::Fresh };
+        let others = || group.iter().filter(|t| t.ulid != meta.ulid);
+        let sources = sources_of(meta);
+        if let Some(by) = others().find(|t| is_subset(&sources, &t.sources)) {
+            return Verdict::Covered { by: by.dir.clone() };
+        }
+        if !vertical {
+            let overlapping = others().find(|t| {
+                meta.min_time < t.max_time && t.min_time < meta.max_time && !is_subset(&t.sources, &sources)
+            });
+            if let Some(t) = overlapping {
+                return Verdict::Overlaps { with: t.dir.clone(), min_time: t.min_time, max_time: t.max_time };
+            }
+        }
+        match others().max_by_key(|t| (t.min_time, t.ulid)) {
+            Some(newest) if (meta.min_time, meta.ulid) < (newest.min_time, newest.ulid) => {
+                Verdict::Late { behind: newest.dir.clone() }
+            }
+            _ => Verdict::Fresh,
+        }
+    }
+}
+
+/// The target's block metas, read once per process, and one view of them per run.
+pub(crate) struct TargetIndex {
+    store: Arc<dyn ObjectStore>,
+    layout: Layout,
+    grouping: Grouping,
+    concurrency: usize,
+    /// The visible target blocks seen so far, by folder.
+    known: Mutex<HashMap<String, Arc<TargetBlock>>>,
+    /// Each run's view, built once by whichever worker asks first.
+    runs: Mutex<BTreeMap<u64, Arc<OnceCell<Result<Arc<TargetView>, String>>>>>,
+}
+
+impl TargetIndex {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, layout: Layout, grouping: Grouping, concurrency: usize) -> Self {
+        TargetIndex {
+            store,
+            layout,
+            grouping,
+            concurrency: concurrency.max(1),
+            known: Mutex::new(HashMap::new()),
+            runs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The target's visible blocks at the start of run `run`: listed and read once for the run,
+    /// shared by every worker of the process. An error (the target could not be listed) is the
+    /// run's, and every block that needs the view fails on it.
+    pub(crate) async fn view(&self, run: u64) -> Result<Arc<TargetView>, String> {
+        let cell = {
+            let mut runs = self.runs.lock().expect("never poisoned");
+            // Earlier runs are over: their views are never asked for again.
+            runs.retain(|&r, _| r >= run);
+            runs.entry(run).or_default().clone()
+        };
+        cell.get_or_init(|| self.build()).await.clone()
+    }
+
+    /// Forgets what the index knows of block folder `dir`, whose meta.json is being replaced.
+    pub(crate) fn forget(&self, dir: &str) {
+        self.known.lock().expect("never poisoned").remove(dir);
+    }
+
+    async fn build(&self) -> Result<Arc<TargetView>, String> {
+        let dirs = list_target_blocks(&*self.store, &self.layout).await.map_err(|e| error_chain(&e))?;
+        let unseen: Vec<String> = {
+            let mut known = self.known.lock().expect("never poisoned");
+            let listed: std::collections::HashSet<&String> = dirs.iter().collect();
+            known.retain(|dir, _| listed.contains(dir));
+            dirs.iter().filter(|d| !known.contains_key(*d)).cloned().collect()
+        };
+        let read = |dir: String| async move {
+            let bytes = read_meta_bytes(&*self.store, &dir).await.map_err(|e| error_chain(&e))?;
+            // A folder without a usable meta.json is invisible to the compactor: not a block yet
+            // (an upload in progress, perhaps this replication's), or one being deleted.
+            let meta = bytes.and_then(|bytes| parse_meta(block_id(&dir), bytes).ok());
+            Ok::<_, String>(meta.map(|raw| Arc::new(TargetBlock::new(&dir, &raw.meta, &self.grouping))))
+        };
+        let read: Vec<Result<Option<Arc<TargetBlock>>, String>> =
+            futures::stream::iter(unseen).map(read).buffer_unordered(self.concurrency).collect().await;
+        let mut known = self.known.lock().expect("never poisoned");
+        for block in read {
+            if let Some(block) = block? {
+                known.insert(block.dir.clone(), block);
+            }
+        }
+        Ok(Arc::new(TargetView::new(known.values().cloned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::meta::RawMeta;
+
+    fn ulid(n: u8) -> Ulid {
+        Ulid::from_parts(1_700_000_000_000 + u64::from(n), u128::from(n))
+    }
+
+    fn meta(n: u8, min: i64, max: i64, sources: &[u8]) -> BlockMeta {
+        let json = serde_json::json!({
+            "ulid": ulid(n).to_string(), "minTime": min, "maxTime": max, "version": 1,
+            "compaction": {"level": 1, "sources": sources.iter().map(|&s| ulid(s).to_string()).collect::<Vec<_>>()},
+            "thanos": {"labels": {"cluster": "eu1"}},
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn source(n: u8, min: i64, max: i64, sources: &[u8]) -> SourceBlock {
+        let meta = meta(n, min, max, sources);
+        let raw = RawMeta { bytes: bytes::Bytes::new(), meta };
+        SourceBlock::plan(&ulid(n).to_string(), raw, vec![("index".into(), 1)], &Grouping::default())
+    }
+
+    fn view(blocks: &[BlockMeta]) -> TargetView {
+        let grouping = Grouping::default();
+        TargetView::new(blocks.iter().map(|m| Arc::new(TargetBlock::new(&m.ulid.to_string(), m, &grouping))))
+    }
+
+    #[test]
+    fn covered_overlapping_late_and_fresh() {
+        // The target compacted blocks 1 and 2 into block 10, covering [0, 20).
+        let target = view(&[meta(10, 0, 20, &[1, 2]), meta(3, 20, 30, &[3])]);
+        assert_eq!(target.judge(&source(1, 0, 10, &[1]), false), Verdict::Covered { by: ulid(10).to_string() });
+        // A block the compactor never saw, inside the compacted range: it would overlap.
+        let backfilled = source(5, 5, 15, &[5]);
+        let overlap = Verdict::Overlaps { with: ulid(10).to_string(), min_time: 0, max_time: 20 };
+        assert_eq!(target.judge(&backfilled, false), overlap);
+        // With vertical compaction the compactor merges it; it is still older than block 3.
+        assert_eq!(target.judge(&backfilled, true), Verdict::Late { behind: ulid(3).to_string() });
+        // Ranges are half-open: [20, 30) and [30, 40) do not overlap.
+        assert_eq!(target.judge(&source(4, 30, 40, &[4]), false), Verdict::Fresh);
+        // A source block that holds a target block (compacted in the source) is not an overlap.
+        assert_eq!(target.judge(&source(11, 20, 40, &[3, 4]), false), Verdict::Fresh);
+        // The target's copy of the block itself does not count.
+        assert_eq!(target.judge(&source(3, 20, 30, &[3]), false), Verdict::Fresh);
+        // Other groups do not count.
+        assert_eq!(view(&[]).judge(&source(1, 0, 10, &[1]), false), Verdict::Fresh);
+    }
+}
