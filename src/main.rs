@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod config;
 mod gen;
 mod http;
 mod logging;

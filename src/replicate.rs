@@ -1,4 +1,4 @@
-//! The `replicate` command: flags to engine configuration, then one run or a run every interval.
+//! The `replicate` command: one run or a run every interval.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -6,23 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bucketflow_dataflows::copy::RetryPolicy;
-use std::collections::{BTreeMap, BTreeSet};
-
-use bucketflow_dataflows::filter::BlockFilter;
-use bucketflow_dataflows::layout::{Layout, Tenants};
-use bucketflow_dataflows::matcher::{parse_matchers, Selector};
 use bucketflow_dataflows::report::Outcome;
-use bucketflow_dataflows::{ClusterConfig, EngineConfig, Replicator, RunReport, Strategy};
+use bucketflow_dataflows::{Replicator, RunReport, Strategy};
 
 use bucketflow_dataflows::store::LatencyStore;
 use object_store::ObjectStore;
 use prometheus_client::registry::Registry;
 
-use crate::cli::{LayoutFlag, LogFormat, ReplicateArgs};
+use crate::cli::{LogFormat, ReplicateArgs};
 use crate::http::{self, HttpState};
 use crate::metrics::RunMetrics;
-use crate::objstore::{open_bucket, same_store, Retries, Side};
+use crate::objstore::{open_bucket, same_store, Side};
 use crate::progress::Bar;
 
 /// How a replicate invocation ended.
@@ -34,89 +28,9 @@ pub enum Finish {
     Interrupted(i32),
 }
 
-/// Builds the run's block filter from Thanos's selection flags.
-pub fn block_filter(args: &ReplicateArgs) -> Result<BlockFilter> {
-    let mut matchers = Vec::new();
-    for text in &args.matchers {
-        matchers.extend(parse_matchers(text).with_context(|| format!("--matcher {text}"))?);
-    }
-    let compaction_levels = if args.compaction.is_empty() {
-        if args.compaction_min > args.compaction_max {
-            bail!("--compaction-min {} is greater than --compaction-max {}", args.compaction_min, args.compaction_max);
-        }
-        (args.compaction_min..=args.compaction_max).collect()
-    } else {
-        args.compaction.iter().copied().collect()
-    };
-    Ok(BlockFilter {
-        ids: args.ids.iter().copied().collect(),
-        selector: Selector { matchers },
-        resolutions: args.resolutions.iter().map(|d| d.as_millis() as i64).collect(),
-        compaction_levels,
-        min_time: args.min_time,
-        max_time: args.max_time,
-        ignore_marked_for_deletion: args.ignore_marked_for_deletion,
-    })
-}
-
-/// The bucket layout from --layout and the tenant flags, which only the tenants layout takes.
-fn layout(args: &ReplicateArgs) -> Result<Layout> {
-    let tenant_flags =
-        !(args.enabled_tenants.is_empty() && args.disabled_tenants.is_empty() && args.tenant_mapping.is_empty());
-    if args.layout == LayoutFlag::Thanos {
-        if tenant_flags {
-            bail!("--enabled-tenants, --disabled-tenants and --tenant-mapping need --layout tenants");
-        }
-        return Ok(Layout::Thanos);
-    }
-    let mut mapping = BTreeMap::new();
-    for text in &args.tenant_mapping {
-        let (from, to) = text
-            .split_once('=')
-            .filter(|(from, to)| !from.is_empty() && !to.is_empty() && !from.contains('/') && !to.contains('/'))
-            .with_context(|| format!("--tenant-mapping {text:?}: expected SRC=DST, two tenant names"))?;
-        if mapping.insert(from.to_string(), to.to_string()).is_some() {
-            bail!("--tenant-mapping names tenant {from:?} twice");
-        }
-    }
-    let mut targets = BTreeSet::new();
-    for to in mapping.values() {
-        if !targets.insert(to) {
-            bail!("--tenant-mapping maps two tenants onto {to:?}");
-        }
-    }
-    Ok(Layout::Tenants(Tenants {
-        enabled: args.enabled_tenants.iter().cloned().collect(),
-        disabled: args.disabled_tenants.iter().cloned().collect(),
-        mapping,
-    }))
-}
-
-pub fn engine_config(args: &ReplicateArgs) -> Result<EngineConfig> {
-    let defaults = EngineConfig::default();
-    Ok(EngineConfig {
-        retry: RetryPolicy { retries: args.retries, timeout: args.retry_timeout, ..RetryPolicy::default() },
-        same_store: None,
-        telemetry: Default::default(),
-        cancel: Default::default(),
-        strategy: args.strategy,
-        concurrency: args.concurrency as usize,
-        workers: args.workers.map(|w| w as usize).unwrap_or(defaults.workers),
-        part_size: usize::try_from(args.part_size).context("--part-size is too large")?,
-        dry_run: args.dry_run,
-        filter: block_filter(args)?,
-        bandwidth: args.bwlimit.unwrap_or_default(),
-        copy_markers: args.copy_markers,
-        mark_source_for_deletion: args.mark_source_for_deletion,
-        layout: layout(args)?,
-        cluster: ClusterConfig::new(args.processes as usize, args.process as usize, args.hostfile.as_deref())
-            .context("cluster flags (--processes, --process, --hostfile)")?,
-    })
-}
-
 pub fn run(args: &ReplicateArgs) -> Result<Finish> {
-    let mut config = engine_config(args)?;
-    let retries = Retries { retries: args.retries, retry_timeout: args.retry_timeout };
+    let mut config = args.engine_config()?;
+    let retries = args.request_retries();
     let source = open_bucket(&args.source(), Side::Source, retries).context("source bucket")?;
     let target = open_bucket(&args.target(), Side::Target, retries).context("target bucket")?;
     if config.mark_source_for_deletion && source.overlaps(&target) {
