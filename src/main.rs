@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod config;
 mod gen;
 mod http;
 mod logging;
@@ -16,7 +17,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::replicate::Finish;
+
+/// How a command ended, which the exit status tells.
+pub enum Finish {
+    Succeeded,
+    /// A single run in which a selected block failed, or a verify that found a broken block.
+    RunFailed,
+    /// A run stopped by this signal.
+    Interrupted(i32),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -9,7 +9,7 @@ use bucketflow_dataflows::verify::{audit, AuditConfig, AuditReport, BlockStatus,
 
 use crate::cli::{LayoutFlag, VerifyArgs};
 use crate::objstore::{open_bucket, Retries, Side};
-use crate::replicate::Finish;
+use crate::Finish;
 
 pub fn run(args: &VerifyArgs) -> Result<Finish> {
     // Read-only use: the bucket is opened as a source.

@@ -1,13 +1,14 @@
 //! Bad blocks in a source bucket, through the binary: each gets an outcome and an error that
 //! names it, nothing panics, and the good blocks beside them are replicated.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
+use support::process::BIN;
 
 /// ULIDs of the test blocks, one per case.
 const GOOD_OLD: &str = "01HF856H80000000000000000A";

@@ -2,10 +2,12 @@
 //! workload, the safe strategies commit with no violation, and the output folder holds the table,
 //! the JSON and the chart.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
+use support::process::BIN;
 
 fn bench(out: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let output = Command::new(BIN)

@@ -1,10 +1,13 @@
 //! The binary's own surface: bad input gets a clear error naming it, and the run modes.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
+use support::process::BIN;
+
 const BLOCK: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
 
 fn run(args: &[&str]) -> Output {

@@ -1,12 +1,7 @@
 //! Cluster mode through real processes on 127.0.0.1: several processes share one replication,
 //! leave the target exactly as one process does, and stop cleanly when one of them is lost.
 
-#[path = "support/buckets.rs"]
-mod buckets;
-#[path = "support/process.rs"]
-mod process;
-#[path = "support/servers.rs"]
-mod servers;
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,8 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{assert_committed_blocks_complete, files, fs_yaml, objects, synth_folder};
-use process::{drain, spawn, wait_at_most, wait_for, BIN};
+use support::buckets::{assert_committed_blocks_complete, files, fs_yaml, objects, synth_folder};
+use support::process::{drain, spawn, wait_at_most, wait_for, BIN};
+use support::servers;
 
 /// A hostfile of `n` free ports on 127.0.0.1.
 fn hostfile(dir: &Path, n: usize) -> PathBuf {

@@ -4,12 +4,7 @@
 //! the source. Against a folder and against S3 (s3s-fs, whose bucket is a folder the observer can
 //! read; s3s-fs writes each object under a temporary name and renames it into place).
 
-#[path = "support/buckets.rs"]
-mod buckets;
-#[path = "support/process.rs"]
-mod process;
-#[path = "support/servers.rs"]
-mod servers;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{files, fs_yaml, objects, synth_folder};
-use process::BIN;
+use support::buckets::{files, fs_yaml, objects, synth_folder};
+use support::process::BIN;
+use support::servers;
 
 /// A small, seeded pseudo-random sequence (xorshift64*), so that a failing seed can be re-run.
 struct Seeded(u64);

@@ -1,14 +1,13 @@
 //! The operator controls through the binary, on folders: a tenants bucket renamed and selected,
 //! markers copied, and move mode's deletion marks in the source.
 
-#[path = "support/buckets.rs"]
-mod buckets;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{files, synth_folder};
+use support::buckets::{files, synth_folder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
 

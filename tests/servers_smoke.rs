@@ -2,13 +2,13 @@
 //! bucket or container, and object_store can put, get, list and delete there.
 //! A server whose tool is missing is skipped unless CI or BUCKETFLOW_REQUIRE_SERVERS is set.
 
-#[path = "support/servers.rs"]
-mod servers;
+mod support;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use support::servers;
 
 fn s3(server: &servers::Server, bucket: &str) -> impl ObjectStore {
     AmazonS3Builder::new()

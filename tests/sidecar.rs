@@ -1,9 +1,6 @@
 //! The sidecar surface of a real process: metrics and probes over HTTP, and SIGTERM mid-run.
 
-#[path = "support/buckets.rs"]
-mod buckets;
-#[path = "support/process.rs"]
-mod process;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{assert_committed_blocks_complete, files, synth_folder};
-use process::{drain, kill, spawn, wait_for, BIN};
+use support::buckets::{assert_committed_blocks_complete, files, synth_folder};
+use support::process::{drain, kill, spawn, wait_for, BIN};
 
 /// A synthetic bucket in a folder; returns the number of blocks.
 fn bucket(dir: &Path, groups: usize, per: usize) -> usize {

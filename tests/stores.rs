@@ -1,19 +1,15 @@
 //! Replication through real object-store servers on 127.0.0.1 (s3s-fs, moto, azurite), driven
 //! through the binary with Thanos objstore YAML, as an operator would run it.
 
-#[path = "support/buckets.rs"]
-mod buckets;
-#[path = "support/servers.rs"]
-mod servers;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{files, fs_yaml, synth_folder};
-use servers::Server;
-
-const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
+use support::buckets::{files, fs_yaml, synth_folder};
+use support::process::BIN;
+use support::servers::{self, Server};
 
 fn s3_yaml(server: &Server, bucket: &str, prefix: &str) -> String {
     let host = server.endpoint.trim_start_matches("http://");

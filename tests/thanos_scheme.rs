@@ -35,6 +35,8 @@
 //! bucket. On top of that we check that the source bucket is unchanged and
 //! that the JSON report agrees (outcomes and counts, never reason wording).
 
+mod support;
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
@@ -46,9 +48,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{json, Value};
-
-#[path = "support/servers.rs"]
-mod servers;
+use support::servers;
 
 // Fixed, valid ULIDs (Crockford base32, 26 characters, first char <= '7').
 const BLOCK_A: &str = "01HQ3V5N6W7X8Y9Z0A1B2C3D4E";

@@ -1,13 +1,12 @@
 //! `bucketflow verify` through the binary: after a replication the target verifies clean; a
 //! broken bucket exits 1 and the output names each broken block and what is wrong.
 
-#[path = "support/buckets.rs"]
-mod buckets;
+mod support;
 
 use std::process::{Command, Output};
 
 use bucketflow_dataflows::synth::SynthSpec;
-use buckets::{fs_yaml, synth_folder};
+use support::buckets::{fs_yaml, synth_folder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");
 

@@ -1,14 +1,19 @@
-//! Thanos's `type: GCS` configuration on object_store's `GoogleCloudStorageBuilder`.
+//! GCS buckets: Thanos's `type: GCS` YAML and `gs://bucket/prefix?option=value` URLs, both read
+//! into one [`GcsBucket`], from which the store, its identity and its place all come.
 
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::ObjectStore;
 use serde::Deserialize;
 
 use super::http::{HttpConfig, Retries};
 use super::secret::Secret;
+use super::settings::{bare_endpoint, Settings};
+
+/// Where object_store sends requests when neither a setting nor the key names a base URL.
+const DEFAULT_BASE_URL: &str = "storage.googleapis.com";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,26 +29,9 @@ pub struct GcsConfig {
 }
 
 impl GcsConfig {
-    pub fn identity(&self) -> String {
-        format!("gcs|{}|{}", self.bucket, self.service_account.expose().len())
-    }
-
-    pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, Vec<&'static str>)> {
-        if self.bucket.is_empty() {
-            bail!("GCS config: `bucket` is required");
-        }
-        let (client, mut ignored) = self.http_config.client_options(false);
-        let mut retry = retries;
-        if let Some(n) = self.max_retries {
-            retry.retries = n;
-        }
-        let mut builder = GoogleCloudStorageBuilder::from_env()
-            .with_bucket_name(&self.bucket)
-            .with_client_options(client)
-            .with_retry(retry.config());
-        if !self.service_account.is_empty() {
-            builder = builder.with_service_account_key(self.service_account.expose());
-        }
+    /// The fields set that object_store cannot honour, named for a warning.
+    fn ignored(&self) -> Vec<&'static str> {
+        let mut ignored = self.http_config.ignored();
         for (set, name) in [
             (self.use_grpc, "use_grpc"),
             (self.grpc_conn_pool_size.is_some(), "grpc_conn_pool_size"),
@@ -53,6 +41,127 @@ impl GcsConfig {
                 ignored.push(name);
             }
         }
-        Ok((Arc::new(builder.build()?), ignored))
+        ignored
+    }
+}
+
+/// The fields of a service-account key that say whose it is and where it sends requests.
+#[derive(Default, Deserialize)]
+struct KeyOwner {
+    #[serde(default)]
+    client_email: String,
+    #[serde(default)]
+    gcs_base_url: Option<String>,
+}
+
+/// One GCS bucket, however it was written: object_store settings, the HTTP client's options and
+/// the YAML fields object_store cannot honour.
+pub struct GcsBucket {
+    settings: Settings<GoogleConfigKey>,
+    http: HttpConfig,
+    max_retries: Option<usize>,
+    pub ignored: Vec<&'static str>,
+}
+
+impl GcsBucket {
+    pub fn from_yaml(config: &GcsConfig) -> Result<GcsBucket> {
+        if config.bucket.is_empty() {
+            bail!("GCS config: `bucket` is required");
+        }
+        let mut settings = Settings::new(GoogleConfigKey::Bucket, &config.bucket);
+        if !config.service_account.is_empty() {
+            settings.set(GoogleConfigKey::ServiceAccountKey, config.service_account.expose());
+        }
+        Ok(GcsBucket {
+            settings,
+            http: config.http_config.clone(),
+            max_retries: config.max_retries,
+            ignored: config.ignored(),
+        })
+    }
+
+    /// `gs://bucket/...?options`: the options are object_store's GCS settings
+    /// (`service_account_key`, `service_account`, `base_url`...).
+    pub fn from_url(bucket: &str, options: &[(String, String)]) -> Result<GcsBucket> {
+        let settings = Settings::from_url("GCS", GoogleConfigKey::Bucket, bucket, options)?;
+        Ok(GcsBucket { settings, http: HttpConfig::default(), max_retries: None, ignored: Vec::new() })
+    }
+
+    /// The owner of the service-account key given inline, as far as it can be read.
+    fn key_owner(&self) -> KeyOwner {
+        let key = self.settings.text(GoogleConfigKey::ServiceAccountKey);
+        serde_json::from_str(key).unwrap_or_default()
+    }
+
+    /// Where the bucket's objects are: `gcs`, the base URL requests go to, and the bucket.
+    pub fn place(&self) -> Vec<String> {
+        // The same precedence as object_store's: the setting, then the key's own base URL.
+        let base_url = match self.settings.get(GoogleConfigKey::BaseUrl) {
+            Some(url) => url.to_string(),
+            None => self.key_owner().gcs_base_url.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+        };
+        vec!["gcs".into(), bare_endpoint(&base_url), self.settings.text(GoogleConfigKey::Bucket).into()]
+    }
+
+    /// What makes two GCS buckets one store, for server-side copies: the place, then whose
+    /// credentials sign the requests (the key's service account, or the key file's path).
+    pub fn identity(&self) -> String {
+        let owner = self.key_owner().client_email;
+        let files = [GoogleConfigKey::ServiceAccount, GoogleConfigKey::ApplicationCredentials];
+        let mut parts = self.place();
+        parts.push(owner);
+        parts.extend(files.map(|k| self.settings.text(k).to_string()));
+        parts.join("|")
+    }
+
+    pub fn build(&self, retries: Retries) -> Result<Arc<dyn ObjectStore>> {
+        let builder = GoogleCloudStorageBuilder::from_env()
+            .with_client_options(self.http.client_options())
+            .with_retry(retries.limited_to(self.max_retries).config());
+        let builder = self.settings.apply(builder, |b, key, value| b.with_config(key, value));
+        Ok(Arc::new(builder.build()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::objstore::same_store;
+    use crate::objstore::tests::{assert_one_store, assert_other_store, open_url, open_yaml};
+
+    /// A service-account key that never reaches Google: no OAuth, and a base URL on 127.0.0.1.
+    fn key(email: &str, base_url: &str) -> String {
+        serde_json::json!({
+            "private_key": "", "private_key_id": "", "client_email": email,
+            "disable_oauth": true, "gcs_base_url": base_url,
+        })
+        .to_string()
+    }
+
+    fn yaml(bucket: &str, key: &str) -> String {
+        format!("type: GCS\nconfig:\n  bucket: {bucket}\n  service_account: '{key}'\nprefix: from\n")
+    }
+
+    fn url(bucket: &str, key: &str) -> String {
+        let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        format!("gs://{bucket}/to?service_account_key={key}")
+    }
+
+    #[test]
+    fn one_bucket_as_yaml_and_as_url_is_one_store() {
+        let key = key("a@example.com", "http://127.0.0.1:1");
+        let (yaml, url) = (open_yaml(&yaml("blocks", &key)), open_url(&url("blocks", &key)));
+        let same = same_store(&yaml, &url).expect("one store");
+        assert_eq!((same.source_prefix.as_ref(), same.target_prefix.as_ref()), ("from", "to"));
+        let base_url_setting = open_url(&format!("{}&base_url=HTTP://127.0.0.1:1/", self::url("blocks", &key)));
+        assert_one_store(&[yaml, url, base_url_setting]);
+    }
+
+    #[test]
+    fn other_buckets_endpoints_or_credentials_are_other_stores() {
+        let key_a = key("a@example.com", "http://127.0.0.1:1");
+        let bucket = open_url(&url("blocks", &key_a));
+        assert_other_store(&bucket, &open_url(&url("other", &key_a)));
+        assert_other_store(&bucket, &open_url(&url("blocks", &key("b@example.com", "http://127.0.0.1:1"))));
+        assert_other_store(&bucket, &open_yaml(&yaml("blocks", &key("a@example.com", "http://127.0.0.1:2"))));
     }
 }

@@ -21,6 +21,12 @@ impl Default for Retries {
 }
 
 impl Retries {
+    /// These retries, with a bucket config's own `max_retries` in place of `--retries` when it
+    /// has one.
+    pub fn limited_to(self, max_retries: Option<usize>) -> Retries {
+        Retries { retries: max_retries.unwrap_or(self.retries), ..self }
+    }
+
     pub fn config(&self) -> RetryConfig {
         RetryConfig {
             backoff: BackoffConfig {
@@ -62,12 +68,12 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// The client options, and the names of the fields object_store has no knob for.
-    pub fn client_options(&self, allow_http: bool) -> (ClientOptions, Vec<&'static str>) {
+    /// The client options. Whether plain HTTP is allowed is a setting of its own, given with the
+    /// endpoint.
+    pub fn client_options(&self) -> ClientOptions {
         // A whole-request timeout would cut off the download of a large object, so requests are
         // bounded by connect and read timeouts instead.
         let mut options = ClientOptions::new()
-            .with_allow_http(allow_http)
             .with_timeout_disabled()
             .with_connect_timeout(Duration::from_secs(5))
             .with_read_timeout(self.response_header_timeout.0.unwrap_or(Duration::from_secs(60)));
@@ -80,25 +86,21 @@ impl HttpConfig {
         if self.insecure_skip_verify {
             options = options.with_allow_invalid_certificates(true);
         }
-        let mut ignored = Vec::new();
-        if self.tls_handshake_timeout.0.is_some() {
-            ignored.push("http_config.tls_handshake_timeout");
-        }
-        if self.expect_continue_timeout.0.is_some() {
-            ignored.push("http_config.expect_continue_timeout");
-        }
-        if self.max_idle_conns.is_some() {
-            ignored.push("http_config.max_idle_conns");
-        }
-        if self.max_conns_per_host.is_some() {
-            ignored.push("http_config.max_conns_per_host");
-        }
-        if self.disable_compression {
-            ignored.push("http_config.disable_compression");
-        }
-        if self.tls_config.is_some() {
-            ignored.push("http_config.tls_config");
-        }
-        (options, ignored)
+        options
+    }
+
+    /// The names of the fields that object_store has no knob for.
+    pub fn ignored(&self) -> Vec<&'static str> {
+        [
+            (self.tls_handshake_timeout.0.is_some(), "http_config.tls_handshake_timeout"),
+            (self.expect_continue_timeout.0.is_some(), "http_config.expect_continue_timeout"),
+            (self.max_idle_conns.is_some(), "http_config.max_idle_conns"),
+            (self.max_conns_per_host.is_some(), "http_config.max_conns_per_host"),
+            (self.disable_compression, "http_config.disable_compression"),
+            (self.tls_config.is_some(), "http_config.tls_config"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
     }
 }

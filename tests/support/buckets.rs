@@ -1,8 +1,6 @@
 //! Buckets in folders for the binary's integration tests: synthetic Thanos buckets, their files,
 //! and the check that every block made visible in a target is complete.
 
-#![allow(dead_code)] // Each test file uses its own share of these.
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,5 @@
 //! Running the binary as a real process: its stderr as lines, waiting for one, signals.
 
-#![allow(dead_code)] // Each test file uses its own share of these.
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};

@@ -1,7 +1,7 @@
 //! Real object-store servers on 127.0.0.1 for integration tests, started and stopped by the test
 //! itself: s3s-fs and moto (S3), azurite (Azure Blob).
 //!
-//! Include with `#[path = "support/servers.rs"] mod servers;`. Install the tools with
+//! Reached through `mod support;` as `support::servers`. Install the tools with
 //! `.ci/install-test-servers.sh`. A missing tool makes the constructor print
 //! `skipping: <tool> not installed` and return `None`, unless [`require_servers`] is true (under CI,
 //! or with `BUCKETFLOW_REQUIRE_SERVERS` set), where it panics instead.
@@ -9,7 +9,6 @@
 //! Every server listens on 127.0.0.1 only, on a free port, with its data in a temporary directory
 //! that goes away with the [`Server`]; dropping the [`Server`] kills and reaps the process.
 //! Std only: container creation on azurite signs its request with the SHA-256 / HMAC below.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};

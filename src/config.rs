@@ -1,0 +1,141 @@
+//! From parsed flags to the program's configuration: `cli` parses the command line, this module
+//! turns `replicate`'s flags into the engine's config, checking what clap cannot.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context, Result};
+use bucketflow_dataflows::copy::RetryPolicy;
+use bucketflow_dataflows::filter::BlockFilter;
+use bucketflow_dataflows::layout::{Layout, Tenants};
+use bucketflow_dataflows::matcher::{parse_matchers, Selector};
+use bucketflow_dataflows::{ClusterConfig, EngineConfig};
+
+use crate::cli::{LayoutFlag, ReplicateArgs};
+use crate::objstore::Retries;
+
+impl ReplicateArgs {
+    /// The engine's config from the flags. It names no shared store yet: that is known only once
+    /// both buckets are open.
+    pub fn engine_config(&self) -> Result<EngineConfig> {
+        let defaults = EngineConfig::default();
+        Ok(EngineConfig {
+            retry: RetryPolicy { retries: self.retries, timeout: self.retry_timeout, ..RetryPolicy::default() },
+            same_store: None,
+            telemetry: Default::default(),
+            cancel: Default::default(),
+            strategy: self.strategy,
+            concurrency: self.concurrency as usize,
+            workers: self.workers.map(|w| w as usize).unwrap_or(defaults.workers),
+            part_size: usize::try_from(self.part_size).context("--part-size is too large")?,
+            dry_run: self.dry_run,
+            filter: self.block_filter()?,
+            bandwidth: self.bwlimit.unwrap_or_default(),
+            copy_markers: self.copy_markers,
+            mark_source_for_deletion: self.mark_source_for_deletion,
+            layout: self.layout()?,
+            cluster: ClusterConfig::new(self.processes as usize, self.process as usize, self.hostfile.as_deref())
+                .context("cluster flags (--processes, --process, --hostfile)")?,
+        })
+    }
+
+    /// The retries of one request to either bucket, from --retries and --retry-timeout.
+    pub fn request_retries(&self) -> Retries {
+        Retries { retries: self.retries, retry_timeout: self.retry_timeout }
+    }
+
+    /// The run's block filter, from Thanos's selection flags.
+    fn block_filter(&self) -> Result<BlockFilter> {
+        let mut matchers = Vec::new();
+        for text in &self.matchers {
+            matchers.extend(parse_matchers(text).with_context(|| format!("--matcher {text}"))?);
+        }
+        let compaction_levels = if self.compaction.is_empty() {
+            if self.compaction_min > self.compaction_max {
+                bail!(
+                    "--compaction-min {} is greater than --compaction-max {}",
+                    self.compaction_min,
+                    self.compaction_max
+                );
+            }
+            (self.compaction_min..=self.compaction_max).collect()
+        } else {
+            self.compaction.iter().copied().collect()
+        };
+        Ok(BlockFilter {
+            ids: self.ids.iter().copied().collect(),
+            selector: Selector { matchers },
+            resolutions: self.resolutions.iter().map(|d| d.as_millis() as i64).collect(),
+            compaction_levels,
+            min_time: self.min_time,
+            max_time: self.max_time,
+            ignore_marked_for_deletion: self.ignore_marked_for_deletion,
+        })
+    }
+
+    /// The bucket layout from --layout and the tenant flags, which only the tenants layout takes.
+    fn layout(&self) -> Result<Layout> {
+        let tenant_flags =
+            !(self.enabled_tenants.is_empty() && self.disabled_tenants.is_empty() && self.tenant_mapping.is_empty());
+        if self.layout == LayoutFlag::Thanos {
+            if tenant_flags {
+                bail!("--enabled-tenants, --disabled-tenants and --tenant-mapping need --layout tenants");
+            }
+            return Ok(Layout::Thanos);
+        }
+        let mut mapping = BTreeMap::new();
+        for text in &self.tenant_mapping {
+            let (from, to) = text
+                .split_once('=')
+                .filter(|(from, to)| !from.is_empty() && !to.is_empty() && !from.contains('/') && !to.contains('/'))
+                .with_context(|| format!("--tenant-mapping {text:?}: expected SRC=DST, two tenant names"))?;
+            if mapping.insert(from.to_string(), to.to_string()).is_some() {
+                bail!("--tenant-mapping names tenant {from:?} twice");
+            }
+        }
+        let mut targets = BTreeSet::new();
+        for to in mapping.values() {
+            if !targets.insert(to) {
+                bail!("--tenant-mapping maps two tenants onto {to:?}");
+            }
+        }
+        Ok(Layout::Tenants(Tenants {
+            enabled: self.enabled_tenants.iter().cloned().collect(),
+            disabled: self.disabled_tenants.iter().cloned().collect(),
+            mapping,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn replicate_args(flags: &[&str]) -> ReplicateArgs {
+        let command = ["bucketflow", "replicate", "--from", "memory://", "--to", "memory://"];
+        match Cli::try_parse_from(command.iter().chain(flags)).unwrap().command {
+            Command::Replicate(args) => *args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_map_onto_the_engine_config() {
+        let args = replicate_args(&[
+            "--concurrency=7",
+            "--part-size=6291456",
+            "--compaction-min=2",
+            "--compaction-max=3",
+            "--layout=tenants",
+            "--tenant-mapping=a=b",
+        ]);
+        let config = args.engine_config().unwrap();
+        assert_eq!((config.concurrency, config.part_size), (7, 6 * 1024 * 1024));
+        assert_eq!(config.filter.compaction_levels, BTreeSet::from([2, 3]));
+        let Layout::Tenants(tenants) = config.layout else { panic!("a tenants layout") };
+        assert_eq!(tenants.mapping, BTreeMap::from([("a".to_string(), "b".to_string())]));
+        assert!(config.same_store.is_none(), "known only once the buckets are open");
+    }
+}

@@ -1,0 +1,62 @@
+//! An opened bucket, and what two opened buckets have to do with each other.
+
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+
+/// An opened bucket.
+pub struct Bucket {
+    /// The store as bucketflow uses it: the bucket, under its prefix.
+    pub store: Arc<dyn ObjectStore>,
+    /// The bucket without its prefix, with what identifies it (type, endpoint, bucket,
+    /// credentials), so that two buckets that are one store can copy server-side.
+    pub base: Option<(String, Arc<dyn ObjectStore>)>,
+    pub prefix: ObjectPath,
+    /// Where the bucket's objects live, credentials aside, as path segments down to its prefix
+    /// (`s3`, endpoint, bucket, prefix...; or a folder's canonical path): two buckets whose
+    /// places are one and the same, or one inside the other, share objects. `None` for memory.
+    pub place: Option<Vec<String>>,
+}
+
+impl Bucket {
+    /// The bucket `store` under `prefix`. `place` is where the store's root lives (kind and
+    /// location, e.g. `["s3", endpoint, bucket]`); the prefix's segments are added to it.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        identity: Option<String>,
+        prefix: &str,
+        place: Option<Vec<String>>,
+    ) -> Bucket {
+        let prefix = ObjectPath::from(prefix.trim_matches('/'));
+        let prefixed: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            store.clone()
+        } else {
+            Arc::new(PrefixStore::new(store.clone(), prefix.clone()))
+        };
+        let place = place.map(|mut place| {
+            place.extend(prefix.parts().map(|p| p.as_ref().to_string()));
+            place
+        });
+        Bucket { store: prefixed, base: identity.map(|id| (id, store)), prefix, place }
+    }
+
+    /// Whether the two buckets may share objects: one's place is the other's, or inside it.
+    pub fn overlaps(&self, other: &Bucket) -> bool {
+        match (&self.place, &other.place) {
+            (Some(a), Some(b)) => a.starts_with(b) || b.starts_with(a),
+            _ => false,
+        }
+    }
+}
+
+/// Server-side copy applies when both sides are the same store.
+pub fn same_store(source: &Bucket, target: &Bucket) -> Option<bucketflow_dataflows::copy::SameStore> {
+    let ((source_id, store), (target_id, _)) = (source.base.as_ref()?, target.base.as_ref()?);
+    (source_id == target_id).then(|| bucketflow_dataflows::copy::SameStore {
+        store: store.clone(),
+        source_prefix: source.prefix.clone(),
+        target_prefix: target.prefix.clone(),
+    })
+}

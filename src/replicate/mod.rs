@@ -1,0 +1,78 @@
+//! The `replicate` command: opens both buckets, serves HTTP, handles signals, then runs the
+//! replication once or every interval.
+
+mod report;
+mod runs;
+mod serve;
+mod signals;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bucketflow_dataflows::store::LatencyStore;
+use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
+use object_store::ObjectStore;
+
+use crate::cli::ReplicateArgs;
+use crate::objstore::{open_bucket, same_store, Side};
+use crate::Finish;
+
+pub fn run(args: &ReplicateArgs) -> Result<Finish> {
+    let mut config = args.engine_config()?;
+    let (source, target) = open_buckets(args, &mut config)?;
+    warn_of_risks(&config);
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let run_metrics = serve::start(&runtime, args.http_address, &config, &source, &target)?;
+    let cancel = config.cancel.clone();
+    let interrupt = signals::install(&runtime, args.grace_period, move || cancel.cancel());
+
+    let progress = config.telemetry.progress.clone();
+    if let Some(cluster) = &config.cluster {
+        tracing::info!(process = cluster.process, addresses = ?cluster.addresses, "joining the cluster");
+    }
+    let replicator = Replicator::start(source, target, config, runtime.handle().clone())?;
+    runs::run(args, replicator, &progress, &run_metrics, &interrupt)
+}
+
+/// Opens both buckets, as stores to replicate between. In move mode a target that shares the
+/// source's objects is refused: marking would delete the only copy. When the two are one store,
+/// `config` says so, for server-side copies.
+fn open_buckets(
+    args: &ReplicateArgs,
+    config: &mut EngineConfig,
+) -> Result<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>)> {
+    let retries = args.request_retries();
+    let source = open_bucket(&args.source(), Side::Source, retries).context("source bucket")?;
+    let target = open_bucket(&args.target(), Side::Target, retries).context("target bucket")?;
+    if config.mark_source_for_deletion && source.overlaps(&target) {
+        bail!(
+            "--mark-source-for-deletion: the source and the target are the same bucket and prefix, or one lies inside the other; marking would delete the only copy"
+        );
+    }
+    config.same_store = same_store(&source, &target);
+    if config.same_store.is_some() {
+        tracing::info!("source and target are one store; objects are copied server-side");
+    }
+    Ok(match args.debug_latency {
+        Some(latency) => (with_latency(source.store, latency), with_latency(target.store, latency)),
+        None => (source.store, target.store),
+    })
+}
+
+/// Warns of the flags whose cost an operator should see in the log.
+fn warn_of_risks(config: &EngineConfig) {
+    if config.mark_source_for_deletion {
+        tracing::warn!("--mark-source-for-deletion: every block that is safe in the target gets a deletion mark in the source, and the source's compactor will delete it");
+    }
+    if config.strategy == Strategy::Unordered {
+        tracing::warn!("--strategy unordered commits blocks with no compaction-group order; a target compactor can see gaps. Use it for benchmarks only");
+    }
+}
+
+/// Every request to `store` waits `latency` first, as over a slow network.
+fn with_latency(store: Arc<dyn ObjectStore>, latency: Duration) -> Arc<dyn ObjectStore> {
+    Arc::new(LatencyStore::new(store, latency))
+}

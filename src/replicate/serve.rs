@@ -1,0 +1,50 @@
+//! The replicate command's HTTP surface: its metrics and probes, ready once both buckets answer.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use bucketflow_dataflows::EngineConfig;
+use object_store::ObjectStore;
+use prometheus_client::registry::Registry;
+use tokio::runtime::Runtime;
+
+use crate::http::{self, HttpState};
+use crate::metrics::RunMetrics;
+
+/// Serves `/metrics` (the engine's and the runs'), `/-/healthy` and `/-/ready` on `address` from
+/// `runtime`, and starts listing both buckets for readiness. Returns the runs' metrics.
+pub fn start(
+    runtime: &Runtime,
+    address: SocketAddr,
+    config: &EngineConfig,
+    source: &Arc<dyn ObjectStore>,
+    target: &Arc<dyn ObjectStore>,
+) -> Result<RunMetrics> {
+    let mut registry = Registry::default();
+    config.telemetry.metrics.register(&mut registry);
+    let run_metrics = RunMetrics::new(&mut registry);
+    let state = Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false) });
+    let bound = runtime.block_on(http::serve(address, state.clone()))?;
+    tracing::info!(address = %bound, "serving HTTP: /metrics, /-/healthy, /-/ready");
+    runtime.spawn(become_ready(source.clone(), target.clone(), state));
+    Ok(run_metrics)
+}
+
+/// Ready once both buckets have been listed, retried every few seconds until they can be.
+async fn become_ready(source: Arc<dyn ObjectStore>, target: Arc<dyn ObjectStore>, state: Arc<HttpState>) {
+    loop {
+        match tokio::try_join!(source.list_with_delimiter(None), target.list_with_delimiter(None)) {
+            Ok(_) => {
+                state.ready.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "listing the buckets for readiness failed; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
