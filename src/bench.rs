@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bucketflow_dataflows::source::list_block_dirs;
-use bucketflow_dataflows::store::safety::ExpectedBlock;
-use bucketflow_dataflows::store::SafetyChecker;
-use bucketflow_dataflows::synth::{generate, write, SynthBlock, SynthSpec};
-use bucketflow_dataflows::telemetry::{RequestLabels, Side as RequestSide, Telemetry};
+use bucketflow_dataflows::list_block_dirs;
+use bucketflow_dataflows::testkit::ExpectedBlock;
+use bucketflow_dataflows::testkit::SafetyChecker;
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
+use bucketflow_dataflows::{RequestLabels, Side as RequestSide, Telemetry};
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
@@ -59,7 +59,7 @@ pub struct RunResult {
 
 /// Samples the bytes copied so far until `done`; returns (seconds since start, bytes).
 fn sample_progress(
-    progress: Arc<bucketflow_dataflows::telemetry::Progress>,
+    progress: Arc<bucketflow_dataflows::Progress>,
     done: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<(f64, u64)>> {
     use std::sync::atomic::Ordering;

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bucketflow_dataflows::bandwidth::BandwidthLimit;
-use bucketflow_dataflows::timespec::{parse_duration, TimeOrDuration};
+use bucketflow_dataflows::BandwidthLimit;
+use bucketflow_dataflows::{parse_duration, TimeOrDuration};
 use bucketflow_dataflows::Strategy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ulid::Ulid;
@@ -151,6 +151,10 @@ pub struct VerifyArgs {
     /// Check sizes only: do not read objects back to compare the SHA256 that meta.json lists.
     #[arg(long = "skip-hashes")]
     pub skip_hashes: bool,
+    /// A label the bucket's compactor strips before grouping (--deduplication.replica-label;
+    /// repeated): the replicas of an HA pair share one time line.
+    #[arg(long = "deduplication.replica-label", value_name = "LABEL")]
+    pub replica_labels: Vec<String>,
     /// Also write the audit as JSON to this file.
     #[arg(long = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
@@ -251,6 +255,19 @@ pub struct ReplicateArgs {
     /// Do not replicate blocks that have a deletion mark.
     #[arg(long = "ignore-marked-for-deletion")]
     pub ignore_marked_for_deletion: bool,
+    /// A label the target's compactor strips before grouping blocks (its own
+    /// --deduplication.replica-label; repeated): both replicas of an HA pair are then one group,
+    /// ordered as one. The target compactor then also compacts vertically.
+    #[arg(long = "deduplication.replica-label", value_name = "LABEL")]
+    pub replica_labels: Vec<String>,
+    /// The target's compactor runs with --compact.enable-vertical-compaction: a block that
+    /// overlaps a target block of its group is replicated rather than refused.
+    #[arg(long = "target.vertical-compaction")]
+    pub target_vertical_compaction: bool,
+    /// Leave this block out entirely (repeated), without holding back the newer blocks of its
+    /// group: for a broken source block that should not stop its group.
+    #[arg(long = "exclude-block", value_name = "ULID")]
+    pub exclude_blocks: Vec<Ulid>,
 
     /// Listen address for HTTP (metrics and probes); port 0 picks a free port.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
@@ -369,7 +386,7 @@ fn parse_duration_flag(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_bwlimit(s: &str) -> Result<BandwidthLimit, String> {
-    s.parse().map_err(|e: bucketflow_dataflows::bandwidth::RateError| e.to_string())
+    s.parse().map_err(|e: bucketflow_dataflows::RateError| e.to_string())
 }
 
 fn valid_bwlimit(s: &str) -> Result<String, String> {
@@ -377,5 +394,5 @@ fn valid_bwlimit(s: &str) -> Result<String, String> {
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
-    s.parse().map_err(|e: bucketflow_dataflows::strategy::UnknownStrategy| e.to_string())
+    s.parse().map_err(|e: bucketflow_dataflows::UnknownStrategy| e.to_string())
 }

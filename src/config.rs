@@ -4,11 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context, Result};
-use bucketflow_dataflows::copy::RetryPolicy;
-use bucketflow_dataflows::filter::BlockFilter;
-use bucketflow_dataflows::layout::{Layout, Tenants};
-use bucketflow_dataflows::matcher::{parse_matchers, Selector};
-use bucketflow_dataflows::{ClusterConfig, EngineConfig};
+use bucketflow_dataflows::{
+    parse_matchers, BlockFilter, ClusterConfig, EngineConfig, Layout, RetryPolicy, Selector, Tenants,
+};
 
 use crate::cli::{LayoutFlag, ReplicateArgs};
 use crate::objstore::Retries;
@@ -33,6 +31,8 @@ impl ReplicateArgs {
             copy_markers: self.copy_markers,
             mark_source_for_deletion: self.mark_source_for_deletion,
             layout: self.layout()?,
+            replica_labels: self.replica_labels()?,
+            target_vertical_compaction: self.target_vertical_compaction,
             cluster: ClusterConfig::new(self.processes as usize, self.process as usize, self.hostfile.as_deref())
                 .context("cluster flags (--processes, --process, --hostfile)")?,
         })
@@ -69,7 +69,22 @@ impl ReplicateArgs {
             min_time: self.min_time,
             max_time: self.max_time,
             ignore_marked_for_deletion: self.ignore_marked_for_deletion,
+            excluded: self.exclude_blocks.iter().copied().collect(),
+            // The engine keeps them for a tenants layout, whatever this says.
+            keep_empty_labels: false,
         })
+    }
+
+    /// The target compactor's replica labels, each a label name.
+    fn replica_labels(&self) -> Result<Vec<String>> {
+        for label in &self.replica_labels {
+            let valid = label.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                bail!("--deduplication.replica-label {label:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+            }
+        }
+        Ok(self.replica_labels.clone())
     }
 
     /// The bucket layout from --layout and the tenant flags, which only the tenants layout takes.

@@ -1,7 +1,7 @@
 //! The `gen` command: a synthetic Thanos bucket written to any bucket bucketflow can open.
 
 use anyhow::{Context, Result};
-use bucketflow_dataflows::synth::{generate, write, SynthSpec};
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthSpec};
 
 use crate::cli::GenArgs;
 use crate::objstore::{open_bucket, Retries, Side};

@@ -4,10 +4,11 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use bucketflow_dataflows::report::Outcome;
+use bucketflow_dataflows::Outcome;
 use bucketflow_dataflows::RunReport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,6 +19,11 @@ pub struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabel {
     pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockLabel {
+    pub block: String,
 }
 
 /// Run durations reach hours for a bulk migration, so the buckets go from a second to a day.
@@ -36,6 +42,9 @@ pub struct RunMetrics {
     objects_replicated: Counter,
     blocks_held_back: Counter,
     block_failures: Family<CauseLabel, Counter>,
+    blocks_covered: Counter,
+    blocks_late: Counter,
+    every_group_held_back_by: Family<BlockLabel, Gauge>,
 }
 
 impl RunMetrics {
@@ -48,6 +57,9 @@ impl RunMetrics {
             objects_replicated: Counter::default(),
             blocks_held_back: Counter::default(),
             block_failures: Family::default(),
+            blocks_covered: Counter::default(),
+            blocks_late: Counter::default(),
+            every_group_held_back_by: Family::default(),
         };
         // prometheus-client appends `_total` to counters, which gives Thanos's exact names.
         let thanos = registry.sub_registry_with_prefix("thanos_replicate");
@@ -75,6 +87,21 @@ impl RunMetrics {
             m.blocks_held_back.clone(),
         );
         own.register("block_failures", "Blocks that failed, by cause.", m.block_failures.clone());
+        own.register(
+            "blocks_covered",
+            "Source blocks not copied because the target compactor merged them into a target block.",
+            m.blocks_covered.clone(),
+        );
+        own.register(
+            "blocks_late",
+            "Blocks replicated after a newer block of their group was visible in the target.",
+            m.blocks_late.clone(),
+        );
+        own.register(
+            "every_group_held_back_by",
+            "1 for each block whose meta.json could not be read and whose group is unknown, which held back every group in the last run.",
+            m.every_group_held_back_by.clone(),
+        );
         m
     }
 
@@ -82,7 +109,14 @@ impl RunMetrics {
         let result = ResultLabel { result: if report.is_failure() { "error" } else { "success" } };
         self.runs.get_or_create(&result).inc();
         self.run_duration.get_or_create(&result).observe(report.duration_seconds);
-        self.blocks_already_replicated.inc_by(report.counts.already_replicated);
+        // A covered block is in the target, merged: Thanos's dashboards count it as replicated.
+        self.blocks_already_replicated.inc_by(report.counts.already_replicated + report.counts.covered);
+        self.blocks_covered.inc_by(report.counts.covered);
+        self.blocks_late.inc_by(report.counts.late);
+        self.every_group_held_back_by.clear();
+        for block in &report.every_queue_held_back_by {
+            self.every_group_held_back_by.get_or_create(&BlockLabel { block: block.clone() }).set(1);
+        }
         self.blocks_replicated.inc_by(report.counts.replicated);
         self.objects_replicated.inc_by(report.objects_copied);
         self.blocks_held_back.inc_by(report.counts.held_back);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bucketflow_dataflows::telemetry::Progress;
+use bucketflow_dataflows::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);

@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use bucketflow_dataflows::layout::Layout;
-use bucketflow_dataflows::verify::{audit, AuditConfig, AuditReport, BlockStatus, TimeNote};
+use bucketflow_dataflows::Layout;
+use bucketflow_dataflows::{audit, AuditConfig, AuditReport, BlockStatus, TimeNote};
 
 use crate::cli::{LayoutFlag, VerifyArgs};
 use crate::objstore::{open_bucket, Retries, Side};
@@ -21,6 +21,7 @@ pub fn run(args: &VerifyArgs) -> Result<Finish> {
             LayoutFlag::Thanos => Layout::Thanos,
             LayoutFlag::Tenants => Layout::Tenants(Default::default()),
         },
+        replica_labels: args.replica_labels.clone(),
         ..AuditConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use bucketflow_dataflows::synth::SynthSpec;
+use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{assert_committed_blocks_complete, files, fs_yaml, objects, synth_folder};
 use support::process::{drain, spawn, wait_at_most, wait_for, BIN};
 use support::servers;

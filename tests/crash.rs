@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bucketflow_dataflows::synth::SynthSpec;
+use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{files, fs_yaml, objects, synth_folder};
 use support::process::BIN;
 use support::servers;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bucketflow_dataflows::synth::SynthSpec;
+use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{assert_committed_blocks_complete, files, synth_folder};
 use support::process::{drain, kill, spawn, wait_for, BIN};
 

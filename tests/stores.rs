@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bucketflow_dataflows::synth::SynthSpec;
+use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{files, fs_yaml, synth_folder};
 use support::process::BIN;
 use support::servers::{self, Server};

@@ -5,7 +5,7 @@ mod support;
 
 use std::process::{Command, Output};
 
-use bucketflow_dataflows::synth::SynthSpec;
+use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{fs_yaml, synth_folder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bucketflow");

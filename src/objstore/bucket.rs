@@ -52,9 +52,9 @@ impl Bucket {
 }
 
 /// Server-side copy applies when both sides are the same store.
-pub fn same_store(source: &Bucket, target: &Bucket) -> Option<bucketflow_dataflows::copy::SameStore> {
+pub fn same_store(source: &Bucket, target: &Bucket) -> Option<bucketflow_dataflows::SameStore> {
     let ((source_id, store), (target_id, _)) = (source.base.as_ref()?, target.base.as_ref()?);
-    (source_id == target_id).then(|| bucketflow_dataflows::copy::SameStore {
+    (source_id == target_id).then(|| bucketflow_dataflows::SameStore {
         store: store.clone(),
         source_prefix: source.prefix.clone(),
         target_prefix: target.prefix.clone(),

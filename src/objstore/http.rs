@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bucketflow_dataflows::timespec::parse_duration;
+use bucketflow_dataflows::parse_duration;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde::Deserialize;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bucketflow_dataflows::store::LatencyStore;
+use bucketflow_dataflows::LatencyStore;
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
 use object_store::ObjectStore;
 

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use bucketflow_dataflows::report::Outcome;
+use bucketflow_dataflows::Outcome;
 use bucketflow_dataflows::RunReport;
 
 use crate::cli::ReplicateArgs;
@@ -30,6 +30,8 @@ fn log_report(report: &RunReport) {
         result,
         replicated = c.replicated,
         already_replicated = c.already_replicated,
+        covered = c.covered,
+        late = c.late,
         filtered = c.filtered,
         skipped = c.skipped,
         failed = c.failed,
@@ -39,6 +41,9 @@ fn log_report(report: &RunReport) {
         duration_seconds = report.duration_seconds,
         "replication run finished"
     );
+    for block in &report.every_queue_held_back_by {
+        tracing::error!(run = report.run_id, %block, "meta.json unreadable and its group unknown: every group was held back");
+    }
     for error in &report.errors {
         tracing::error!(run = report.run_id, %error, "replication run error");
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bucketflow_dataflows::telemetry::Progress;
+use bucketflow_dataflows::Progress;
 use bucketflow_dataflows::Replicator;
 
 use super::report;

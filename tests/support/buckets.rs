@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bucketflow_dataflows::synth::{generate, write, SynthSpec};
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthSpec};
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
 
