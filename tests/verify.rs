@@ -84,7 +84,7 @@ fn a_tenants_bucket_is_audited_tenant_by_tenant() {
     let out = verify(&["--url", &url, "--layout", "tenants"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("group team-a 0@") && stdout.contains("group team-b 0@"), "{stdout}");
+    assert!(stdout.contains("group team-a/0@") && stdout.contains("group team-b/0@"), "{stdout}");
     assert!(stdout.contains("3 complete, 1 incomplete"), "{stdout}");
     let broken = blocks[0].file_name().unwrap().to_str().unwrap();
     assert!(stdout.lines().any(|l| l.contains(broken) && l.contains("INCOMPLETE")), "{stdout}");

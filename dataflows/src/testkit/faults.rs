@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -116,6 +116,8 @@ struct Faults {
     rules: Vec<FaultRule>,
     state: Mutex<(StdRng, Vec<usize>)>,
     injected: AtomicUsize,
+    /// Off: every request passes untouched, as though there were no rules.
+    enabled: AtomicBool,
 }
 
 impl<T> FaultyStore<T> {
@@ -124,13 +126,23 @@ impl<T> FaultyStore<T> {
     pub fn new(inner: T, rules: Vec<FaultRule>, seed: u64) -> Self {
         let counts = vec![0; rules.len()];
         let faults =
-            Faults { rules, state: Mutex::new((StdRng::seed_from_u64(seed), counts)), injected: AtomicUsize::new(0) };
+            Faults {
+                rules,
+                state: Mutex::new((StdRng::seed_from_u64(seed), counts)),
+                injected: AtomicUsize::new(0),
+                enabled: AtomicBool::new(true),
+            };
         FaultyStore { inner, faults: Arc::new(faults) }
     }
 
     /// How many failures were injected so far.
     pub fn injected(&self) -> usize {
         self.faults.injected.load(Ordering::SeqCst)
+    }
+
+    /// Turns the faults on or off (they start on), for a test whose faults begin mid-way.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.faults.enabled.store(enabled, Ordering::SeqCst);
     }
 
     /// Fails the request when a failing fault hits it; otherwise the effect to apply, if any.
@@ -141,6 +153,9 @@ impl<T> FaultyStore<T> {
 
 impl Faults {
     fn check(&self, op: Op, path: &Path) -> Result<Option<Effect>> {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         let mut state = self.state.lock().expect("the fault state lock is never poisoned");
         let (rng, counts) = &mut *state;
         for (i, rule) in self.rules.iter().enumerate() {

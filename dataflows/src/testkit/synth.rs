@@ -68,6 +68,8 @@ pub struct SynthBlock {
     pub min_time: i64,
     /// The block's maxTime in Unix milliseconds.
     pub max_time: i64,
+    /// The level-1 blocks it holds (`compaction.sources`).
+    pub sources: Vec<Ulid>,
     /// Objects by path relative to the block folder; meta.json among them.
     pub objects: BTreeMap<String, Bytes>,
 }
@@ -86,6 +88,117 @@ fn skewed_size(rng: &mut StdRng, min: usize, max: usize) -> usize {
     min + ((u * u * u) * (max - min) as f64) as usize
 }
 
+/// The shape of one synthetic block, for layouts that [`generate`] does not make: HA replica
+/// pairs, compacted blocks, tenants.
+#[derive(Debug, Clone)]
+pub struct BlockShape {
+    /// The block's ULID.
+    pub ulid: Ulid,
+    /// The tenant folder it lives in (`<tenant>/<ULID>`), if any.
+    pub tenant: Option<String>,
+    /// Its external labels (`thanos.labels`).
+    pub labels: BTreeMap<String, String>,
+    /// Its downsampling resolution in milliseconds.
+    pub resolution: i64,
+    /// Its time range, `[min_time, max_time)` in Unix milliseconds.
+    pub min_time: i64,
+    /// The end of its time range.
+    pub max_time: i64,
+    /// Its compaction level.
+    pub level: i64,
+    /// The level-1 blocks it holds (`compaction.sources`); empty: itself.
+    pub sources: Vec<Ulid>,
+}
+
+impl BlockShape {
+    /// A level-1 block of `labels` covering `[min_time, max_time)`, its ULID made from `seed`.
+    pub fn new(labels: &[(&str, &str)], min_time: i64, max_time: i64, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        BlockShape {
+            ulid: Ulid::from_parts(max_time as u64, rng.random::<u128>()),
+            tenant: None,
+            labels: labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            resolution: 0,
+            min_time,
+            max_time,
+            level: 1,
+            sources: Vec::new(),
+        }
+    }
+
+    /// This block, compacted from `sources` at `level`.
+    pub fn compacted_from(self, sources: &[&SynthBlock], level: i64) -> Self {
+        let sources = sources.iter().flat_map(|b| b.sources.iter().copied()).collect();
+        BlockShape { sources, level, ..self }
+    }
+
+    /// This block, in `tenant`'s folder.
+    pub fn in_tenant(self, tenant: &str) -> Self {
+        BlockShape { tenant: Some(tenant.to_string()), ..self }
+    }
+}
+
+/// Makes one block of `shape`, with objects of sizes drawn from `spec` and `rng`.
+fn make_block(shape: BlockShape, spec: &SynthSpec, rng: &mut StdRng) -> SynthBlock {
+    let ulid = shape.ulid;
+    let mut objects = BTreeMap::new();
+    for c in 0..rng.random_range(1..=spec.max_chunk_files.max(1)) {
+        let mut data = vec![0u8; skewed_size(rng, spec.min_chunk_bytes, spec.max_chunk_bytes)];
+        rng.fill_bytes(&mut data);
+        objects.insert(format!("chunks/{:06}", c + 1), Bytes::from(data));
+    }
+    let mut index = vec![0u8; skewed_size(rng, 1, spec.max_index_bytes)];
+    rng.fill_bytes(&mut index);
+    objects.insert("index".to_string(), Bytes::from(index));
+    let mut files: Vec<serde_json::Value> = objects
+        .iter()
+        .map(|(path, data)| {
+            let mut f = json!({ "rel_path": path, "size_bytes": data.len() });
+            if spec.with_hashes {
+                f["hash"] = json!({ "hashFunc": "SHA256", "value": hex::encode(Sha256::digest(data)) });
+            }
+            f
+        })
+        .collect();
+    files.push(json!({ "rel_path": "meta.json" }));
+    let sources = if shape.sources.is_empty() { vec![ulid] } else { shape.sources.clone() };
+    let meta = json!({
+        "ulid": ulid.to_string(),
+        "minTime": shape.min_time,
+        "maxTime": shape.max_time,
+        "stats": { "numSamples": rng.random_range(1000..100000u64), "numSeries": 10, "numChunks": 20 },
+        "compaction": { "level": shape.level, "sources": sources.iter().map(Ulid::to_string).collect::<Vec<_>>() },
+        "version": 1,
+        "thanos": {
+            "labels": shape.labels,
+            "downsample": { "resolution": shape.resolution },
+            "source": "bucketflow-synth",
+            "segment_files": objects.keys().filter(|k| k.starts_with("chunks/")).map(|k| &k[7..]).collect::<Vec<_>>(),
+            "files": files,
+        }
+    });
+    let meta = serde_json::to_vec_pretty(&meta).expect("a JSON value serialises");
+    objects.insert("meta.json".to_string(), Bytes::from(meta));
+    let dir = match &shape.tenant {
+        Some(tenant) => format!("{tenant}/{ulid}"),
+        None => ulid.to_string(),
+    };
+    SynthBlock {
+        dir,
+        group: group_key(shape.resolution, &shape.labels),
+        min_time: shape.min_time,
+        max_time: shape.max_time,
+        sources,
+        objects,
+    }
+}
+
+/// Makes the blocks of `shapes`, with objects drawn from `spec` (its seed, sizes and hashes).
+pub fn blocks(shapes: Vec<BlockShape>, spec: &SynthSpec) -> Vec<SynthBlock> {
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    shapes.into_iter().map(|shape| make_block(shape, spec, &mut rng)).collect()
+}
+
 /// Generates the blocks of `spec`, group by group, in ascending time within each group.
 pub fn generate(spec: &SynthSpec) -> Vec<SynthBlock> {
     let mut rng = StdRng::seed_from_u64(spec.seed);
@@ -96,50 +209,21 @@ pub fn generate(spec: &SynthSpec) -> Vec<SynthBlock> {
             [("cluster".to_string(), format!("c{g}")), ("replica".to_string(), "0".to_string())].into();
         // Every fourth group holds 5m-downsampled blocks, as a compacted bucket does.
         let resolution = if g % 4 == 3 { 300_000 } else { 0 };
-        let group = group_key(resolution, &labels);
         for b in 0..spec.blocks_per_group {
             let min_time = start + b as i64 * spec.block_millis;
             let max_time = min_time + spec.block_millis;
             let ulid = Ulid::from_parts(max_time as u64, rng.random::<u128>());
-            let mut objects = BTreeMap::new();
-            for c in 0..rng.random_range(1..=spec.max_chunk_files.max(1)) {
-                let mut data = vec![0u8; skewed_size(&mut rng, spec.min_chunk_bytes, spec.max_chunk_bytes)];
-                rng.fill_bytes(&mut data);
-                objects.insert(format!("chunks/{:06}", c + 1), Bytes::from(data));
-            }
-            let mut index = vec![0u8; skewed_size(&mut rng, 1, spec.max_index_bytes)];
-            rng.fill_bytes(&mut index);
-            objects.insert("index".to_string(), Bytes::from(index));
-            let mut files: Vec<serde_json::Value> = objects
-                .iter()
-                .map(|(path, data)| {
-                    let mut f = json!({ "rel_path": path, "size_bytes": data.len() });
-                    if spec.with_hashes {
-                        f["hash"] = json!({ "hashFunc": "SHA256", "value": hex::encode(Sha256::digest(data)) });
-                    }
-                    f
-                })
-                .collect();
-            files.push(json!({ "rel_path": "meta.json" }));
-            let level = 1 + (b % 3) as i64;
-            let meta = json!({
-                "ulid": ulid.to_string(),
-                "minTime": min_time,
-                "maxTime": max_time,
-                "stats": { "numSamples": rng.random_range(1000..100000u64), "numSeries": 10, "numChunks": 20 },
-                "compaction": { "level": level, "sources": [ulid.to_string()] },
-                "version": 1,
-                "thanos": {
-                    "labels": labels,
-                    "downsample": { "resolution": resolution },
-                    "source": "bucketflow-synth",
-                    "segment_files": objects.keys().filter(|k| k.starts_with("chunks/")).map(|k| &k[7..]).collect::<Vec<_>>(),
-                    "files": files,
-                }
-            });
-            let meta = serde_json::to_vec_pretty(&meta).expect("a JSON value serialises");
-            objects.insert("meta.json".to_string(), Bytes::from(meta));
-            blocks.push(SynthBlock { dir: ulid.to_string(), group: group.clone(), min_time, max_time, objects });
+            let shape = BlockShape {
+                ulid,
+                tenant: None,
+                labels: labels.clone(),
+                resolution,
+                min_time,
+                max_time,
+                level: 1 + (b % 3) as i64,
+                sources: Vec::new(),
+            };
+            blocks.push(make_block(shape, spec, &mut rng));
         }
     }
     blocks
