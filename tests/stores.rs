@@ -9,15 +9,7 @@ use std::process::Command;
 use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{files, fs_yaml, synth_folder};
 use support::process::BIN;
-use support::servers::{self, Server};
-
-fn s3_yaml(server: &Server, bucket: &str, prefix: &str) -> String {
-    let host = server.endpoint.trim_start_matches("http://");
-    format!(
-        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: {host}\n  region: {}\n  access_key: {}\n  secret_key: {}\n  insecure: true\nprefix: {prefix}\n",
-        server.region, server.access_key, server.secret_key
-    )
-}
+use support::servers::{self, s3_yaml, Server};
 
 fn azure_yaml(server: &Server, container: &str) -> String {
     format!(

@@ -5,17 +5,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bucketflow_dataflows::testkit::synth::{generate, write, SynthSpec};
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
 
 /// Writes a synthetic Thanos bucket into `dir` (created); returns its number of blocks.
 pub fn synth_folder(dir: &Path, spec: SynthSpec) -> usize {
-    std::fs::create_dir_all(dir).unwrap();
     let blocks = generate(&spec);
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
-    tokio::runtime::Runtime::new().unwrap().block_on(write(&store, &blocks)).unwrap();
+    write_folder(dir, &blocks);
     blocks.len()
+}
+
+/// Writes `blocks` into the folder bucket `dir` (created), each block's meta.json last.
+pub fn write_folder(dir: &Path, blocks: &[SynthBlock]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
+    tokio::runtime::Runtime::new().unwrap().block_on(write(&store, blocks)).unwrap();
 }
 
 /// Every file under `dir` (none when it does not exist), by path relative to it.

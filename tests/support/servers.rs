@@ -117,6 +117,15 @@ pub fn s3s_fs(buckets: &[&str]) -> Option<Server> {
     Some(server)
 }
 
+/// Thanos objstore YAML for `bucket` of an S3 server, under `prefix`.
+pub fn s3_yaml(server: &Server, bucket: &str, prefix: &str) -> String {
+    let host = server.endpoint.trim_start_matches("http://");
+    format!(
+        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: {host}\n  region: {}\n  access_key: {}\n  secret_key: {}\n  insecure: true\nprefix: {prefix}\n",
+        server.region, server.access_key, server.secret_key
+    )
+}
+
 /// moto's S3 mock (`moto_server`) with each of `buckets` created in `us-east-1`. It accepts any
 /// credentials, but object requests must be signed (unsigned ones get 403); bucket creation is
 /// not, so it is done here with a plain `PUT /<bucket>`.
