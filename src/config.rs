@@ -16,6 +16,11 @@ impl ReplicateArgs {
     /// both buckets are open.
     pub fn engine_config(&self) -> Result<EngineConfig> {
         let defaults = EngineConfig::default();
+        if self.processes > 1 && self.workers.is_none() {
+            // A commit queue's worker is a hash over the cluster's workers: every process must
+            // count them alike, which a default from each machine's cores does not promise.
+            bail!("--workers must be given in cluster mode (--processes {}), the same in every process", self.processes);
+        }
         Ok(EngineConfig {
             retry: RetryPolicy { retries: self.retries, timeout: self.retry_timeout, ..RetryPolicy::default() },
             same_store: None,

@@ -160,3 +160,40 @@ fn a_lost_process_stops_the_others_and_a_restart_completes() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(objects(&dst), source, "a restart completes everything");
 }
+
+#[test]
+fn a_process_with_other_settings_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    synth_folder(&src, SynthSpec { groups: 2, blocks_per_group: 2, ..SynthSpec::default() });
+    let (from, to) = (fs_yaml(&src), fs_yaml(&tmp.path().join("dst")));
+    let hosts = hostfile(tmp.path(), 2);
+    // Process 1 was started with other replica labels and another strategy.
+    let extra: [&[&str]; 2] = [&[], &["--deduplication.replica-label", "replica", "--strategy", "serial"]];
+    let children: Vec<Child> = (0..2)
+        .map(|i| {
+            Command::new(BIN)
+                .args(process_args(&from, &to, &hosts, 2, i, extra[i]))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "process {i}: {stderr}");
+        assert!(stderr.contains("settings differ from process 0's"), "process {i}: {stderr}");
+        assert!(stderr.contains(r#"engine.strategy: "grouped" in process 0, "serial" in process 1"#), "{stderr}");
+        assert!(stderr.contains("engine.replica_labels"), "{stderr}");
+    }
+    assert!(!tmp.path().join("dst").exists(), "nothing was replicated");
+
+    // And --workers must be given, since each machine's default may differ.
+    let mut args = process_args(&from, &to, &hosts, 2, 0, &[]);
+    let at = args.iter().position(|a| a == "--workers").unwrap();
+    args.drain(at..at + 2);
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers must be given in cluster mode"));
+}

@@ -31,7 +31,7 @@ fn replicate_on_cluster(processes: usize, source: Arc<dyn ObjectStore>, target: 
                 let config = EngineConfig {
                     workers: 2,
                     concurrency: 4,
-                    cluster: Some(ClusterConfig { process, addresses }),
+                    cluster: Some(ClusterConfig { process, addresses, settings: Default::default() }),
                     ..EngineConfig::default()
                 };
                 let replicator = Replicator::start(source, target, config, rt.handle().clone()).unwrap();
@@ -44,7 +44,7 @@ fn replicate_on_cluster(processes: usize, source: Arc<dyn ObjectStore>, target: 
     let config = EngineConfig {
         workers: 2,
         concurrency: 4,
-        cluster: Some(ClusterConfig { process: 0, addresses }),
+        cluster: Some(ClusterConfig { process: 0, addresses, settings: Default::default() }),
         ..EngineConfig::default()
     };
     let mut replicator = Replicator::start(source, target, config, rt.handle().clone()).unwrap();

@@ -52,6 +52,13 @@ fn open_buckets(
             "--mark-source-for-deletion: the source and the target are the same bucket and prefix, or one lies inside the other; marking would delete the only copy"
         );
     }
+    if let Some(cluster) = &mut config.cluster {
+        // Every process must replicate between the same two buckets; where a bucket lives says
+        // which it is without its credentials.
+        let place = |bucket: &crate::objstore::Bucket| bucket.place.as_ref().map_or("memory".into(), |p| p.join("/"));
+        cluster.settings.insert("source bucket".into(), place(&source));
+        cluster.settings.insert("target bucket".into(), place(&target));
+    }
     config.same_store = same_store(&source, &target);
     if config.same_store.is_some() {
         tracing::info!("source and target are one store; objects are copied server-side");

@@ -8,6 +8,7 @@
 //! peer: when a process dies, the others' workers stop, and their run fails without committing
 //! anything more than what was complete.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// This process's place in a cluster.
@@ -17,6 +18,10 @@ pub struct ClusterConfig {
     pub process: usize,
     /// Every process's `host:port`, in process order, the same list in every process.
     pub addresses: Vec<String>,
+    /// Settings of the embedding program that every process must share, by name (such as where
+    /// its buckets are). The engine adds its own (workers, strategy, layout, filters, ...), and
+    /// a process whose settings differ from process 0's refuses to run.
+    pub settings: BTreeMap<String, String>,
 }
 
 /// Why a cluster could not be set up from the process count, process index and hostfile.
@@ -93,7 +98,7 @@ impl ClusterConfig {
             }
             None => (0..processes).map(|i| format!("127.0.0.1:{}", usize::from(DEFAULT_BASE_PORT) + i)).collect(),
         };
-        Ok((processes > 1).then_some(ClusterConfig { process, addresses }))
+        Ok((processes > 1).then_some(ClusterConfig { process, addresses, settings: BTreeMap::new() }))
     }
 
     /// Whether this is process 0, which starts the runs and receives their reports.

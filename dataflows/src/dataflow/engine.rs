@@ -12,6 +12,7 @@ use timely::WorkerConfig;
 
 use super::cluster::ClusterConfig;
 use super::context::Context;
+use super::handshake::{agree, Settings};
 use super::{build, Epoch, RunRequest};
 use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
 use crate::bucket::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
@@ -104,8 +105,28 @@ pub enum EngineError {
     #[error("a worker stopped (in a cluster: a peer process was lost); no incomplete block was committed, and a restart of every process completes the work")]
     WorkerLost,
     /// A run was asked of a cluster process other than process 0, which alone starts runs.
+    #[error("this process's settings differ from process 0's, so it does not run with it: {0}")]
+    SettingsDiffer(String),
+    /// Only process 0 of a cluster starts runs.
     #[error("only process 0 of a cluster starts runs; the others follow it")]
     NotLeader,
+}
+
+/// What every process of a cluster must share: the embedding program's settings, and those of
+/// the engine's config that decide which worker owns what and what a run does.
+fn agreed_settings(config: &EngineConfig) -> Settings {
+    let mut settings = config.cluster.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
+    let mut state = |name: &str, value: String| settings.insert(format!("engine.{name}"), value);
+    state("workers", config.workers.max(1).to_string());
+    state("strategy", config.strategy.to_string());
+    state("layout", format!("{:?}", config.layout));
+    state("replica_labels", format!("{:?}", config.replica_labels));
+    state("target_vertical_compaction", config.target_vertical_compaction.to_string());
+    state("filter", format!("{:?}", config.filter));
+    state("dry_run", config.dry_run.to_string());
+    state("copy_markers", config.copy_markers.to_string());
+    state("mark_source_for_deletion", config.mark_source_for_deletion.to_string());
+    settings
 }
 
 /// How long an idle worker parks before it looks at its channels again. Bounded, so that a
@@ -197,13 +218,25 @@ impl Replicator {
         let leader = config.cluster.as_ref().is_none_or(ClusterConfig::is_leader);
         let communication = match config.cluster.clone() {
             None => timely::CommunicationConfig::Process(threads),
-            Some(ClusterConfig { process, addresses }) => {
+            Some(ClusterConfig { process, addresses, .. }) => {
                 timely::CommunicationConfig::Cluster { threads, process, addresses, report: false, zerocopy: false }
             }
         };
+        let handshake = config.cluster.as_ref().map(|cluster| (cluster.process, agreed_settings(&config)));
+        let (agreed_tx, agreed_rx) = mpsc::channel::<Result<(), String>>();
         let timely_config = timely::Config { communication, worker: WorkerConfig::default() };
         let (strategy, dry_run) = (config.strategy, config.dry_run);
         let guards = timely::execute(timely_config, move |worker| {
+            if let Some((process, settings)) = &handshake {
+                let agreed = agree(worker, *process, threads, settings);
+                if worker.index() == process * threads {
+                    // The receiver waits in `start` for exactly this answer.
+                    let _ = agreed_tx.send(agreed.clone());
+                }
+                if agreed.is_err() {
+                    return;
+                }
+            }
             let report_tx = report_tx.clone();
             let context = context.clone();
             let mut input = worker.dataflow::<Epoch, _, _>(move |scope| {
@@ -237,6 +270,15 @@ impl Replicator {
             while worker.step_or_park(Some(PARK)) {}
         })
         .map_err(EngineError::Start)?;
+        if config.cluster.is_some() {
+            // Every worker of this process stops at a disagreement; only then is it safe to
+            // report it, with no worker left waiting for a peer.
+            let agreed = agreed_rx.recv().map_err(|_| EngineError::WorkerLost)?;
+            if let Err(differences) = agreed {
+                let _ = guards.join();
+                return Err(EngineError::SettingsDiffer(differences));
+            }
+        }
         Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0, leader })
     }
 

@@ -22,6 +22,7 @@ mod commit;
 mod context;
 mod copy;
 pub(crate) mod engine;
+mod handshake;
 mod list;
 mod load;
 mod mark;
