@@ -7,8 +7,10 @@
 //! - [`FaultyStore`]: failed requests, reads cut short, objects that vanish after their write.
 //! - [`RecordingStore`]: every write a store saw, in order.
 //! - [`SafetyChecker`]: checks promises 1 and 2 at each meta.json write, and counts violations.
+//! - [`compactor`]: a simulated target compactor, the adversary of the safety tests.
 //! - [`fuzz`]: the fuzz targets' checks.
 
+pub mod compactor;
 mod faults;
 pub mod fuzz;
 mod recording;
