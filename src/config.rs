@@ -16,7 +16,9 @@ impl ReplicateArgs {
     /// both buckets are open.
     pub fn engine_config(&self) -> Result<EngineConfig> {
         let defaults = EngineConfig::default();
-        if self.processes > 1 && self.workers.is_none() {
+        let cluster = ClusterConfig::new(self.processes as usize, self.process as usize, self.hostfile.as_deref())
+            .context("cluster flags (--processes, --process, --hostfile)")?;
+        if cluster.is_some() && self.workers.is_none() {
             // A commit queue's worker is a hash over the cluster's workers: every process must
             // count them alike, which a default from each machine's cores does not promise.
             bail!("--workers must be given in cluster mode (--processes {}), the same in every process", self.processes);
@@ -38,8 +40,7 @@ impl ReplicateArgs {
             layout: self.layout()?,
             replica_labels: self.replica_labels()?,
             target_vertical_compaction: self.target_vertical_compaction,
-            cluster: ClusterConfig::new(self.processes as usize, self.process as usize, self.hostfile.as_deref())
-                .context("cluster flags (--processes, --process, --hostfile)")?,
+            cluster,
         })
     }
 

@@ -61,6 +61,9 @@ pub struct SimulatedCompactor {
     halted: AtomicBool,
     merges: AtomicU64,
     next: AtomicU64,
+    /// One duty at a time, as one compactor loop does them: a cleanup must never see a merged
+    /// block between its objects and its meta.json.
+    busy: tokio::sync::Mutex<()>,
 }
 
 impl SimulatedCompactor {
@@ -75,6 +78,7 @@ impl SimulatedCompactor {
             halted: AtomicBool::new(false),
             merges: AtomicU64::new(0),
             next: AtomicU64::new(1),
+            busy: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -110,6 +114,7 @@ impl SimulatedCompactor {
 
     /// One pass of the planner over every group; returns whether it changed anything.
     pub async fn compact(&self) -> object_store::Result<bool> {
+        let _busy = self.busy.lock().await;
         let mut groups: BTreeMap<String, Vec<SeenBlock>> = BTreeMap::new();
         for block in self.visible().await?.into_values() {
             groups.entry(block.group.clone()).or_default().push(block);
@@ -192,6 +197,7 @@ impl SimulatedCompactor {
 
     /// Deletes every folder without a meta.json; returns how many.
     pub async fn clean_partial(&self) -> object_store::Result<usize> {
+        let _busy = self.busy.lock().await;
         let objects: Vec<_> = self.store.list(None).try_collect().await?;
         let mut folders: BTreeMap<String, bool> = BTreeMap::new();
         for object in &objects {
