@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::block::SourceBlock;
+use crate::model::meta::MetaSummary;
 use crate::model::failure::{Failure, FailureCause};
 use crate::model::strategy::Strategy;
 
@@ -127,13 +128,17 @@ pub enum Record {
 
 impl Record {
     /// The outcome of a block whose meta.json was read: with its group and time range.
-    pub fn of_block(block: &SourceBlock, outcome: Outcome) -> Record {
-        let meta = &block.meta.meta;
+    pub(crate) fn of_block(block: &SourceBlock, outcome: Outcome) -> Record {
+        Record::of_summary(&block.dir, &block.group, &block.summary, outcome)
+    }
+
+    /// The outcome of block folder `dir` of `group`, whose meta.json says `summary`.
+    pub(crate) fn of_summary(dir: &str, group: &str, summary: &MetaSummary, outcome: Outcome) -> Record {
         Record::Block(BlockOutcome {
-            block: block.dir.clone(),
-            group: Some(block.group.clone()),
-            min_time: Some(meta.min_time),
-            max_time: Some(meta.max_time),
+            block: dir.to_string(),
+            group: Some(group.to_string()),
+            min_time: Some(summary.min_time),
+            max_time: Some(summary.max_time),
             outcome,
         })
     }

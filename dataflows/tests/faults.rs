@@ -96,8 +96,11 @@ fn a_permanent_failure_fails_its_block_at_once_and_holds_back_its_group() {
 fn a_target_that_cannot_be_read_fails_the_block_in_its_group_order() {
     let rt = runtime();
     let (blocks, source) = bucket(&rt, 2, 3);
-    let target = checker(&blocks);
+    // The target holds a meta.json of the block that it refuses to let be read.
     let meta = format!("{}/meta.json", blocks[1].dir);
+    let stale = InMemory::new();
+    rt.block_on(stale.put(&object_store::path::Path::from(meta.as_str()), PutPayload::from_static(b"{}"))).unwrap();
+    let target = Arc::new(SafetyChecker::new(stale, blocks.iter().map(ExpectedBlock::from)));
     let faulty = Arc::new(FaultyStore::new(target.clone(), vec![FaultRule::permanent(&meta, &[Op::Get])], 1));
     let report = replicate(&rt, source, faulty);
     let outcomes = report.outcomes();

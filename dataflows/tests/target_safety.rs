@@ -182,14 +182,18 @@ fn an_unreadable_meta_json_holds_back_its_known_group_only_and_an_unknown_one_ev
     let first = blocks(vec![eu1(0, 2, 1), BlockShape::new(&[("cluster", "us1")], at(0), at(2), 2)], &SynthSpec::default());
     let later = blocks(vec![eu1(2, 4, 3), BlockShape::new(&[("cluster", "us1")], at(2), at(4), 4)], &SynthSpec { seed: 3, ..SynthSpec::default() });
     let source = store_with(&rt, &first);
+    // The eu1 block is read in the first run, but cannot be copied (its index is refused).
+    let refused = FaultRule::permanent(&format!("{}/index", first[0].dir), &[Op::Get]);
+    let copies_fail: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(source.clone(), vec![refused], 1));
     let denied = FaultRule::permanent(&format!("{}/meta.json", first[0].dir), &[Op::Get]);
-    let faulty = Arc::new(FaultyStore::new(source.clone(), vec![denied], 1));
+    let faulty = Arc::new(FaultyStore::new(copies_fail, vec![denied], 1));
     faulty.set_enabled(false);
     let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let mut replicator = Replicator::start(faulty.clone(), target, config(), rt.handle().clone()).unwrap();
-    assert_eq!(replicator.run().unwrap().counts.replicated, 2);
+    let report = replicator.run().unwrap();
+    assert_eq!((outcome(&report, &first[0]).kind(), report.counts.replicated), ("failed", 1));
 
-    // The eu1 block's meta.json becomes unreadable; its group is known from the first run.
+    // Then its meta.json becomes unreadable; its group is known from the first run.
     rt.block_on(write(&source, &later)).unwrap();
     faulty.set_enabled(true);
     let report = replicator.run().unwrap();

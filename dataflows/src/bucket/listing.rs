@@ -40,20 +40,6 @@ pub(crate) async fn list_blocks(store: &dyn ObjectStore, layout: &Layout) -> Res
     Ok(dirs)
 }
 
-/// The block folders of a replication's target, as [`list_blocks`] finds a source's, without
-/// the checks and notes that concern the source's folders.
-pub(crate) async fn list_target_blocks(store: &dyn ObjectStore, layout: &Layout) -> Result<Vec<String>, SourceError> {
-    let Layout::Tenants(tenants) = layout else {
-        return list_block_dirs_under(store, None, false).await;
-    };
-    let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
-    let mut dirs = Vec::new();
-    for tenant in listing.common_prefixes.iter().filter(|p| p.filename().is_some_and(|t| tenants.selects(t))) {
-        dirs.extend(list_block_dirs_under(store, Some(tenant), false).await?);
-    }
-    Ok(dirs)
-}
-
 /// The ULID-named folders under `prefix` (the root when `None`), as paths from the root. The
 /// prefix is the listed path itself, so that a tenant name is never encoded a second time.
 /// With `note_others`, other folders are named in the log, as left alone.

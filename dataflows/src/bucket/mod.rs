@@ -3,6 +3,8 @@
 //! Async I/O on the model's types; no timely. The dataflow above calls these functions from its
 //! operators' tasks.
 //!
+//! - [`inventory`]: a bucket's block folders, metas, marks and objects, from one listing.
+//! - [`meta_cache`]: the source's metas as a process remembers them across runs.
 //! - [`listing`]: block folders, and the objects of one folder.
 //! - [`read`]: a source block's meta.json, deletion mark and plan.
 //! - [`copy`]: one object copied, verified, retried; the commit's re-check listing.
@@ -16,8 +18,10 @@ pub(crate) mod audit;
 pub(crate) mod bandwidth;
 pub(crate) mod copy;
 pub(crate) mod error;
+pub(crate) mod inventory;
 pub(crate) mod listing;
 pub(crate) mod mark_source;
+pub(crate) mod meta_cache;
 pub(crate) mod read;
 pub(crate) mod store;
 pub(crate) mod target;

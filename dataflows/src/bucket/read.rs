@@ -5,6 +5,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore};
 
 use super::error::SourceError;
+use super::inventory::Folder;
 use super::listing::list_block;
 use crate::model::block::{block_path, folder_path, SourceBlock};
 use crate::model::failure::{error_chain, Failure, FailureCause};
@@ -48,10 +49,19 @@ pub(crate) async fn read_meta_bytes(store: &dyn ObjectStore, dir: &str) -> Resul
     read_small(store, &block_path(dir, META_FILENAME), MAX_META_BYTES).await
 }
 
-/// Reads and plans one source block, grouping it as the target compactor will. Once meta.json
-/// is parsed, every later problem makes the block defective rather than unusable, so that it
-/// keeps its place in its group's order.
-pub(crate) async fn load_block(store: &dyn ObjectStore, dir: &str, grouping: &Grouping) -> Result<SourceBlock, Unusable> {
+/// Reads and plans one source block from its `folder` as the run's listing saw it, grouping it as
+/// the target compactor will. A folder without meta.json is a partial upload, known without a
+/// request. Once meta.json is parsed, every later problem makes the block defective rather than
+/// unusable, so that it keeps its place in its group's order.
+pub(crate) async fn load_block(
+    store: &dyn ObjectStore,
+    dir: &str,
+    folder: &Folder,
+    grouping: &Grouping,
+) -> Result<SourceBlock, Unusable> {
+    if folder.meta.is_none() {
+        return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into()));
+    }
     let bytes = match read_meta_bytes(store, dir).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into())),
@@ -78,19 +88,29 @@ pub(crate) async fn load_block(store: &dyn ObjectStore, dir: &str, grouping: &Gr
         }
         Err(e) => return Err(Unusable::Partial(e.to_string())),
     };
-    let listing = match list_block(store, dir).await {
-        Ok(listing) => listing,
-        Err(e) => {
-            let failure = Failure::new(FailureCause::Source, error_chain(&e));
-            return Ok(SourceBlock::defective(dir, meta, failure, grouping));
+    // The run's listing may have passed an object's place before an upload in progress wrote it,
+    // and still seen its meta.json. What meta.json lists is checked against the listing, so such
+    // a block fails this run; a meta.json that lists nothing cannot be checked, and its folder
+    // is listed again, now that meta.json is known to be there.
+    let listing = if meta.meta.thanos.files.is_empty() {
+        match list_block(store, dir).await {
+            Ok(listing) => listing,
+            Err(e) => {
+                let failure = Failure::new(FailureCause::Source, error_chain(&e));
+                return Ok(SourceBlock::defective(dir, meta, failure, grouping));
+            }
         }
+    } else {
+        folder.sizes()
     };
     let mut block = SourceBlock::plan(dir, meta, listing, grouping);
     let mark = if block.markers.deletion {
         Some(block_path(dir, DELETION_MARK))
-    } else {
+    } else if folder.tenant_deletion_mark {
         // Mimir also keeps a tenant's deletion marks in its markers/ folder.
         global_deletion_mark(dir).map(|mark| folder_path(&mark))
+    } else {
+        None
     };
     if let Some(mark) = mark {
         match read_deletion_time(store, dir, &mark).await {

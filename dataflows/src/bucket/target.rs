@@ -19,13 +19,13 @@ use object_store::ObjectStore;
 use tokio::sync::OnceCell;
 use ulid::Ulid;
 
-use super::listing::list_target_blocks;
+use super::inventory::{take_inventory, Side, Validator};
 use super::read::read_meta_bytes;
-use crate::model::block::SourceBlock;
+use crate::model::block::{SourceBlock, TargetListing};
 use crate::model::failure::error_chain;
 use crate::model::group::Grouping;
 use crate::model::layout::{block_id, Layout};
-use crate::model::meta::{parse_meta, BlockMeta};
+use crate::model::meta::{parse_meta, BlockMeta, MetaSummary};
 
 /// A visible target block, as far as judging source blocks needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,10 +83,22 @@ pub(crate) enum Verdict {
     Late { behind: String },
 }
 
-/// The target's visible blocks of one run, by group.
+/// One target block folder as the run saw it.
+#[derive(Debug, Default)]
+pub(crate) struct TargetFolder {
+    /// Its meta.json's digest, when it has one that could be read and parsed.
+    pub(crate) meta_digest: Option<[u8; 32]>,
+    /// Its meta.json could not be read: what it says is unknown.
+    pub(crate) unreadable: Option<String>,
+    /// Its objects but meta.json, as listed.
+    pub(crate) listing: TargetListing,
+}
+
+/// The target as one run sees it: its folders, and its visible blocks by group.
 #[derive(Debug, Default)]
 pub(crate) struct TargetView {
     groups: HashMap<String, Vec<Arc<TargetBlock>>>,
+    folders: HashMap<String, TargetFolder>,
 }
 
 impl TargetView {
@@ -95,7 +107,12 @@ impl TargetView {
         for block in blocks {
             groups.entry(block.group.clone()).or_default().push(block);
         }
-        TargetView { groups }
+        TargetView { groups, folders: HashMap::new() }
+    }
+
+    /// Block folder `dir` in the target, when it has one.
+    pub(crate) fn folder(&self, dir: &str) -> Option<&TargetFolder> {
+        self.folders.get(dir)
     }
 
     /// Judges `block` against the visible blocks of its group, itself aside. Without
@@ -126,14 +143,23 @@ impl TargetView {
     }
 }
 
-/// The target's block metas, read once per process, and one view of them per run.
+/// What the index keeps of a target meta.json, by folder: the version of it that was read, and
+/// what it said.
+struct Known {
+    validator: Validator,
+    digest: [u8; 32],
+    block: Arc<TargetBlock>,
+}
+
+/// The target's block metas, read once per version per process, and one view of the target per
+/// run.
 pub(crate) struct TargetIndex {
     store: Arc<dyn ObjectStore>,
     layout: Layout,
     grouping: Grouping,
     concurrency: usize,
-    /// The visible target blocks seen so far, by folder.
-    known: Mutex<HashMap<String, Arc<TargetBlock>>>,
+    /// The target meta.json files read so far, by folder.
+    known: Mutex<HashMap<String, Known>>,
     /// Each run's view, built once by whichever worker asks first.
     runs: Mutex<BTreeMap<u64, Arc<OnceCell<Result<Arc<TargetView>, String>>>>>,
 }
@@ -150,9 +176,9 @@ impl TargetIndex {
         }
     }
 
-    /// The target's visible blocks at the start of run `run`: listed and read once for the run,
-    /// shared by every worker of the process. An error (the target could not be listed) is the
-    /// run's, and every block that needs the view fails on it.
+    /// The target at the start of run `run`: listed once for the run, with every meta.json
+    /// not read before read, shared by every worker of the process. An error (the target could
+    /// not be listed) is the run's, and every block that needs the view fails on it.
     pub(crate) async fn view(&self, run: u64) -> Result<Arc<TargetView>, String> {
         let cell = {
             let mut runs = self.runs.lock().expect("never poisoned");
@@ -163,35 +189,65 @@ impl TargetIndex {
         cell.get_or_init(|| self.build()).await.clone()
     }
 
-    /// Forgets what the index knows of block folder `dir`, whose meta.json is being replaced.
-    pub(crate) fn forget(&self, dir: &str) {
-        self.known.lock().expect("never poisoned").remove(dir);
+    /// Remembers the meta.json this process just wrote for `block` (with ETag `e_tag`), so that
+    /// the next run knows it from the listing without reading it back.
+    pub(crate) fn committed(&self, block: &SourceBlock, e_tag: Option<String>) {
+        let validator = Validator { size: block.meta.bytes.len() as u64, e_tag };
+        let known = Known {
+            validator,
+            digest: block.summary.digest,
+            block: Arc::new(TargetBlock::new(&block.dir, &block.meta.meta, &self.grouping)),
+        };
+        self.known.lock().expect("never poisoned").insert(block.dir.clone(), known);
     }
 
     async fn build(&self) -> Result<Arc<TargetView>, String> {
-        let dirs = list_target_blocks(&*self.store, &self.layout).await.map_err(|e| error_chain(&e))?;
-        let unseen: Vec<String> = {
+        let inventory = take_inventory(&*self.store, &self.layout, Side::Target).await.map_err(|e| error_chain(&e))?;
+        let unread: Vec<(String, Validator)> = {
             let mut known = self.known.lock().expect("never poisoned");
-            let listed: std::collections::HashSet<&String> = dirs.iter().collect();
-            known.retain(|dir, _| listed.contains(dir));
-            dirs.iter().filter(|d| !known.contains_key(*d)).cloned().collect()
+            // A folder gone from the listing, or whose meta.json is gone, is forgotten.
+            known.retain(|dir, k| inventory.get(dir).and_then(|f| f.meta.as_ref()).is_some_and(|v| v.same(&k.validator)));
+            inventory
+                .iter()
+                .filter_map(|(dir, folder)| Some((dir, folder.meta.as_ref()?)))
+                .filter(|(dir, _)| !known.contains_key(*dir))
+                .map(|(dir, v)| (dir.clone(), v.clone()))
+                .collect()
         };
-        let read = |dir: String| async move {
-            let bytes = read_meta_bytes(&*self.store, &dir).await.map_err(|e| error_chain(&e))?;
-            // A folder without a usable meta.json is invisible to the compactor: not a block yet
-            // (an upload in progress, perhaps this replication's), or one being deleted.
-            let meta = bytes.and_then(|bytes| parse_meta(block_id(&dir), bytes).ok());
-            Ok::<_, String>(meta.map(|raw| Arc::new(TargetBlock::new(&dir, &raw.meta, &self.grouping))))
+        let read = |(dir, validator): (String, Validator)| async move {
+            let read = read_meta_bytes(&*self.store, &dir).await.map_err(|e| error_chain(&e));
+            (dir, validator, read)
         };
-        let read: Vec<Result<Option<Arc<TargetBlock>>, String>> =
-            futures::stream::iter(unseen).map(read).buffer_unordered(self.concurrency).collect().await;
+        let read: Vec<_> = futures::stream::iter(unread).map(read).buffer_unordered(self.concurrency).collect().await;
+        let mut unreadable = HashMap::new();
         let mut known = self.known.lock().expect("never poisoned");
-        for block in read {
-            if let Some(block) = block? {
-                known.insert(block.dir.clone(), block);
+        for (dir, validator, bytes) in read {
+            match bytes {
+                // A meta.json that does not parse (or is gone again) is invisible to the compactor.
+                Ok(Some(bytes)) => {
+                    let Ok(raw) = parse_meta(block_id(&dir), bytes) else { continue };
+                    let summary = MetaSummary::of(&raw);
+                    let block = Arc::new(TargetBlock::new(&dir, &raw.meta, &self.grouping));
+                    known.insert(dir, Known { validator, digest: summary.digest, block });
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(block = %dir, %error, "reading a target meta.json");
+                    unreadable.insert(dir, error);
+                }
             }
         }
-        Ok(Arc::new(TargetView::new(known.values().cloned())))
+        let mut view = TargetView::new(known.values().map(|k| k.block.clone()));
+        for (dir, folder) in inventory {
+            let listing = folder.objects.into_iter().map(|(rel, size, e_tag)| (rel, (size, e_tag))).collect();
+            let target_folder = TargetFolder {
+                meta_digest: known.get(&dir).map(|k| k.digest),
+                unreadable: unreadable.remove(&dir),
+                listing,
+            };
+            view.folders.insert(dir, target_folder);
+        }
+        Ok(Arc::new(view))
     }
 }
 

@@ -10,11 +10,9 @@ use super::context::Context;
 use super::operators::AsyncFlatMap;
 use super::{RunRequest, Stream};
 use crate::bucket::copy::Copier;
-use crate::bucket::error::SourceError;
-use crate::bucket::read::read_meta_bytes;
-use crate::bucket::target::Verdict;
-use crate::model::block::SourceBlock;
-use crate::model::failure::{error_chain, Failure, FailureCause};
+use crate::bucket::target::{TargetFolder, Verdict};
+use crate::model::block::{Seen, SourceBlock};
+use crate::model::failure::{Failure, FailureCause};
 use crate::model::markers::is_marker;
 use crate::report::{Outcome, Record};
 
@@ -42,45 +40,23 @@ pub(crate) fn check_target<'scope>(
         },
         move |(request, mut block): (RunRequest, SourceBlock)| {
             let ctx = c.clone();
-            let (target, copier) = (c.target.clone(), c.copier.clone());
-            let (copy_markers, dry_run) = (c.copy_markers && !c.dry_run, c.dry_run);
             async move {
-                if copy_markers {
+                if ctx.copy_markers && !ctx.dry_run {
                     // Written before meta.json like every other object of the block.
                     block.objects.append(&mut block.markers_to_copy);
                 }
-                vec![match read_meta_bytes(&*target, &block.dir).await {
-                    Ok(Some(bytes)) if bytes == block.meta.bytes => {
-                        Err(Record::of_block(&block, already_replicated(&copier, &block).await))
-                    }
-                    // A dry run copies nothing, so it need not know what the target holds.
-                    Ok(_) | Err(SourceError::TooLarge { .. }) if dry_run => Ok(block),
-                    // Not there yet (or another block's, or oversized, which is replaced): judged
-                    // against the target's blocks, then one listing of the folder tells the
-                    // copies what is there already.
-                    Ok(existing) => {
-                        if existing.is_some() {
-                            ctx.target_index.forget(&block.dir);
-                        }
-                        to_copy(&ctx, request, block).await
-                    }
-                    Err(SourceError::TooLarge { .. }) => {
-                        ctx.target_index.forget(&block.dir);
-                        to_copy(&ctx, request, block).await
-                    }
-                    // Failing here, outside the commit queue, would let the group's newer blocks
-                    // commit; as a defect the block fails in its place in the order instead.
-                    Err(e) => Ok(block.with_defect(Failure::new(FailureCause::Target, error_chain(&e)))),
-                }]
+                vec![against_target(&ctx, request, block).await]
             }
         },
     );
     checked.ok_err(|r| r)
 }
 
-/// A block not yet in the target, judged against the target's visible blocks of its group: a
-/// block to copy, or the record of one that goes no further.
-async fn to_copy(ctx: &Context, request: RunRequest, block: SourceBlock) -> Result<SourceBlock, Record> {
+/// A block judged against the target as the run sees it: a block to copy (with what the target
+/// holds of it already), or the record of one that goes no further.
+async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) -> Result<SourceBlock, Record> {
+    // Failing here, outside the commit queue, would let the group's newer blocks commit; as a
+    // defect the block fails in its place in the order instead.
     let view = match ctx.target_index.view(request.run_id).await {
         Ok(view) => view,
         Err(error) => {
@@ -88,6 +64,14 @@ async fn to_copy(ctx: &Context, request: RunRequest, block: SourceBlock) -> Resu
             return Ok(block.with_defect(failure));
         }
     };
+    let folder = view.folder(&block.dir);
+    if let Some(error) = folder.and_then(|f| f.unreadable.as_ref()) {
+        let failure = Failure::new(FailureCause::Target, format!("reading its meta.json in the target: {error}"));
+        return Ok(block.with_defect(failure));
+    }
+    if let Some(folder) = folder.filter(|f| f.meta_digest == Some(block.summary.digest)) {
+        return Err(Record::of_block(&block, already_replicated(&ctx.copier, &block, folder).await));
+    }
     let block = match view.judge(&block, ctx.vertical_compaction) {
         Verdict::Fresh => block,
         Verdict::Late { behind } => SourceBlock { late_behind: Some(behind), ..block },
@@ -106,18 +90,18 @@ async fn to_copy(ctx: &Context, request: RunRequest, block: SourceBlock) -> Resu
             return Err(Record::of_block(&block, Outcome::failed(Failure::new(FailureCause::Overlap, error))));
         }
     };
-    match ctx.copier.list_target_block(&block.dir).await {
-        Ok(listing) => Ok(SourceBlock { target_listing: Some(listing), ..block }),
-        Err(e) => Ok(block.with_defect(e.failure())),
-    }
+    // What the target holds of the block already, from the run's listing: no request per block.
+    let listing = folder.map(|f| f.listing.clone()).unwrap_or_default();
+    Ok(SourceBlock { target_listing: Some(listing), ..block })
 }
 
 /// The outcome of a block already visible in the target. Marks added to the source block since
 /// it was replicated are copied now (when marks are copied at all, they are among its objects):
 /// the block is visible already, so no order is at stake.
-async fn already_replicated(copier: &Copier, block: &SourceBlock) -> Outcome {
+async fn already_replicated(copier: &Copier, block: &SourceBlock, folder: &TargetFolder) -> Outcome {
     for spec in block.objects.iter().filter(|o| is_marker(&o.rel_path)) {
-        if let Err(e) = copier.ensure(&block.path(&spec.rel_path), spec).await {
+        let seen = Seen::of(Some(&folder.listing), &spec.rel_path);
+        if let Err(e) = copier.ensure_seen(&block.path(&spec.rel_path), spec, seen).await {
             return Outcome::failed(e.failure());
         }
     }

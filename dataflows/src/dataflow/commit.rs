@@ -37,6 +37,7 @@ pub(crate) fn commit<'scope>(
         ordered: ctx.strategy.ordered_commit(),
         recheck_concurrency: ctx.strategy.copy_concurrency(ctx.concurrency),
         runtime: ctx.runtime.clone(),
+        target_index: ctx.target_index.clone(),
     };
     let progress = ctx.copier.telemetry.progress.clone();
     commit_inputs(blocks, barriers).ordered_commit(completions, policy).inspect(move |_| {

@@ -1,13 +1,13 @@
 //! What every stage of the graph shares, built once per process by the engine.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use object_store::ObjectStore;
 use tokio::runtime::Handle;
 
 use crate::bucket::copy::Copier;
 use crate::bucket::mark_source::SourceMarker;
+use crate::bucket::meta_cache::SourceMetas;
 use crate::bucket::target::TargetIndex;
 use crate::model::filter::BlockFilter;
 use crate::model::group::Grouping;
@@ -17,7 +17,6 @@ use crate::model::strategy::Strategy;
 /// Everything the graph needs, shared by all workers of the process.
 pub(crate) struct Context {
     pub(crate) source: Arc<dyn ObjectStore>,
-    pub(crate) target: Arc<dyn ObjectStore>,
     pub(crate) copier: Copier,
     pub(crate) filter: BlockFilter,
     pub(crate) strategy: Strategy,
@@ -30,11 +29,12 @@ pub(crate) struct Context {
     pub(crate) layout: Layout,
     /// How the target's compactor groups blocks.
     pub(crate) grouping: Grouping,
-    /// The group of every block folder read so far in this process, by folder: a meta.json
-    /// never changes, so a later run that cannot read it still knows the one group it holds back.
-    pub(crate) known_groups: Mutex<HashMap<String, String>>,
+    /// The source's metas read so far in this process: a meta.json never changes, so a later run
+    /// needs no request for it, and one that cannot read it still knows the one group it holds
+    /// back.
+    pub(crate) source_metas: SourceMetas,
     /// The target's visible blocks by group, read once per block folder and process.
-    pub(crate) target_index: TargetIndex,
+    pub(crate) target_index: Arc<TargetIndex>,
     /// The target compactor merges overlapping blocks (it compacts vertically), so an overlap
     /// with a target block is no reason to refuse a block.
     pub(crate) vertical_compaction: bool,

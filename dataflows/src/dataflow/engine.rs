@@ -1,7 +1,6 @@
 //! The engine handle: a timely dataflow that runs for the life of the process and replicates one
 //! run per epoch.
 
-use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use super::{build, Epoch, RunRequest};
 use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
 use crate::bucket::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
 use crate::bucket::mark_source::SourceMarker;
+use crate::bucket::meta_cache::SourceMetas;
 use crate::bucket::store::{InstrumentedStore, ReadOnlyStore, TenantMapStore};
 use crate::bucket::target::TargetIndex;
 use crate::model::filter::BlockFilter;
@@ -195,13 +195,12 @@ impl Replicator {
         let concurrency = config.concurrency.max(1);
         let context = Arc::new(Context {
             source,
-            target_index: TargetIndex::new(target.clone(), config.layout.clone(), grouping.clone(), concurrency),
-            target,
+            target_index: Arc::new(TargetIndex::new(target, config.layout.clone(), grouping.clone(), concurrency)),
             copier,
             // Mimir's ingesters upload blocks without external labels.
             filter: BlockFilter { keep_empty_labels: config.filter.keep_empty_labels || tenants, ..config.filter.clone() },
             grouping,
-            known_groups: Mutex::new(HashMap::new()),
+            source_metas: SourceMetas::default(),
             vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty(),
             strategy: config.strategy,
             concurrency,

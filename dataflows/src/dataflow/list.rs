@@ -1,4 +1,4 @@
-//! Stage 1, list: worker 0 lists the source's block folders once per run.
+//! Stage 1, list: worker 0 lists the source once per run: its block folders, with their objects.
 
 use std::sync::Arc;
 
@@ -8,17 +8,25 @@ use timely::dataflow::operators::OkErr;
 use super::context::Context;
 use super::operators::AsyncFlatMap;
 use super::{RunRequest, Stream};
-use crate::bucket::listing::list_blocks;
+use crate::bucket::inventory::{take_inventory, Folder, Side};
 use crate::model::failure::error_chain;
 use crate::report::{Outcome, Record};
 
-/// Each run request becomes the run's block folders (`<ULID>` or `<tenant>/<ULID>`). A listing
-/// that fails is a run error, and the run then has no blocks. Folders excluded by
-/// `--exclude-block` end here, before their meta.json is read.
+/// A block folder of a run, as the source's listing saw it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Listed {
+    pub(crate) request: RunRequest,
+    pub(crate) dir: String,
+    pub(crate) folder: Folder,
+}
+
+/// Each run request becomes the run's block folders (`<ULID>` or `<tenant>/<ULID>`), each with
+/// what the listing saw in it. A listing that fails is a run error, and the run then has no
+/// blocks. Folders excluded by `--exclude-block` end here, before their meta.json is read.
 pub(crate) fn list<'scope>(
     requests: Stream<'scope, RunRequest>,
     ctx: &Arc<Context>,
-) -> (Stream<'scope, (RunRequest, String)>, Stream<'scope, Record>) {
+) -> (Stream<'scope, Listed>, Stream<'scope, Record>) {
     let ctx = ctx.clone();
     let listed = requests.async_flat_map(
         "ListBlocks",
@@ -30,12 +38,12 @@ pub(crate) fn list<'scope>(
         move |request: RunRequest| {
             let ctx = ctx.clone();
             async move {
-                match list_blocks(&*ctx.source, &ctx.layout).await {
-                    Ok(dirs) => dirs
+                match take_inventory(&*ctx.source, &ctx.layout, Side::Source).await {
+                    Ok(inventory) => inventory
                         .into_iter()
-                        .map(|dir| match ctx.filter.excludes(&dir) {
+                        .map(|(dir, folder)| match ctx.filter.excludes(&dir) {
                             Some(reason) => Err(Record::of_folder(&dir, Outcome::Filtered { reason })),
-                            None => Ok((request, dir)),
+                            None => Ok(Listed { request, dir, folder }),
                         })
                         .collect(),
                     Err(e) => vec![Err(Record::RunError(error_chain(&e)))],

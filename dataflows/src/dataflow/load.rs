@@ -1,5 +1,6 @@
 //! Stage 2, load: each block folder's meta.json is read and its block planned, spread over the
-//! workers by folder name.
+//! workers by folder name; a block the process read before, unchanged, is settled here without a
+//! request when the filters leave it out or the target holds it already.
 
 use std::sync::Arc;
 
@@ -10,8 +11,11 @@ use timely::dataflow::operators::OkErr;
 
 use super::context::Context;
 use super::operators::AsyncFlatMap;
+use super::list::Listed;
 use super::{route, RunRequest, Stream};
+use crate::bucket::inventory::Folder;
 use crate::bucket::read::{load_block, Unusable};
+use crate::model::markers::{is_marker, Markers};
 use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
 use crate::report::{Outcome, Record};
@@ -38,22 +42,23 @@ enum Unloaded {
 
 /// Reads and plans every listed block folder. A missing or unparsable meta.json skips the
 /// folder (as Thanos does); one that cannot be read at all becomes a barrier.
-pub(crate) fn load<'scope>(listed: Stream<'scope, (RunRequest, String)>, ctx: &Arc<Context>) -> Loaded<'scope> {
+pub(crate) fn load<'scope>(listed: Stream<'scope, Listed>, ctx: &Arc<Context>) -> Loaded<'scope> {
     let c = ctx.clone();
-    let read_pact = Exchange::new(|(_, dir): &(RunRequest, String)| route(dir));
+    // A folder is routed by its name alone, so that the same process remembers it every run.
+    let read_pact = Exchange::new(|listed: &Listed| route(&listed.dir));
     let loaded = listed.async_flat_map(
         "ReadMeta",
         read_pact,
         ctx.runtime.clone(),
         ctx.concurrency,
         |_| (),
-        |(_, dir), message| {
+        |listed, message| {
             let error = format!("internal error: reading it panicked: {message}");
-            vec![Err(Unloaded::Barrier { error, dir, queue: None })]
+            vec![Err(Unloaded::Barrier { error, dir: listed.dir, queue: None })]
         },
-        move |(request, dir): (RunRequest, String)| {
+        move |listed: Listed| {
             let ctx = c.clone();
-            async move { vec![load_one(&ctx, request, dir).await] }
+            async move { vec![load_one(&ctx, listed).await] }
         },
     );
     let (blocks, unloaded) = loaded.ok_err(|r| r);
@@ -79,12 +84,19 @@ pub(crate) fn load<'scope>(listed: Stream<'scope, (RunRequest, String)>, ctx: &A
     Loaded { blocks, barriers, records }
 }
 
-/// Loads one block folder, logging why it goes no further when it does not. The group of every
-/// block read is kept, so that a later run that cannot read it holds back that group only.
-async fn load_one(ctx: &Context, request: RunRequest, dir: String) -> Result<(RunRequest, SourceBlock), Unloaded> {
-    match load_block(&*ctx.source, &dir, &ctx.grouping).await {
+/// Loads one block folder, logging why it goes no further when it does not. What every block
+/// read says is remembered, so that later runs need not read it again, and one that cannot
+/// read it holds back its group only.
+async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBlock), Unloaded> {
+    let Listed { request, dir, folder } = listed;
+    if let Some(record) = settled_from_memory(ctx, request, &dir, &folder).await {
+        return Err(Unloaded::Record(record));
+    }
+    match load_block(&*ctx.source, &dir, &folder, &ctx.grouping).await {
         Ok(block) => {
-            ctx.known_groups.lock().expect("never poisoned").insert(dir, block.group.clone());
+            if let Some(validator) = folder.meta {
+                ctx.source_metas.remember(request.run_id, &dir, validator, block.group.clone(), block.summary.clone());
+            }
             Ok((request, block))
         }
         Err(Unusable::Partial(reason)) => {
@@ -97,10 +109,31 @@ async fn load_one(ctx: &Context, request: RunRequest, dir: String) -> Result<(Ru
             Err(Unloaded::Record(Record::of_folder(&dir, Outcome::failed(failure))))
         }
         Err(Unusable::Unreadable { error, group }) => {
-            let group = group.or_else(|| ctx.known_groups.lock().expect("never poisoned").get(&dir).cloned());
+            let group = group.or_else(|| ctx.source_metas.group_of(request.run_id, &dir));
             let queue = ctx.strategy.queue_of_unread(&dir, &ctx.layout, group.as_deref());
             tracing::error!(block = %dir, run = request.run_id, %error, queue = ?queue, "meta.json unusable; holding back the groups it could belong to this run");
             Err(Unloaded::Barrier { dir, error, queue })
         }
     }
+}
+
+/// The outcome of a block this process read before and whose meta.json is the same version (the
+/// listing's size and ETag), when that outcome needs no request: the filters leave it out, or
+/// the target holds its meta.json already, byte for byte. `None` sends it the full way.
+async fn settled_from_memory(ctx: &Context, request: RunRequest, dir: &str, folder: &Folder) -> Option<Record> {
+    let (group, summary) = ctx.source_metas.get(request.run_id, dir, folder.meta.as_ref()?)?;
+    // A deletion mark's time is in the mark, and marks to copy need the block's plan: the full
+    // way reads them.
+    let marked = folder.deletion_marked() && ctx.filter.ignore_marked_for_deletion;
+    let marks_to_copy = ctx.copy_markers && folder.objects.iter().any(|(rel, _, _)| is_marker(rel));
+    if marked || marks_to_copy {
+        return None;
+    }
+    let record = |outcome| Record::of_summary(dir, &group, &summary, outcome);
+    if let Err(reason) = ctx.filter.check(&summary, &Markers::default(), request.now_millis) {
+        return Some(record(Outcome::Filtered { reason }));
+    }
+    let view = ctx.target_index.view(request.run_id).await.ok()?;
+    let in_target = view.folder(dir)?;
+    (in_target.meta_digest == Some(summary.digest)).then(|| record(Outcome::AlreadyReplicated))
 }

@@ -17,7 +17,7 @@ pub(crate) fn select<'scope>(
     ctx: &Arc<Context>,
 ) -> (Stream<'scope, (RunRequest, SourceBlock)>, Stream<'scope, Record>) {
     let ctx = ctx.clone();
-    loaded.ok_err(move |(request, block)| match ctx.filter.check(&block.meta.meta, &block.markers, request.now_millis) {
+    loaded.ok_err(move |(request, block)| match ctx.filter.check(&block.summary, &block.markers, request.now_millis) {
         Ok(()) => Ok((request, block)),
         Err(reason) => Err(Record::of_block(&block, Outcome::Filtered { reason })),
     })

@@ -10,7 +10,7 @@ use ulid::Ulid;
 use super::failure::{Failure, FailureCause};
 use super::group::Grouping;
 use super::markers::{Markers, DELETION_MARK};
-use super::meta::{RawMeta, META_FILENAME};
+use super::meta::{MetaSummary, RawMeta, META_FILENAME};
 
 /// One object of a block to copy, with what the target copy is checked against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,8 @@ pub struct SourceBlock {
     /// The block folder name, which is the block's ULID.
     pub dir: String,
     pub meta: RawMeta,
+    /// What planning needs of `meta`, as kept across runs.
+    pub(crate) summary: MetaSummary,
     pub group: String,
     pub markers: Markers,
     /// Every object to copy, in copy order; never meta.json or a marker.
@@ -136,6 +138,7 @@ impl SourceBlock {
         };
         SourceBlock {
             dir: dir.to_string(),
+            summary: MetaSummary::of(&meta),
             meta,
             group,
             markers,
@@ -211,6 +214,7 @@ impl SourceBlock {
         let group = meta.meta.group_key(dir, grouping);
         let block = SourceBlock {
             dir: dir.to_string(),
+            summary: MetaSummary::of(&meta),
             meta,
             group,
             markers: Markers::default(),

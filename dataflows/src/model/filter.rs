@@ -6,7 +6,7 @@ use ulid::Ulid;
 
 use super::markers::Markers;
 use super::matcher::Selector;
-use super::meta::BlockMeta;
+use super::meta::MetaSummary;
 use super::timespec::TimeOrDuration;
 
 /// Resolutions Thanos replicates by default: raw, 5m and 1h downsampled (milliseconds).
@@ -64,10 +64,10 @@ impl BlockFilter {
     }
 
     /// `Ok` when the block is selected; otherwise the reason, for the run report.
-    pub fn check(&self, meta: &BlockMeta, markers: &Markers, now_millis: i64) -> Result<(), String> {
+    pub(crate) fn check(&self, meta: &MetaSummary, markers: &Markers, now_millis: i64) -> Result<(), String> {
         // Thanos's order: empty labels first (even for --id blocks), then deletion marks whose
         // time has come (replicate runs its fetcher with no delay), then ids or the selectors.
-        if meta.thanos.labels.is_empty() && !self.keep_empty_labels {
+        if meta.labels.is_empty() && !self.keep_empty_labels {
             return Err("external labels are empty".into());
         }
         if let Some(t) = markers.deletion_time.filter(|&t| self.ignore_marked_for_deletion && now_millis / 1000 > t) {
@@ -76,14 +76,14 @@ impl BlockFilter {
         if !self.ids.is_empty() {
             return if self.ids.contains(&meta.ulid) { Ok(()) } else { Err("not among the --id blocks".into()) };
         }
-        if !self.selector.matches(&meta.thanos.labels) {
+        if !self.selector.matches(&meta.labels) {
             return Err("labels do not match the --matcher selector".into());
         }
-        let resolution = meta.thanos.downsample.resolution;
+        let resolution = meta.resolution;
         if !self.resolutions.contains(&resolution) {
             return Err(format!("resolution {resolution}ms is not selected"));
         }
-        let level = meta.compaction.level;
+        let level = meta.level;
         if !self.compaction_levels.contains(&level) {
             return Err(format!("compaction level {level} is not selected"));
         }
@@ -103,16 +103,16 @@ impl BlockFilter {
 mod tests {
     use super::*;
     use crate::model::matcher::parse_matchers;
-    use crate::model::meta::parse_meta;
+    use crate::model::meta::{parse_meta, MetaSummary};
 
     const ULID: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
 
-    fn meta(labels: &str, resolution: i64, level: i64, min: i64, max: i64) -> BlockMeta {
+    fn meta(labels: &str, resolution: i64, level: i64, min: i64, max: i64) -> MetaSummary {
         let json = format!(
             r#"{{"ulid":"{ULID}","minTime":{min},"maxTime":{max},"version":1,"compaction":{{"level":{level}}},
                 "thanos":{{"labels":{{{labels}}},"downsample":{{"resolution":{resolution}}}}}}}"#
         );
-        parse_meta(ULID, json.into()).unwrap().meta
+        MetaSummary::of(&parse_meta(ULID, json.into()).unwrap())
     }
 
     #[test]

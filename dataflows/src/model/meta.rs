@@ -156,6 +156,47 @@ impl BlockMeta {
     }
 }
 
+/// What planning needs of a meta.json, small enough to keep for every block of a bucket across
+/// runs (a meta.json never changes, so a process reads each once): the fields the filters,
+/// ordering and the target compactor's judgement use, and a digest of the bytes to tell an
+/// equal meta.json in the target without reading either again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MetaSummary {
+    pub(crate) ulid: Ulid,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    pub(crate) level: i64,
+    pub(crate) resolution: i64,
+    pub(crate) labels: std::sync::Arc<BTreeMap<String, String>>,
+    /// The level-1 blocks it holds, sorted (itself, when meta.json lists none).
+    pub(crate) sources: Vec<Ulid>,
+    /// SHA256 of the meta.json bytes.
+    pub(crate) digest: [u8; 32],
+}
+
+impl MetaSummary {
+    pub(crate) fn of(raw: &RawMeta) -> Self {
+        use sha2::Digest;
+        let meta = &raw.meta;
+        let mut sources = meta.compaction.sources.clone();
+        if sources.is_empty() {
+            sources.push(meta.ulid);
+        }
+        sources.sort_unstable();
+        sources.dedup();
+        MetaSummary {
+            ulid: meta.ulid,
+            min_time: meta.min_time,
+            max_time: meta.max_time,
+            level: meta.compaction.level,
+            resolution: meta.thanos.downsample.resolution,
+            labels: std::sync::Arc::new(meta.thanos.labels.clone()),
+            sources,
+            digest: sha2::Sha256::digest(&raw.bytes).into(),
+        }
+    }
+}
+
 /// A block's meta.json as read from the source: the bytes to copy and their parsed form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawMeta {

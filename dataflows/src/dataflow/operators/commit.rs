@@ -1,6 +1,7 @@
 //! `ordered_commit`: writes meta.json, last, in order within each commit queue.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -18,6 +19,7 @@ use ulid::Ulid;
 
 use super::tasks::OperatorTasks;
 use crate::bucket::copy::{unchanged, Copier, CopyError, ObjectDone};
+use crate::bucket::target::TargetIndex;
 use crate::dataflow::wire::Wire;
 use crate::dataflow::{route, Epoch};
 use crate::model::block::{ObjectSpec, SourceBlock};
@@ -77,6 +79,8 @@ pub(crate) struct CommitPolicy {
     /// Target HEADs in flight while re-checking one block.
     pub recheck_concurrency: usize,
     pub runtime: Handle,
+    /// Told of every meta.json written, so that the next run need not read it back.
+    pub target_index: Arc<TargetIndex>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -342,10 +346,12 @@ fn advance_queue(
         let panic_record =
             pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
         let (copier, concurrency) = (policy.copier.clone(), policy.recheck_concurrency);
+        let index = policy.target_index.clone();
         tasks.spawn(
             async move {
                 let record = match commit_block(&copier, &pending, concurrency).await {
-                    Ok((repaired, repaired_bytes)) => {
+                    Ok((repaired, repaired_bytes, e_tag)) => {
+                        index.committed(&pending.block, e_tag);
                         let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
                         let late_behind = pending.block.late_behind.clone();
                         match &late_behind {
@@ -381,7 +387,11 @@ fn advance_queue(
 /// allows: a target compactor's cleanup may delete a block's objects more than once), until one
 /// listing shows every object intact. Only then is meta.json written. Returns the objects and
 /// bytes copied again.
-async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) -> Result<(u64, u64), CommitError> {
+async fn commit_block(
+    copier: &Copier,
+    pending: &Pending,
+    concurrency: usize,
+) -> Result<(u64, u64, Option<String>), CommitError> {
     let block = &pending.block;
     // The ETag each object had when it was last written, to notice it being replaced.
     let mut e_tags: HashMap<String, Option<String>> =
@@ -426,13 +436,13 @@ async fn commit_block(copier: &Copier, pending: &Pending, concurrency: usize) ->
         }
     }
     let meta_path = block.path(META_FILENAME);
-    copier
+    let written = copier
         .retrying(&meta_path, || async {
             let payload = PutPayload::from(block.meta.bytes.clone());
             let put = copier.target.put(&meta_path, payload).await;
-            put.map(|_| ()).map_err(|source| CopyError::WriteMeta { path: meta_path.clone(), source })
+            put.map_err(|source| CopyError::WriteMeta { path: meta_path.clone(), source })
         })
         .await
         .map_err(CommitError::WriteMeta)?;
-    Ok((copied, copied_bytes))
+    Ok((copied, copied_bytes, written.e_tag))
 }

@@ -1,0 +1,94 @@
+//! An idle sidecar costs listings, not requests per block: a run over blocks the process has
+//! seen, that the target holds already, asks the buckets for their listings and nothing else.
+//! Counted with the engine's own request metrics (a count is stable, unlike a time).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+mod support;
+
+use bucketflow_dataflows::testkit::synth::{self, generate, write, BlockShape, SynthSpec};
+use bucketflow_dataflows::{EngineConfig, Replicator, Telemetry};
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use support::runtime;
+
+/// Requests so far, by `bucket/operation`.
+fn requests(registry: &Registry) -> BTreeMap<String, u64> {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("bucketflow_requests_total{")) {
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let field = |name: &str| labels.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string();
+        counts.insert(format!("{}/{}", field("bucket"), field("operation")), value.parse().unwrap());
+    }
+    counts
+}
+
+/// What happened between two snapshots of `requests`.
+fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect()
+}
+
+#[test]
+fn an_idle_run_asks_for_listings_only() {
+    let rt = runtime();
+    let blocks = generate(&SynthSpec { groups: 10, blocks_per_group: 30, max_chunk_bytes: 512, ..SynthSpec::default() });
+    let n = blocks.len() as u64;
+    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    rt.block_on(write(&source, &blocks)).unwrap();
+    let telemetry = Telemetry::default();
+    let mut registry = Registry::default();
+    telemetry.metrics.register(&mut registry);
+    let config = EngineConfig { telemetry, workers: 2, ..EngineConfig::default() };
+    let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+    assert_eq!(replicator.run().unwrap().counts.replicated, n);
+
+    let before = requests(&registry);
+    let report = replicator.run().unwrap();
+    let idle = since(&before, &requests(&registry));
+    assert_eq!(report.counts.already_replicated, n);
+    let total: u64 = idle.values().sum();
+    assert!(total <= n / 20, "{total} requests for {n} unchanged blocks: {idle:?}");
+    assert!(idle.keys().all(|op| op.ends_with("/list")), "only listings: {idle:?}");
+
+    // A new block, and a block whose target copy lost its meta.json, are replicated on the next
+    // run, with requests for those two blocks only.
+    let shape = BlockShape::new(&[("cluster", "new")], 1_700_000_000_000, 1_700_007_200_000, 99);
+    let new = synth::blocks(vec![shape], &SynthSpec::default());
+    rt.block_on(write(&source, &new)).unwrap();
+    let partial = &blocks[7];
+    rt.block_on(target.delete(&object_store::path::Path::from(format!("{}/meta.json", partial.dir)))).unwrap();
+    let before = requests(&registry);
+    let report = replicator.run().unwrap();
+    assert_eq!(report.counts.replicated, 2, "{:?}", report.counts);
+    let outcomes = report.outcomes();
+    assert_eq!(outcomes[partial.dir.as_str()].kind(), "replicated");
+    assert_eq!(report.counts.late, 1, "the partial block is older than its group's newest");
+    let work = since(&before, &requests(&registry));
+    let gets = work.get("source/get").copied().unwrap_or(0);
+    assert!(gets <= 2 + new[0].objects.len() as u64 + partial.objects.len() as u64, "{work:?}");
+
+    // A block deleted from the target (and not covered by a compacted block) comes back.
+    let gone = &blocks[3];
+    for rel in gone.objects.keys() {
+        rt.block_on(target.delete(&object_store::path::Path::from(format!("{}/{rel}", gone.dir)))).unwrap();
+    }
+    let report = replicator.run().unwrap();
+    assert_eq!(report.outcomes()[gone.dir.as_str()].kind(), "replicated");
+
+    // A meta.json rewritten in the source (another version) is read again, not trusted.
+    let rewritten = &blocks[5];
+    let text = String::from_utf8(rewritten.meta_json().to_vec()).unwrap().replace("bucketflow-synth", "rewritten");
+    let path = object_store::path::Path::from(format!("{}/meta.json", rewritten.dir));
+    rt.block_on(source.put(&path, PutPayload::from(text.clone()))).unwrap();
+    let report = replicator.run().unwrap();
+    assert_eq!(report.outcomes()[rewritten.dir.as_str()].kind(), "replicated");
+    let copied = rt.block_on(target.get(&path)).unwrap();
+    assert_eq!(rt.block_on(copied.bytes()).unwrap(), text.as_bytes(), "the new version, byte for byte");
+    replicator.shutdown().unwrap();
+}
