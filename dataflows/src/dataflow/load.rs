@@ -37,7 +37,7 @@ enum Unloaded {
     Record(Record),
     /// Its meta.json could not be read or used, so it may be an older block of a queue: of
     /// `queue` when that is known, else of any.
-    Barrier { dir: String, error: String, queue: Option<String> },
+    Barrier { dir: String, cause: FailureCause, error: String, queue: Option<String> },
 }
 
 /// Reads and plans every listed block folder. A missing or unparsable meta.json skips the
@@ -54,7 +54,7 @@ pub(crate) fn load<'scope>(listed: Stream<'scope, Listed>, ctx: &Arc<Context>) -
         |_| (),
         |listed, message| {
             let error = format!("internal error: reading it panicked: {message}");
-            vec![Err(Unloaded::Barrier { error, dir: listed.dir, queue: None })]
+            vec![Err(Unloaded::Barrier { error, dir: listed.dir, cause: FailureCause::Internal, queue: None })]
         },
         move |listed: Listed| {
             let ctx = c.clone();
@@ -68,16 +68,18 @@ pub(crate) fn load<'scope>(listed: Stream<'scope, Listed>, ctx: &Arc<Context>) -
     });
     let records = unloaded.flat_map(move |u| match u {
         Unloaded::Record(record) => vec![record],
-        Unloaded::Barrier { dir, error, queue } => {
+        Unloaded::Barrier { dir, cause, error, queue } => {
             let held = match &queue {
                 Some(queue) => format!("its commit queue ({queue}) is held back this run"),
                 None => "its compaction group is unknown, so every group is held back this run".to_string(),
             };
-            let failure = Failure::new(FailureCause::Source, format!("{error} ({held})"));
+            let failure = Failure::new(cause, format!("{error} ({held})"));
             let failed = Record::of_folder(&dir, Outcome::failed(failure));
+            // An interrupted run holds everything back anyway; the report names only the blocks
+            // whose unreadable meta.json did.
             match queue {
-                Some(_) => vec![failed],
-                None => vec![failed, Record::HoldsEveryQueue(dir)],
+                None if cause == FailureCause::Source => vec![failed, Record::HoldsEveryQueue(dir)],
+                _ => vec![failed],
             }
         }
     });
@@ -89,6 +91,13 @@ pub(crate) fn load<'scope>(listed: Stream<'scope, Listed>, ctx: &Arc<Context>) -
 /// read it holds back its group only.
 async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBlock), Unloaded> {
     let Listed { request, dir, folder } = listed;
+    if ctx.copier.cancel.is_cancelled() {
+        // A stop ends planning too. A block not read may be older than any block that could
+        // still commit, so it holds back its group, or every group when that is unknown.
+        let queue = ctx.strategy.queue_of_unread(&dir, &ctx.layout, ctx.source_metas.group_of(request.run_id, &dir).as_deref());
+        let error = "interrupted before its meta.json was read".to_string();
+        return Err(Unloaded::Barrier { dir, cause: FailureCause::Interrupted, error, queue });
+    }
     if let Some(record) = settled_from_memory(ctx, request, &dir, &folder).await {
         return Err(Unloaded::Record(record));
     }
@@ -112,7 +121,7 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBl
             let group = group.or_else(|| ctx.source_metas.group_of(request.run_id, &dir));
             let queue = ctx.strategy.queue_of_unread(&dir, &ctx.layout, group.as_deref());
             tracing::error!(block = %dir, run = request.run_id, %error, queue = ?queue, "meta.json unusable; holding back the groups it could belong to this run");
-            Err(Unloaded::Barrier { dir, error, queue })
+            Err(Unloaded::Barrier { dir, cause: FailureCause::Source, error, queue })
         }
     }
 }
