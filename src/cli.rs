@@ -268,6 +268,11 @@ pub struct ReplicateArgs {
     /// group: for a broken source block that should not stop its group.
     #[arg(long = "exclude-block", value_name = "ULID")]
     pub exclude_blocks: Vec<Ulid>,
+    /// Keep the source's and the target's block metas in this folder across restarts, so that a
+    /// restarted sidecar or a single run from cron reads only the meta.json files it has not
+    /// seen (Thanos's meta-syncer folder does this).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 
     /// Listen address for HTTP (metrics and probes); port 0 picks a free port.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]

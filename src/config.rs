@@ -40,6 +40,7 @@ impl ReplicateArgs {
             layout: self.layout()?,
             replica_labels: self.replica_labels()?,
             target_vertical_compaction: self.target_vertical_compaction,
+            cache_dir: self.cache_dir.clone(),
             cluster,
         })
     }

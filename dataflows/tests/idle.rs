@@ -92,3 +92,49 @@ fn an_idle_run_asks_for_listings_only() {
     assert_eq!(rt.block_on(copied.bytes()).unwrap(), text.as_bytes(), "the new version, byte for byte");
     replicator.shutdown().unwrap();
 }
+
+#[test]
+fn a_cache_dir_spares_a_new_process_every_meta_json() {
+    let rt = runtime();
+    let blocks = generate(&SynthSpec { groups: 4, blocks_per_group: 25, max_chunk_bytes: 512, ..SynthSpec::default() });
+    let n = blocks.len() as u64;
+    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    rt.block_on(write(&source, &blocks)).unwrap();
+    let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let cache = tempfile::tempdir().unwrap();
+    // One process per run, as a cron job runs: each starts from the cache folder alone.
+    let run = |cache_dir: Option<std::path::PathBuf>| {
+        let telemetry = Telemetry::default();
+        let mut registry = Registry::default();
+        telemetry.metrics.register(&mut registry);
+        let config = EngineConfig { telemetry, workers: 2, cache_dir, ..EngineConfig::default() };
+        let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+        let report = replicator.run().unwrap();
+        replicator.shutdown().unwrap();
+        (report, requests(&registry))
+    };
+    let (first, _) = run(Some(cache.path().to_path_buf()));
+    assert_eq!(first.counts.replicated, n);
+    let (again, without_cache) = run(None);
+    assert_eq!(again.counts.already_replicated, n);
+    assert!(without_cache.get("source/get").copied().unwrap_or(0) >= n, "{without_cache:?}");
+    let (again, with_cache) = run(Some(cache.path().to_path_buf()));
+    assert_eq!(again.counts.already_replicated, n);
+    assert!(with_cache.keys().all(|op| op.ends_with("/list")), "only listings: {with_cache:?}");
+
+    // A cache made under another grouping is not used: its groups would be wrong.
+    let telemetry = Telemetry::default();
+    let mut registry = Registry::default();
+    telemetry.metrics.register(&mut registry);
+    let config = EngineConfig {
+        telemetry,
+        workers: 2,
+        cache_dir: Some(cache.path().to_path_buf()),
+        replica_labels: vec!["replica".into()],
+        ..EngineConfig::default()
+    };
+    let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+    replicator.run().unwrap();
+    replicator.shutdown().unwrap();
+    assert!(requests(&registry).get("source/get").copied().unwrap_or(0) >= n);
+}

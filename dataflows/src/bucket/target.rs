@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 use ulid::Ulid;
 
 use super::inventory::{take_inventory, Side, Validator};
+use super::meta_cache::CacheFile;
 use super::read::read_meta_bytes;
 use crate::model::block::{SourceBlock, TargetListing};
 use crate::model::failure::error_chain;
@@ -28,7 +29,7 @@ use crate::model::layout::{block_id, Layout};
 use crate::model::meta::{parse_meta, BlockMeta, MetaSummary};
 
 /// A visible target block, as far as judging source blocks needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TargetBlock {
     pub(crate) dir: String,
     pub(crate) ulid: Ulid,
@@ -145,6 +146,7 @@ impl TargetView {
 
 /// What the index keeps of a target meta.json, by folder: the version of it that was read, and
 /// what it said.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Known {
     validator: Validator,
     digest: [u8; 32],
@@ -199,6 +201,27 @@ impl TargetIndex {
             block: Arc::new(TargetBlock::new(&block.dir, &block.meta.meta, &self.grouping)),
         };
         self.known.lock().expect("never poisoned").insert(block.dir.clone(), known);
+    }
+
+    /// Takes what a cache file at `path` (made under `settings`) knows of the target.
+    pub(crate) fn load(&self, path: &std::path::Path, settings: &str) {
+        let entries = CacheFile::<Known>::load(path, settings);
+        self.known.lock().expect("never poisoned").extend(entries);
+    }
+
+    /// Writes what the index knows of the target to a cache file at `path`.
+    pub(crate) fn save(&self, path: &std::path::Path, settings: &str) -> std::io::Result<()> {
+        let entries = {
+            let known = self.known.lock().expect("never poisoned");
+            known
+                .iter()
+                .map(|(dir, k)| {
+                    let copy = Known { validator: k.validator.clone(), digest: k.digest, block: k.block.clone() };
+                    (dir.clone(), copy)
+                })
+                .collect()
+        };
+        CacheFile::save(path, settings, entries)
     }
 
     async fn build(&self) -> Result<Arc<TargetView>, String> {

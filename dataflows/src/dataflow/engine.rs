@@ -69,6 +69,10 @@ pub struct EngineConfig {
     /// The target compactor runs with `--compact.enable-vertical-compaction`, so it merges
     /// overlapping blocks rather than halting on them.
     pub target_vertical_compaction: bool,
+    /// A folder where the source's and the target's block metas are kept across restarts (as
+    /// Thanos's meta-syncer folder), so that a restarted sidecar or a cron job does not read
+    /// every meta.json again. Each process of a cluster keeps its own files there.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +95,7 @@ impl Default for EngineConfig {
             layout: Layout::Thanos,
             replica_labels: Vec::new(),
             target_vertical_compaction: false,
+            cache_dir: None,
         }
     }
 }
@@ -104,10 +109,13 @@ pub enum EngineError {
     /// A worker stopped, or in a cluster a peer process was lost; nothing incomplete was committed.
     #[error("a worker stopped (in a cluster: a peer process was lost); no incomplete block was committed, and a restart of every process completes the work")]
     WorkerLost,
-    /// A run was asked of a cluster process other than process 0, which alone starts runs.
+    /// This process's settings differ from process 0's of its cluster: each difference, named.
     #[error("this process's settings differ from process 0's, so it does not run with it: {0}")]
     SettingsDiffer(String),
-    /// Only process 0 of a cluster starts runs.
+    /// The `cache_dir` could not be made.
+    #[error("making the meta cache folder {}", .0.display())]
+    CacheDir(std::path::PathBuf, #[source] std::io::Error),
+    /// A run was asked of a cluster process other than process 0, which alone starts runs.
     #[error("only process 0 of a cluster starts runs; the others follow it")]
     NotLeader,
 }
@@ -144,6 +152,27 @@ pub struct Replicator {
     guards: Option<timely::communication::WorkerGuards<()>>,
     next_run: Epoch,
     leader: bool,
+    caches: Option<Caches>,
+}
+
+/// Where this process keeps its metas across restarts, and what they are kept of.
+struct Caches {
+    source: std::path::PathBuf,
+    target: std::path::PathBuf,
+    /// The grouping the cached groups were computed under.
+    settings: String,
+    context: Arc<Context>,
+}
+
+impl Caches {
+    fn save(&self) {
+        let saved = self.context.source_metas.save(&self.source, &self.settings);
+        let saved = saved.and_then(|()| self.context.target_index.save(&self.target, &self.settings));
+        if let Err(error) = saved {
+            // A cache only spares requests: the run goes on without it.
+            tracing::warn!(%error, "writing the meta cache");
+        }
+    }
 }
 
 impl Replicator {
@@ -193,6 +222,19 @@ impl Replicator {
         let tenants = matches!(config.layout, Layout::Tenants(_));
         let grouping = Grouping { replica_labels: config.replica_labels.clone(), per_tenant: tenants };
         let concurrency = config.concurrency.max(1);
+        let process = config.cluster.as_ref().map_or(0, |c| c.process);
+        let cache_files = match &config.cache_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| EngineError::CacheDir(dir.clone(), e))?;
+                let file = |side: &str| dir.join(format!("{side}-metas-{process}.json"));
+                Some((file("source"), file("target"), serde_json::to_string(&grouping).expect("serialises")))
+            }
+            None => None,
+        };
+        let source_metas = match &cache_files {
+            Some((source, _, settings)) => SourceMetas::load(source, settings),
+            None => SourceMetas::default(),
+        };
         let context = Arc::new(Context {
             source,
             target_index: Arc::new(TargetIndex::new(target, config.layout.clone(), grouping.clone(), concurrency)),
@@ -200,7 +242,7 @@ impl Replicator {
             // Mimir's ingesters upload blocks without external labels.
             filter: BlockFilter { keep_empty_labels: config.filter.keep_empty_labels || tenants, ..config.filter.clone() },
             grouping,
-            source_metas: SourceMetas::default(),
+            source_metas,
             vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty(),
             strategy: config.strategy,
             concurrency,
@@ -209,6 +251,10 @@ impl Replicator {
             layout: config.layout.clone(),
             source_marker,
             runtime,
+        });
+        let caches = cache_files.map(|(source, target, settings)| {
+            context.target_index.load(&target, &settings);
+            Caches { source, target, settings, context: context.clone() }
         });
         let (command_tx, command_rx) = mpsc::channel::<Command>();
         let (report_tx, report_rx) = mpsc::channel::<RunReport>();
@@ -278,7 +324,7 @@ impl Replicator {
                 return Err(EngineError::SettingsDiffer(differences));
             }
         }
-        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0, leader })
+        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0, leader, caches })
     }
 
     /// Runs one replication with the current time as the run's clock, and waits for its report.
@@ -300,7 +346,11 @@ impl Replicator {
             guards.guards()[0].thread().unpark();
         }
         // The reports' sender lives in the workers: it is gone only when they stopped.
-        self.reports.recv().map_err(|_| EngineError::WorkerLost)
+        let report = self.reports.recv().map_err(|_| EngineError::WorkerLost)?;
+        if let Some(caches) = &self.caches {
+            caches.save();
+        }
+        Ok(report)
     }
 
     /// Whether this process starts runs and receives their reports: the only process, or
@@ -322,6 +372,9 @@ impl Replicator {
 
     fn stop(&mut self) -> Result<(), EngineError> {
         self.commands.take();
+        if let Some(caches) = self.caches.take() {
+            caches.save();
+        }
         if let Some(guards) = self.guards.take() {
             if let Some(thread) = guards.guards().first().map(|g| g.thread().clone()) {
                 thread.unpark();
