@@ -265,3 +265,23 @@ proptest::proptest! {
         proptest::prop_assert_eq!(target.violations(), vec![]);
     }
 }
+
+#[test]
+fn a_meta_json_write_that_fails_holds_back_the_blocks_checked_ahead_of_it() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 1, 6);
+    let target = checker(&blocks);
+    // The second block's meta.json cannot be written; the blocks after it were re-checked while
+    // it was being written, and must not be written themselves.
+    let meta = format!("{}/meta.json", blocks[1].dir);
+    let faulty = Arc::new(FaultyStore::new(target.clone(), vec![FaultRule::permanent(&meta, &[Op::Put])], 1));
+    let report = replicate(&rt, source, faulty);
+    let outcomes = report.outcomes();
+    assert_eq!(outcomes[blocks[0].dir.as_str()].kind(), "replicated");
+    assert_eq!(outcomes[blocks[1].dir.as_str()].kind(), "failed");
+    for later in &blocks[2..] {
+        assert_eq!(outcomes[later.dir.as_str()], &Outcome::HeldBack { behind: blocks[1].dir.clone() });
+    }
+    assert_eq!(target.commits(), vec![blocks[0].dir.clone()]);
+    assert_eq!(target.violations(), vec![]);
+}

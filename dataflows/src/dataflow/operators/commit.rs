@@ -91,19 +91,32 @@ enum CommitError {
     StillWrong { path: object_store::path::Path },
     #[error("writing meta.json")]
     WriteMeta(#[source] CopyError),
+    /// The block before it in its queue was not committed: it must not be either.
+    #[error("the block before it, {0}, was not committed")]
+    Behind(String),
 }
+
+/// How many blocks of one queue may be between their re-check and their meta.json write at
+/// once. Only the writes are in order: each waits for the write before it, so a queue's chain
+/// costs one round trip a block (the write), with the re-checks run ahead.
+const COMMITS_AHEAD: usize = 4;
+
+/// The end of a block's commit, for the block after it in its queue: `Err` names the block that
+/// was not committed.
+type Turn = tokio::sync::oneshot::Receiver<Result<(), String>>;
 
 /// Commits blocks whose objects have all been copied.
 pub(crate) trait OrderedCommit<'scope> {
     /// Writes each block's meta.json once every object of the block has been reported copied,
-    /// after re-checking every object in the target (HEAD: size, and ETag where known) and
-    /// copying again any that went missing or changed.
+    /// after re-checking every object in the target (one listing of the folder: size, and ETag
+    /// where known) and copying again any that went missing or changed.
     ///
     /// Order: blocks (routed by [`commit_inputs`]) and completions are exchanged by queue key, so
     /// one worker owns each queue.
-    /// With `ordered`, a queue's blocks commit one at a time in ascending (minTime, ULID) order,
-    /// and the first commit of an epoch waits until the blocks input has passed the epoch, so
-    /// that no older block can still arrive. A block that fails holds back the later blocks of its
+    /// With `ordered`, a queue's meta.json writes happen one at a time in ascending (minTime,
+    /// ULID) order: each waits for the write before it to succeed. The re-checks of up to
+    /// [`COMMITS_AHEAD`] blocks run ahead of those writes. The first commit of an epoch waits
+    /// until the blocks input has passed the epoch, so that no older block can still arrive. A block that fails holds back the later blocks of its
     /// queue for the epoch; other queues go on. A barrier holds back its queue, or every queue
     /// of its epoch when its queue is unknown.
     ///
@@ -151,7 +164,10 @@ impl Pending {
 #[derive(Default)]
 struct Queue {
     blocks: BTreeMap<(i64, Ulid), Pending>,
-    committing: bool,
+    /// Commits started and not yet reported.
+    committing: usize,
+    /// The last commit started: its block, and the end of its write.
+    last: Option<(String, Turn)>,
     failed_at: Option<String>,
 }
 
@@ -194,7 +210,7 @@ impl EpochState {
     }
 
     fn is_idle(&self) -> bool {
-        self.queues.values().all(|q| q.blocks.is_empty() && !q.committing)
+        self.queues.values().all(|q| q.blocks.is_empty() && q.committing == 0)
     }
 }
 
@@ -246,9 +262,20 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                         let committed =
                             matches!(&record, Record::Block(b) if matches!(b.outcome, Outcome::Replicated { .. }));
                         if let Some(q) = state.queues.get_mut(&queue) {
-                            q.committing = false;
+                            q.committing -= 1;
+                            if q.committing == 0 {
+                                q.last = None;
+                            }
                             if !committed && policy.ordered {
-                                q.failed_at = Some(dir);
+                                // Blocks held back by the chain name the block that failed.
+                                let behind = match &record {
+                                    Record::Block(b) => match &b.outcome {
+                                        Outcome::HeldBack { behind } => behind.clone(),
+                                        _ => dir,
+                                    },
+                                    _ => dir,
+                                };
+                                q.failed_at.get_or_insert(behind);
                             }
                         }
                         output.session(&state.capability).give(record);
@@ -303,7 +330,9 @@ fn advance_queue(
     tasks: &mut OperatorTasks<(Epoch, String, String, Record)>,
     records: &mut Vec<Record>,
 ) {
-    while !queue.committing {
+    // Without order, each block is a queue of its own and commits alone.
+    let ahead = if policy.ordered { COMMITS_AHEAD } else { 1 };
+    while queue.committing < ahead {
         let Some(entry) = queue.blocks.first_entry() else {
             return;
         };
@@ -340,7 +369,9 @@ fn advance_queue(
             }
             continue;
         }
-        queue.committing = true;
+        queue.committing += 1;
+        let (turn_done, turn) = tokio::sync::oneshot::channel();
+        let after = if policy.ordered { queue.last.replace((pending.block.dir.clone(), turn)) } else { None };
         let (queue_name, dir) = (queue_key.to_string(), pending.block.dir.clone());
         let (panic_queue, panic_dir) = (queue_name.clone(), dir.clone());
         let panic_record =
@@ -349,7 +380,14 @@ fn advance_queue(
         let index = policy.target_index.clone();
         tasks.spawn(
             async move {
-                let record = match commit_block(&copier, &pending, concurrency).await {
+                let result = commit_block(&copier, &pending, concurrency, after).await;
+                // The block after it may write now, or must not.
+                let _ = turn_done.send(match &result {
+                    Ok(_) => Ok(()),
+                    Err(CommitError::Behind(behind)) => Err(behind.clone()),
+                    Err(_) => Err(pending.block.dir.clone()),
+                });
+                let record = match result {
                     Ok((repaired, repaired_bytes, e_tag)) => {
                         index.committed(&pending.block, e_tag);
                         let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
@@ -365,10 +403,14 @@ fn advance_queue(
                             late_behind,
                         })
                     }
+                    Err(CommitError::Behind(behind)) => {
+                        Record::of_block(&pending.block, Outcome::HeldBack { behind })
+                    }
                     Err(e) => {
                         let cause = match &e {
                             CommitError::Recheck(copy) | CommitError::WriteMeta(copy) => copy.failure().cause,
                             CommitError::StillWrong { .. } => FailureCause::Verification,
+                            CommitError::Behind(_) => FailureCause::Internal,
                         };
                         let error = error_chain(&e);
                         tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
@@ -391,6 +433,7 @@ async fn commit_block(
     copier: &Copier,
     pending: &Pending,
     concurrency: usize,
+    after: Option<(String, Turn)>,
 ) -> Result<(u64, u64, Option<String>), CommitError> {
     let block = &pending.block;
     // The ETag each object had when it was last written, to notice it being replaced.
@@ -433,6 +476,15 @@ async fn commit_block(
                 copied_bytes += done.bytes;
             }
             e_tags.insert(rel_path, done.e_tag);
+        }
+    }
+    // Checked, the block waits for the write of the block before it, which must have succeeded.
+    if let Some((before, turn)) = after {
+        match turn.await {
+            Ok(Ok(())) => {}
+            Ok(Err(behind)) => return Err(CommitError::Behind(behind)),
+            // Its task ended without a word: it panicked, and was not committed.
+            Err(_) => return Err(CommitError::Behind(before)),
         }
     }
     let meta_path = block.path(META_FILENAME);
