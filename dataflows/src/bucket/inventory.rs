@@ -20,17 +20,24 @@ use crate::model::layout::{Layout, Tenants};
 use crate::model::markers::DELETION_MARK;
 use crate::model::meta::META_FILENAME;
 
-/// What tells one version of an object from another: its size and ETag, as a listing gives them.
+/// What tells one version of an object from another: its size, ETag and time of last change,
+/// as a listing gives them (some stores list no ETag; a write's answer gives no time).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct Validator {
     pub(crate) size: u64,
     pub(crate) e_tag: Option<String>,
+    #[serde(default)]
+    pub(crate) last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Validator {
-    /// Whether two listings saw the same object. Without an ETag, nothing can be told.
+    /// Whether two sightings are of the same version: the same size, and the same ETag and time
+    /// wherever both sightings know them, with at least one of the two known to both. Otherwise
+    /// nothing can be told, and the object is read again.
     pub(crate) fn same(&self, other: &Validator) -> bool {
-        self.e_tag.is_some() && self == other
+        let e_tags = self.e_tag.as_ref().zip(other.e_tag.as_ref()).map(|(a, b)| a == b);
+        let times = self.last_modified.zip(other.last_modified).map(|(a, b)| a == b);
+        self.size == other.size && (e_tags.is_some() || times.is_some()) && e_tags != Some(false) && times != Some(false)
     }
 }
 
@@ -142,7 +149,7 @@ async fn list_into(
             _ => object.e_tag,
         };
         if rel_path == META_FILENAME {
-            folder.meta = Some(Validator { size: object.size, e_tag });
+            folder.meta = Some(Validator { size: object.size, e_tag, last_modified: Some(object.last_modified) });
         } else {
             folder.objects.push((rel_path.to_string(), object.size, e_tag));
         }

@@ -194,7 +194,7 @@ impl TargetIndex {
     /// Remembers the meta.json this process just wrote for `block` (with ETag `e_tag`), so that
     /// the next run knows it from the listing without reading it back.
     pub(crate) fn committed(&self, block: &SourceBlock, e_tag: Option<String>) {
-        let validator = Validator { size: block.meta.bytes.len() as u64, e_tag };
+        let validator = Validator { size: block.meta.bytes.len() as u64, e_tag, last_modified: None };
         let known = Known {
             validator,
             digest: block.summary.digest,
