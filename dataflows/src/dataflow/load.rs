@@ -16,6 +16,7 @@ use super::{route, RunRequest, Stream};
 use crate::bucket::inventory::Folder;
 use crate::bucket::read::{load_block, Unusable};
 use crate::model::markers::{is_marker, Markers};
+use crate::model::meta::MetaSummary;
 use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
 use crate::report::{Outcome, Record};
@@ -103,10 +104,15 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBl
     }
     match load_block(&*ctx.source, &dir, &folder, &ctx.grouping).await {
         Ok(block) => {
+            let settled = settled(ctx, request, &dir, &folder, &block.group, &block.summary, &block.markers).await;
             if let Some(validator) = folder.meta {
                 ctx.source_metas.remember(request.run_id, &dir, validator, block.group.clone(), block.summary.clone());
             }
-            Ok((request, block))
+            // A block settled here goes no further, and its meta.json is let go at once.
+            match settled {
+                Some(record) => Err(Unloaded::Record(record)),
+                None => Ok((request, block)),
+            }
         }
         Err(Unusable::Partial(reason)) => {
             tracing::warn!(block = %dir, run = request.run_id, %reason, "skipping block");
@@ -127,20 +133,35 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBl
 }
 
 /// The outcome of a block this process read before and whose meta.json is the same version (the
-/// listing's size and ETag), when that outcome needs no request: the filters leave it out, or
-/// the target holds its meta.json already, byte for byte. `None` sends it the full way.
+/// listing's size and ETag), when that outcome needs no request. `None` sends it the full way.
 async fn settled_from_memory(ctx: &Context, request: RunRequest, dir: &str, folder: &Folder) -> Option<Record> {
     let (group, summary) = ctx.source_metas.get(request.run_id, dir, folder.meta.as_ref()?)?;
-    // A deletion mark's time is in the mark, and marks to copy need the block's plan: the full
-    // way reads them.
-    let marked = folder.deletion_marked() && ctx.filter.ignore_marked_for_deletion;
-    let marks_to_copy = ctx.copy_markers && folder.objects.iter().any(|(rel, _, _)| is_marker(rel));
-    if marked || marks_to_copy {
+    // A deletion mark's time is in the mark: the full way reads it.
+    if folder.deletion_marked() && ctx.filter.ignore_marked_for_deletion {
         return None;
     }
-    let record = |outcome| Record::of_summary(dir, &group, &summary, outcome);
-    if let Err(reason) = ctx.filter.check(&summary, &Markers::default(), request.now_millis) {
+    settled(ctx, request, dir, folder, &group, &summary, &Markers::default()).await
+}
+
+/// The outcome of a block whose meta.json says `summary`, when it goes no further than this: the
+/// filters leave it out, or the target holds its meta.json already, byte for byte (and its marks,
+/// when marks are copied). `None` when it has work to do.
+async fn settled(
+    ctx: &Context,
+    request: RunRequest,
+    dir: &str,
+    folder: &Folder,
+    group: &str,
+    summary: &MetaSummary,
+    markers: &Markers,
+) -> Option<Record> {
+    let record = |outcome| Record::of_summary(dir, group, summary, outcome);
+    if let Err(reason) = ctx.filter.check(summary, markers, request.now_millis) {
         return Some(record(Outcome::Filtered { reason }));
+    }
+    // Marks to copy need the block's plan: the full way copies them.
+    if ctx.copy_markers && folder.objects.iter().any(|(rel, _, _)| is_marker(rel)) {
+        return None;
     }
     let view = ctx.target_index.view(request.run_id).await.ok()?;
     let in_target = view.folder(dir)?;
