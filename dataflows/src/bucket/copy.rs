@@ -128,7 +128,7 @@ impl CopyError {
                 return true
             }
         };
-        !matches!(
+        let permanent = matches!(
             store_error,
             object_store::Error::NotFound { .. }
                 | object_store::Error::PermissionDenied { .. }
@@ -136,8 +136,39 @@ impl CopyError {
                 | object_store::Error::NotSupported { .. }
                 | object_store::Error::NotImplemented { .. }
                 | object_store::Error::InvalidPath { .. }
-        )
+        );
+        // A request the store refused as wrong (a 4xx) fails the same way again, but for a
+        // timeout (408) and throttling (429).
+        let refused = http_status(store_error).is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+        !permanent && !refused
     }
+}
+
+/// The HTTP status a store answered with, found in an error's chain. object_store keeps it in a
+/// type of its own that it does not export, so it is read from that error's message, which
+/// names it as `non-2xx status code: <code>`.
+fn http_status(error: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    static STATUS: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"non-2xx status code: (\d{3})").expect("a valid regex"));
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(code) = STATUS.captures(&error.to_string()).and_then(|c| c[1].parse().ok()) {
+            return Some(code);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// S3 takes at most this many parts in one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The part size for an object of `size` bytes: `configured`, grown where the object would
+/// otherwise need more than [`MAX_PARTS`] parts, which S3 refuses only after most of the object
+/// was sent. A grown part raises that copy's share of memory: a 64 GiB object takes 6.4 MiB parts.
+pub(crate) fn part_size_for(size: u64, configured: usize) -> usize {
+    let needed = size.div_ceil(MAX_PARTS);
+    usize::try_from(needed).unwrap_or(usize::MAX).max(configured)
 }
 
 /// What ensuring an object did.
@@ -215,10 +246,9 @@ impl Copier {
     pub(crate) async fn ensure_seen(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {
         let mut seen = Some(seen);
         let done = self
-            .retrying(path, || {
+            .retrying_with(path, Some(&self.permits), || {
                 let seen = seen.take().unwrap_or(Seen::Unknown);
                 async move {
-                    let _permit = self.permits.acquire().await.expect("the copy semaphore is never closed");
                     let in_flight = &self.telemetry.metrics.objects_in_flight;
                     in_flight.inc();
                     let result = self.ensure_once(path, spec, seen).await;
@@ -235,15 +265,38 @@ impl Copier {
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or the retry policy is spent.
-    pub(crate) async fn retrying<T, F, Fut>(&self, path: &Path, mut attempt: F) -> Result<T, CopyError>
+    pub(crate) async fn retrying<T, F, Fut>(&self, path: &Path, attempt: F) -> Result<T, CopyError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, CopyError>>,
     {
-        let deadline = Instant::now() + self.retry.timeout;
+        self.retrying_with(path, None, attempt).await
+    }
+
+    /// [`Copier::retrying`], each attempt holding a permit of `permits` while it runs. The
+    /// retry timeout counts from each attempt's start, once it has its permit: waiting for a
+    /// permit behind other copies is no failure of this one. The permit is let go while the
+    /// attempt waits to be tried again, so a failing object does not hold a slot others could use.
+    pub(crate) async fn retrying_with<T, F, Fut>(
+        &self,
+        path: &Path,
+        permits: Option<&Semaphore>,
+        mut attempt: F,
+    ) -> Result<T, CopyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CopyError>>,
+    {
         let mut tries = 0;
         loop {
-            match attempt().await {
+            let permit = match permits {
+                Some(permits) => Some(permits.acquire().await.expect("the copy semaphore is never closed")),
+                None => None,
+            };
+            let deadline = Instant::now() + self.retry.timeout;
+            let result = attempt().await;
+            drop(permit);
+            match result {
                 Err(error)
                     if error.is_transient()
                         && tries < self.retry.retries
@@ -333,7 +386,8 @@ impl Copier {
             let put = self.target.put(path, PutPayload::from(buffer.freeze())).await;
             put.map_err(|source| CopyError::Target { operation: "writing", path: path.clone(), source })?.e_tag
         } else {
-            self.copy_multipart(path, &mut stream, &mut verifier).await?
+            let part_size = part_size_for(spec.size, self.part_size);
+            self.copy_multipart(path, &mut stream, &mut verifier, part_size).await?
         };
         Ok(ObjectDone { copied: true, bytes: spec.size, e_tag })
     }
@@ -343,6 +397,7 @@ impl Copier {
         path: &Path,
         stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
         verifier: &mut Verifier<'_>,
+        part_size: usize,
     ) -> Result<Option<String>, CopyError> {
         let target_err = |operation, source| CopyError::Target { operation, path: path.clone(), source };
         let mut upload = self.target.put_multipart(path).await.map_err(|e| target_err("starting upload of", e))?;
@@ -357,10 +412,10 @@ impl Copier {
                 self.bandwidth.admit(chunk.len()).await;
                 verifier.update(&chunk)?;
                 while !chunk.is_empty() {
-                    let take = chunk.len().min(self.part_size - part_len);
+                    let take = chunk.len().min(part_size - part_len);
                     part.push(chunk.split_to(take));
                     part_len += take;
-                    if part_len == self.part_size {
+                    if part_len == part_size {
                         let full = std::mem::take(&mut part).freeze();
                         part_len = 0;
                         upload.put_part(full).await.map_err(|e| target_err("uploading a part of", e))?;
@@ -463,5 +518,125 @@ impl<'a> Verifier<'a> {
 
     fn size_error(&self) -> CopyError {
         CopyError::SourceSize { path: self.path.clone(), expected: self.spec.size, actual: self.seen }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
+        PutOptions, PutResult, UploadPart,
+    };
+
+    use super::*;
+
+    /// An in-memory store that counts the parts of its multipart uploads.
+    #[derive(Debug, Default)]
+    struct PartCounting {
+        inner: InMemory,
+        parts: Arc<AtomicUsize>,
+    }
+
+    impl std::fmt::Display for PartCounting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "PartCounting({})", self.inner)
+        }
+    }
+
+    #[derive(Debug)]
+    struct CountedUpload {
+        inner: Box<dyn MultipartUpload>,
+        parts: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl MultipartUpload for CountedUpload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            self.parts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put_part(data)
+        }
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            self.inner.complete().await
+        }
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for PartCounting {
+        async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(CountedUpload { inner, parts: self.parts.clone() }))
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_part_size_grows_so_that_no_upload_needs_more_than_ten_thousand_parts() {
+        let size = 25_000u64;
+        let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("block/chunks/000001");
+        source.put(&path, PutPayload::from(vec![7u8; size as usize])).await.unwrap();
+        let target = Arc::new(PartCounting::default());
+        // One byte a part would take 25,000 parts.
+        let copier = Copier::new(source, target.clone(), 4, 1);
+        let spec = ObjectSpec { rel_path: "chunks/000001".into(), size, sha256: None };
+        let done = copier.ensure(&path, &spec).await.unwrap();
+        assert!(done.copied);
+        let parts = target.parts.load(Ordering::SeqCst) as u64;
+        assert_eq!(parts, size.div_ceil(3), "parts of 3 bytes");
+        assert!(parts <= MAX_PARTS);
+        assert_eq!(target.inner.get(&path).await.unwrap().bytes().await.unwrap().len() as u64, size);
+        // Where the configured size is enough, it is kept.
+        assert_eq!(part_size_for(1 << 30, 8 << 20), 8 << 20);
+        let huge = 64u64 << 30;
+        assert!(huge.div_ceil(part_size_for(huge, 5 << 20) as u64) <= MAX_PARTS, "a 64 GiB index in 5 MiB parts");
+    }
+
+    fn store_error(status: &str) -> object_store::Error {
+        let message = format!("Error performing PUT http://127.0.0.1/b/o in 3ms - Server returned non-2xx status code: {status}: body");
+        object_store::Error::Generic { store: "S3", source: message.into() }
+    }
+
+    #[test]
+    fn a_refused_request_fails_at_once_but_timeouts_and_throttling_are_retried() {
+        let target = |status: &str| CopyError::Target { operation: "writing", path: Path::from("a"), source: store_error(status) };
+        assert!(!target("400 Bad Request").is_transient());
+        assert!(!target("409 Conflict").is_transient());
+        assert!(target("408 Request Timeout").is_transient());
+        assert!(target("429 Too Many Requests").is_transient());
+        assert!(target("503 Service Unavailable").is_transient());
+        let reset = object_store::Error::Generic { store: "S3", source: "connection reset".into() };
+        assert!(CopyError::Source { path: Path::from("a"), source: reset }.is_transient());
     }
 }

@@ -80,7 +80,9 @@ pub(crate) fn build<'scope>(
         let completions = copy::copy(queued.clone(), &ctx);
         commit::commit(queued, loaded.barriers, completions, &ctx)
     };
-    let settled = mark::mark(scope.concatenate([already_replicated, outcomes]), &ctx);
-    let records = scope.concatenate([list_errors, loaded.records, filtered, settled]);
+    // Every record passes the mark stage: a block settled as early as the load stage may be one
+    // that move mode marks.
+    let records = scope.concatenate([list_errors, loaded.records, filtered, already_replicated, outcomes]);
+    let records = mark::mark(records, &ctx);
     requests.collect_runs(records, on_run);
 }
