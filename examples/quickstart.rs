@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use bucketflow_dataflows::Outcome;
 use bucketflow_dataflows::testkit::synth::{generate, write, SynthSpec};
+use bucketflow_dataflows::Outcome;
 use bucketflow_dataflows::{EngineConfig, Replicator, RunReport};
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bucketflow_dataflows::list_block_dirs;
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::testkit::ExpectedBlock;
 use bucketflow_dataflows::testkit::SafetyChecker;
-use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
-use bucketflow_dataflows::{RequestLabels, Side as RequestSide, Telemetry};
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
+use bucketflow_dataflows::{RequestLabels, Side as RequestSide, Telemetry};
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::throttle::{ThrottleConfig, ThrottledStore};

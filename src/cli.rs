@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bucketflow_dataflows::BandwidthLimit;
-use bucketflow_dataflows::{parse_duration, TimeOrDuration};
 use bucketflow_dataflows::Strategy;
+use bucketflow_dataflows::{parse_duration, TimeOrDuration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ulid::Ulid;
 
@@ -184,6 +184,8 @@ pub enum LayoutFlag {
 pub enum LogFormat {
     Logfmt,
     Json,
+    /// To the systemd journal, as Thanos's `journald` format.
+    Journald,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -281,6 +283,29 @@ pub struct ReplicateArgs {
     pub log_level: LogLevel,
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+    /// Thanos's: how long the HTTP server waits for requests in flight when it stops. Accepted so
+    /// that a Thanos command line runs unchanged; bucketflow's server stops with the process.
+    #[arg(long = "http-grace-period", value_parser = parse_duration_flag, default_value = "2m")]
+    pub http_grace_period: Duration,
+    /// Thanos's web configuration for TLS and basic auth on the HTTP endpoints. Not supported
+    /// yet: a non-empty file is refused rather than ignored, since ignoring it would serve in
+    /// the clear what the operator asked to protect.
+    #[arg(long = "http.config", value_name = "FILE")]
+    pub http_config: Option<PathBuf>,
+    /// Thanos's tracing configuration (YAML). bucketflow exports no traces: an empty
+    /// configuration is accepted, a non-empty one refused rather than ignored.
+    #[arg(long = "tracing.config", value_name = "YAML", conflicts_with = "tracing_config_file")]
+    pub tracing_config: Option<String>,
+    /// Thanos's tracing configuration file; as --tracing.config.
+    #[arg(long = "tracing.config-file", value_name = "FILE")]
+    pub tracing_config_file: Option<PathBuf>,
+    /// Thanos's Go runtime memory limit. Meaningless for bucketflow, which is not a Go program:
+    /// accepted so that a Thanos command line runs unchanged, and ignored.
+    #[arg(long = "enable-auto-gomemlimit")]
+    pub enable_auto_gomemlimit: bool,
+    /// Thanos's Go runtime memory limit ratio; as --enable-auto-gomemlimit, accepted and ignored.
+    #[arg(long = "auto-gomemlimit.ratio", default_value_t = 0.9)]
+    pub auto_gomemlimit_ratio: f64,
 
     /// Objects in flight across the process.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]

@@ -21,7 +21,10 @@ impl ReplicateArgs {
         if cluster.is_some() && self.workers.is_none() {
             // A commit queue's worker is a hash over the cluster's workers: every process must
             // count them alike, which a default from each machine's cores does not promise.
-            bail!("--workers must be given in cluster mode (--processes {}), the same in every process", self.processes);
+            bail!(
+                "--workers must be given in cluster mode (--processes {}), the same in every process",
+                self.processes
+            );
         }
         Ok(EngineConfig {
             retry: RetryPolicy { retries: self.retries, timeout: self.retry_timeout, ..RetryPolicy::default() },
@@ -43,6 +46,35 @@ impl ReplicateArgs {
             cache_dir: self.cache_dir.clone(),
             cluster,
         })
+    }
+
+    /// Refuses Thanos flags whose configuration bucketflow cannot honour, rather than ignoring
+    /// what the operator asked for.
+    pub fn check_thanos_only_flags(&self) -> Result<()> {
+        let read = |path: &std::path::Path, flag: &str| {
+            std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))
+        };
+        let tracing = match (&self.tracing_config, &self.tracing_config_file) {
+            (Some(text), _) => Some(("--tracing.config", text.clone())),
+            (None, Some(path)) => Some(("--tracing.config-file", read(path, "--tracing.config-file")?)),
+            (None, None) => None,
+        };
+        if let Some((flag, text)) = tracing.filter(|(_, text)| !is_empty_yaml(text)) {
+            bail!(
+                "{flag}: bucketflow exports no traces; give an empty configuration or none (it was {} bytes)",
+                text.len()
+            );
+        }
+        if let Some(path) = &self.http_config {
+            if !is_empty_yaml(&read(path, "--http.config")?) {
+                bail!(
+                    "--http.config {}: TLS and basic auth on bucketflow's HTTP endpoints are not supported yet; \
+                     bind --http-address to 127.0.0.1 and serve it through a proxy",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The retries of one request to either bucket, from --retries and --retry-timeout.
@@ -159,5 +191,14 @@ mod tests {
         let Layout::Tenants(tenants) = config.layout else { panic!("a tenants layout") };
         assert_eq!(tenants.mapping, BTreeMap::from([("a".to_string(), "b".to_string())]));
         assert!(config.same_store.is_none(), "known only once the buckets are open");
+    }
+}
+
+/// Whether a YAML text says nothing: blank, comments only, or an empty map or null.
+fn is_empty_yaml(text: &str) -> bool {
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        Ok(serde_yaml_ng::Value::Null) => true,
+        Ok(serde_yaml_ng::Value::Mapping(map)) => map.is_empty(),
+        _ => text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
     }
 }

@@ -31,26 +31,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     exit_on_dataflow_panic();
     let result = match &cli.command {
-        Command::Replicate(args) => {
-            logging::init(args.log_level, args.log_format);
-            replicate::run(args)
-        }
-        Command::Bench(args) => {
-            logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt);
-            bench::run(args).map(|()| Finish::Succeeded)
-        }
-        Command::BenchRun(args) => {
-            logging::init(cli::LogLevel::Warn, cli::LogFormat::Logfmt);
-            bench::run_one(args).map(|()| Finish::Succeeded)
-        }
-        Command::Verify(args) => {
-            logging::init(args.log_level, cli::LogFormat::Logfmt);
-            verify::run(args)
-        }
-        Command::Gen(args) => {
-            logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt);
-            gen::run(args).map(|()| Finish::Succeeded)
-        }
+        Command::Replicate(args) => logging::init(args.log_level, args.log_format).and_then(|()| replicate::run(args)),
+        Command::Bench(args) => logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt)
+            .and_then(|()| bench::run(args))
+            .map(|()| Finish::Succeeded),
+        Command::BenchRun(args) => logging::init(cli::LogLevel::Warn, cli::LogFormat::Logfmt)
+            .and_then(|()| bench::run_one(args))
+            .map(|()| Finish::Succeeded),
+        Command::Verify(args) => logging::init(args.log_level, cli::LogFormat::Logfmt).and_then(|()| verify::run(args)),
+        Command::Gen(args) => logging::init(cli::LogLevel::Info, cli::LogFormat::Logfmt)
+            .and_then(|()| gen::run(args))
+            .map(|()| Finish::Succeeded),
     };
     match result {
         Ok(Finish::Succeeded) => ExitCode::SUCCESS,

@@ -61,6 +61,11 @@ impl RunMetrics {
             blocks_late: Counter::default(),
             every_group_held_back_by: Family::default(),
         };
+        // Both results exist from the start, as in Thanos, so that the mixin's error rate and its
+        // alert see the first failure as a rise from zero.
+        for result in ["success", "error"] {
+            m.runs.get_or_create(&ResultLabel { result }).inc_by(0);
+        }
         // prometheus-client appends `_total` to counters, which gives Thanos's exact names.
         let thanos = registry.sub_registry_with_prefix("thanos_replicate");
         thanos.register(

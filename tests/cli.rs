@@ -179,3 +179,70 @@ fn continuous_mode_runs_every_interval_and_stops_on_sigterm() {
     assert!(err.contains("already_replicated=1"), "later runs find the block replicated: {err}");
     assert!(out.status.success(), "{err}");
 }
+
+/// Every flag of `thanos tools bucket replicate`, given as Thanos documents them with their
+/// defaults, runs unchanged; the Thanos flags that would configure what bucketflow cannot do
+/// (traces, TLS) are refused by name when not empty, never ignored.
+#[test]
+fn thanos_replicate_command_lines_run_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    bucket(&tmp.path().join("src"));
+    let yaml = |name: &str| {
+        let path = tmp.path().join(format!("{name}.yaml"));
+        let dir = serde_json::to_string(tmp.path().join(name).to_str().unwrap()).unwrap();
+        std::fs::write(&path, format!("type: FILESYSTEM\nconfig:\n  directory: {dir}\n")).unwrap();
+        path.display().to_string()
+    };
+    let (from, to) = (yaml("src"), yaml("dst"));
+    let thanos = [
+        "tools-style-placeholder",
+        "--http-address=127.0.0.1:0",
+        "--http-grace-period=2m",
+        "--log.level=info",
+        "--log.format=logfmt",
+        "--tracing.config=",
+        "--enable-auto-gomemlimit",
+        "--auto-gomemlimit.ratio=0.9",
+        &format!("--objstore.config-file={from}"),
+        &format!("--objstore-to.config-file={to}"),
+        "--resolution=0s",
+        "--resolution=5m",
+        "--resolution=1h",
+        "--compaction=1",
+        "--compaction=2",
+        "--compaction=3",
+        "--compaction=4",
+        "--matcher=a=\"b\"",
+        "--single-run",
+        "--min-time=0000-01-01T00:00:00Z",
+        "--max-time=9999-12-31T23:59:59Z",
+    ]
+    .map(String::from);
+    let mut args: Vec<&str> = thanos.iter().map(String::as_str).collect();
+    args[0] = "replicate";
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(tmp.path().join("dst").join(BLOCK).join("meta.json").exists());
+
+    let tracing = tmp.path().join("tracing.yaml");
+    std::fs::write(&tracing, "type: JAEGER\nconfig:\n  service_name: replicate\n").unwrap();
+    let web = tmp.path().join("web.yaml");
+    std::fs::write(&web, "basic_auth_users:\n  admin: $2y$10$abc\n").unwrap();
+    for (flag, needle) in [
+        (format!("--tracing.config-file={}", tracing.display()), "--tracing.config-file: bucketflow exports no traces"),
+        (format!("--http.config={}", web.display()), "--http.config"),
+        ("--tracing.config=type: OTLP".to_string(), "--tracing.config: bucketflow exports no traces"),
+    ] {
+        let mut refused: Vec<&str> = args.iter().copied().filter(|a| *a != "--tracing.config=").collect();
+        refused.push(&flag);
+        let out = run(&refused);
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        assert!(stderr(&out).contains(needle), "{flag}: {}", stderr(&out));
+    }
+    // An empty web configuration is nothing to honour.
+    std::fs::write(&web, "# nothing\n").unwrap();
+    let mut empty = args.clone();
+    let flag = format!("--http.config={}", web.display());
+    empty.push(&flag);
+    assert!(run(&empty).status.success());
+}

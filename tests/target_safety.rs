@@ -58,7 +58,13 @@ impl Place {
     fn replicate(&self, extra: &[&str]) -> (Option<i32>, Value) {
         let report = self.dir("report").with_extension("json");
         let out = Command::new(BIN)
-            .args(["replicate", "--objstore.config", &self.yaml("source"), "--objstore-to.config", &self.yaml("target")])
+            .args([
+                "replicate",
+                "--objstore.config",
+                &self.yaml("source"),
+                "--objstore-to.config",
+                &self.yaml("target"),
+            ])
             .args(["--single-run", "--http-address", "127.0.0.1:0", "--report-file", report.to_str().unwrap()])
             .args(extra)
             .output()
@@ -126,7 +132,8 @@ fn compacted_overlapping_and_late_blocks_in_the_target() {
         let merged = blocks(vec![shape], &SynthSpec { seed: 9, ..SynthSpec::default() });
         // The source still has both parts; it also has a backfilled block inside the compacted
         // range, one that fills a gap before the target's newest block, and the newest itself.
-        let more = blocks(vec![eu1(1, 3, 5), eu1(4, 6, 6), eu1(6, 8, 7)], &SynthSpec { seed: 5, ..SynthSpec::default() });
+        let more =
+            blocks(vec![eu1(1, 3, 5), eu1(4, 6, 6), eu1(6, 8, 7)], &SynthSpec { seed: 5, ..SynthSpec::default() });
         let (backfilled, gap, newest) = (&more[0], &more[1], &more[2]);
         write_folder(&place.dir("source"), &[parts.clone(), more.clone()].concat());
         write_folder(&place.dir("target"), &[merged.clone(), vec![newest.clone()]].concat());

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::block::SourceBlock;
-use crate::model::meta::MetaSummary;
 use crate::model::failure::{Failure, FailureCause};
+use crate::model::meta::MetaSummary;
 use crate::model::strategy::Strategy;
 
 /// What happened to one block in one run.

@@ -33,7 +33,8 @@ struct Layout {
 
 fn layout(seed: u64) -> Layout {
     let mut rng = StdRng::seed_from_u64(seed);
-    let spec = SynthSpec { max_chunk_files: 2, max_chunk_bytes: 2048, max_index_bytes: 1024, seed, ..SynthSpec::default() };
+    let spec =
+        SynthSpec { max_chunk_files: 2, max_chunk_bytes: 2048, max_index_bytes: 1024, seed, ..SynthSpec::default() };
     let ha = rng.random_bool(0.5);
     let mut shapes = Vec::new();
     for cluster in 0..rng.random_range(1..=2) {
@@ -56,7 +57,8 @@ fn layout(seed: u64) -> Layout {
     let target = if compacted_count >= 2 {
         let parts = &first[..compacted_count];
         let (from, to) = (parts[0].min_time, parts[compacted_count - 1].max_time);
-        let shape = BlockShape::new(&[("cluster", "c0"), ("replica", "a")], from, to, rng.random()).compacted_from(parts, 2);
+        let shape =
+            BlockShape::new(&[("cluster", "c0"), ("replica", "a")], from, to, rng.random()).compacted_from(parts, 2);
         blocks(vec![shape], &SynthSpec { seed: seed + 1, ..spec })
     } else {
         Vec::new()
@@ -81,7 +83,13 @@ fn config(layout: &Layout, workers: usize) -> EngineConfig {
 }
 
 /// Checks the target against the promises as its compactor sees them.
-fn check(rt: &tokio::runtime::Runtime, seed: u64, layout: &Layout, compactor: &SimulatedCompactor, target: &dyn ObjectStore) {
+fn check(
+    rt: &tokio::runtime::Runtime,
+    seed: u64,
+    layout: &Layout,
+    compactor: &SimulatedCompactor,
+    target: &dyn ObjectStore,
+) {
     let visible = rt.block_on(compactor.visible()).unwrap();
     assert!(!compactor.halted(), "seed {seed}: the compactor halted on an overlap");
     let blocks: Vec<_> = visible.values().collect();
@@ -91,8 +99,10 @@ fn check(rt: &tokio::runtime::Runtime, seed: u64, layout: &Layout, compactor: &S
             assert!(!halts || compactor.vertical, "seed {seed}: {} and {} overlap in group {}", a.dir, b.dir, a.group);
         }
         for file in a.meta.thanos.files.iter().filter(|f| f.rel_path != "meta.json") {
-            let head = rt.block_on(target.head(&object_store::path::Path::from(format!("{}/{}", a.dir, file.rel_path))));
-            let size = head.unwrap_or_else(|_| panic!("seed {seed}: visible block {} lacks {}", a.dir, file.rel_path)).size;
+            let head =
+                rt.block_on(target.head(&object_store::path::Path::from(format!("{}/{}", a.dir, file.rel_path))));
+            let size =
+                head.unwrap_or_else(|_| panic!("seed {seed}: visible block {} lacks {}", a.dir, file.rel_path)).size;
             assert_eq!(Some(size), file.size_bytes, "seed {seed}: {}/{} has the wrong size", a.dir, file.rel_path);
         }
     }
@@ -134,7 +144,8 @@ fn a_compactor_at_work_never_sees_an_overlap_or_an_incomplete_block() {
             })
         };
         let workers = 1 + seed as usize % 2;
-        let mut replicator = Replicator::start(source.clone(), target.clone(), config(&layout, workers), rt.handle().clone()).unwrap();
+        let mut replicator =
+            Replicator::start(source.clone(), target.clone(), config(&layout, workers), rt.handle().clone()).unwrap();
         for _ in 0..4 {
             replicator.run().unwrap();
             runs += 1;
@@ -181,13 +192,15 @@ fn the_checks_catch_a_broken_target() {
     let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     rt.block_on(write(&target, &layout.source)).unwrap();
     let compactor = SimulatedCompactor::new(target.clone(), Vec::new());
-    let overlap = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&rt, 0, &layout, &compactor, &*target)));
+    let overlap =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&rt, 0, &layout, &compactor, &*target)));
     assert!(overlap.is_err(), "an overlap is caught");
     let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     rt.block_on(write(&target, &layout.source[..1])).unwrap();
     rt.block_on(target.delete(&object_store::path::Path::from(format!("{}/index", layout.source[0].dir)))).unwrap();
     let compactor = SimulatedCompactor::new(target.clone(), Vec::new());
     let one = Layout { source: layout.source[..1].to_vec(), ..layout };
-    let incomplete = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&rt, 0, &one, &compactor, &*target)));
+    let incomplete =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&rt, 0, &one, &compactor, &*target)));
     assert!(incomplete.is_err(), "an incomplete visible block is caught");
 }

@@ -7,9 +7,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use bucketflow_dataflows::testkit::block_path;
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::testkit::ExpectedBlock;
 use bucketflow_dataflows::testkit::SafetyChecker;
-use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::{ClusterConfig, EngineConfig, Outcome, Replicator, RunReport};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};

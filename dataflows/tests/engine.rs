@@ -6,11 +6,11 @@ use std::sync::Arc;
 mod support;
 
 use bucketflow_dataflows::testkit::block_path;
-use bucketflow_dataflows::{FailureCause, Outcome};
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::testkit::ExpectedBlock;
 use bucketflow_dataflows::testkit::SafetyChecker;
-use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
+use bucketflow_dataflows::{FailureCause, Outcome};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, ProptestConfig};

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketflow_dataflows::testkit::block_path;
-use bucketflow_dataflows::RetryPolicy;
-use bucketflow_dataflows::Outcome;
+use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
 use bucketflow_dataflows::testkit::ExpectedBlock;
 use bucketflow_dataflows::testkit::{FaultRule, FaultyStore, Op, SafetyChecker};
-use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
+use bucketflow_dataflows::Outcome;
+use bucketflow_dataflows::RetryPolicy;
 use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};

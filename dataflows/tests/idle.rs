@@ -22,7 +22,8 @@ fn requests(registry: &Registry) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with("bucketflow_requests_total{")) {
         let (labels, value) = line.rsplit_once(' ').unwrap();
-        let field = |name: &str| labels.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string();
+        let field =
+            |name: &str| labels.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string();
         counts.insert(format!("{}/{}", field("bucket"), field("operation")), value.parse().unwrap());
     }
     counts
@@ -36,7 +37,8 @@ fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 #[test]
 fn an_idle_run_asks_for_listings_only() {
     let rt = runtime();
-    let blocks = generate(&SynthSpec { groups: 10, blocks_per_group: 30, max_chunk_bytes: 512, ..SynthSpec::default() });
+    let blocks =
+        generate(&SynthSpec { groups: 10, blocks_per_group: 30, max_chunk_bytes: 512, ..SynthSpec::default() });
     let n = blocks.len() as u64;
     let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     rt.block_on(write(&source, &blocks)).unwrap();

@@ -53,7 +53,8 @@ fn imports(name: &str, code: &str, all: &BTreeSet<String>) -> BTreeSet<String> {
             }
         }
         let mut segments: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-        segments.extend(capture.get(2).map_or("", |m| m.as_str()).split("::").filter(|s| !s.is_empty()).map(String::from));
+        segments
+            .extend(capture.get(2).map_or("", |m| m.as_str()).split("::").filter(|s| !s.is_empty()).map(String::from));
         // The longest prefix that is a module; the rest names items inside it.
         let module = (0..=segments.len())
             .rev()

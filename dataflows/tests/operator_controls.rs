@@ -6,9 +6,9 @@ mod support;
 use std::sync::Arc;
 
 use bucketflow_dataflows::testkit::block_path;
-use bucketflow_dataflows::testkit::{DELETION_MARK, NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK};
-use bucketflow_dataflows::testkit::{RecordingStore, Write};
 use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpec};
+use bucketflow_dataflows::testkit::{RecordingStore, Write};
+use bucketflow_dataflows::testkit::{DELETION_MARK, NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK};
 use bucketflow_dataflows::EngineConfig;
 use bytes::Bytes;
 use object_store::memory::InMemory;
@@ -173,8 +173,8 @@ fn tenants_commit_in_time_order_are_selected_renamed_and_only_blocks_are_copied(
 
 #[test]
 fn in_a_tenants_bucket_an_unreadable_meta_holds_back_its_tenant_only_and_mappings_may_not_collide() {
-    use bucketflow_dataflows::{Layout, Tenants};
     use bucketflow_dataflows::testkit::{FaultRule, FaultyStore, Op};
+    use bucketflow_dataflows::{Layout, Tenants};
     use object_store::prefix::PrefixStore;
 
     let rt = runtime();

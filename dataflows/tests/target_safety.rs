@@ -93,7 +93,10 @@ fn eu1(from: i64, to: i64, seed: u64) -> BlockShape {
 fn blocks_the_target_compacted_are_not_copied_again() {
     let rt = runtime();
     let source_blocks = blocks(vec![eu1(0, 2, 1), eu1(2, 4, 2), eu1(4, 6, 3)], &SynthSpec::default());
-    let merged = blocks(vec![compacted(&[&source_blocks[0], &source_blocks[1]], 9)], &SynthSpec { seed: 9, ..SynthSpec::default() });
+    let merged = blocks(
+        vec![compacted(&[&source_blocks[0], &source_blocks[1]], 9)],
+        &SynthSpec { seed: 9, ..SynthSpec::default() },
+    );
     let target = Arc::new(RecordingStore::new(store_with(&rt, &merged)));
     let report = replicate(&rt, store_with(&rt, &source_blocks), target.clone(), config());
     for covered in &source_blocks[..2] {
@@ -179,8 +182,12 @@ fn a_meta_json_that_is_json_but_no_block_meta_holds_back_its_group() {
 #[test]
 fn an_unreadable_meta_json_holds_back_its_known_group_only_and_an_unknown_one_everything() {
     let rt = runtime();
-    let first = blocks(vec![eu1(0, 2, 1), BlockShape::new(&[("cluster", "us1")], at(0), at(2), 2)], &SynthSpec::default());
-    let later = blocks(vec![eu1(2, 4, 3), BlockShape::new(&[("cluster", "us1")], at(2), at(4), 4)], &SynthSpec { seed: 3, ..SynthSpec::default() });
+    let first =
+        blocks(vec![eu1(0, 2, 1), BlockShape::new(&[("cluster", "us1")], at(0), at(2), 2)], &SynthSpec::default());
+    let later = blocks(
+        vec![eu1(2, 4, 3), BlockShape::new(&[("cluster", "us1")], at(2), at(4), 4)],
+        &SynthSpec { seed: 3, ..SynthSpec::default() },
+    );
     let source = store_with(&rt, &first);
     // The eu1 block is read in the first run, but cannot be copied (its index is refused).
     let refused = FaultRule::permanent(&format!("{}/index", first[0].dir), &[Op::Get]);
@@ -226,7 +233,8 @@ fn an_excluded_block_holds_nothing_back() {
 #[test]
 fn mimir_and_cortex_tenant_blocks_without_labels_are_replicated_per_tenant() {
     let rt = runtime();
-    let ingester = |tenant: &str, from: i64, seed: u64| BlockShape::new(&[], at(from), at(from + 2), seed).in_tenant(tenant);
+    let ingester =
+        |tenant: &str, from: i64, seed: u64| BlockShape::new(&[], at(from), at(from + 2), seed).in_tenant(tenant);
     let shapes = vec![
         // Mimir: ingester blocks carry no labels; the split compactor's carry the shard label.
         ingester("team-a", 0, 1),

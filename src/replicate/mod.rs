@@ -19,6 +19,7 @@ use crate::objstore::{open_bucket, same_store, Side};
 use crate::Finish;
 
 pub fn run(args: &ReplicateArgs) -> Result<Finish> {
+    args.check_thanos_only_flags()?;
     let mut config = args.engine_config()?;
     let (source, target) = open_buckets(args, &mut config)?;
     warn_of_risks(&config);

@@ -238,8 +238,10 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
         Err(e) => return unreadable(dir, error_chain(&e)),
     };
     // The replicator's own plan checks what meta.json lists against the listing.
-    let grouping =
-        Grouping { replica_labels: config.replica_labels.clone(), per_tenant: matches!(config.layout, Layout::Tenants(_)) };
+    let grouping = Grouping {
+        replica_labels: config.replica_labels.clone(),
+        per_tenant: matches!(config.layout, Layout::Tenants(_)),
+    };
     let block = SourceBlock::plan(&dir, meta, listing, &grouping);
     let mut problems: Vec<String> = block.defect.iter().map(|d| d.error.clone()).collect();
     if config.check_hashes && problems.is_empty() {

@@ -278,7 +278,12 @@ impl Copier {
 
     /// [`Copier::ensure`], trusting what a listing of the target just `seen` of the object on the
     /// first attempt (a retry asks the target again).
-    pub(crate) async fn ensure_seen(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {
+    pub(crate) async fn ensure_seen(
+        &self,
+        path: &Path,
+        spec: &ObjectSpec,
+        seen: Seen,
+    ) -> Result<ObjectDone, CopyError> {
         let mut seen = Some(seen);
         let done = self
             .retrying_with(path, Some(&self.permits), || {
@@ -482,9 +487,11 @@ impl Copier {
     pub(crate) async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
         let prefix = folder_path(dir);
         self.retrying(&prefix, || async {
-            let objects = list_block_objects(&*self.target, dir)
-                .await
-                .map_err(|source| CopyError::Target { operation: "listing", path: prefix.clone(), source })?;
+            let objects = list_block_objects(&*self.target, dir).await.map_err(|source| CopyError::Target {
+                operation: "listing",
+                path: prefix.clone(),
+                source,
+            })?;
             Ok(objects.into_iter().map(|(rel_path, size, e_tag)| (rel_path, (size, e_tag))).collect())
         })
         .await
@@ -564,8 +571,8 @@ mod tests {
     use futures::stream::BoxStream;
     use object_store::memory::InMemory;
     use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
-        PutOptions, PutResult, UploadPart,
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions,
+        PutResult, UploadPart,
     };
 
     use super::*;
@@ -605,7 +612,12 @@ mod tests {
 
     #[async_trait]
     impl ObjectStore for PartCounting {
-        async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
             self.inner.put_opts(location, payload, opts).await
         }
         async fn put_multipart_opts(
@@ -675,13 +687,19 @@ mod tests {
     }
 
     fn store_error(status: &str) -> object_store::Error {
-        let message = format!("Error performing PUT http://127.0.0.1/b/o in 3ms - Server returned non-2xx status code: {status}: body");
+        let message = format!(
+            "Error performing PUT http://127.0.0.1/b/o in 3ms - Server returned non-2xx status code: {status}: body"
+        );
         object_store::Error::Generic { store: "S3", source: message.into() }
     }
 
     #[test]
     fn a_refused_request_fails_at_once_but_timeouts_and_throttling_are_retried() {
-        let target = |status: &str| CopyError::Target { operation: "writing", path: Path::from("a"), source: store_error(status) };
+        let target = |status: &str| CopyError::Target {
+            operation: "writing",
+            path: Path::from("a"),
+            source: store_error(status),
+        };
         assert!(!target("400 Bad Request").is_transient());
         assert!(!target("409 Conflict").is_transient());
         assert!(target("408 Request Timeout").is_transient());

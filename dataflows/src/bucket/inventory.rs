@@ -37,7 +37,10 @@ impl Validator {
     pub(crate) fn same(&self, other: &Validator) -> bool {
         let e_tags = self.e_tag.as_ref().zip(other.e_tag.as_ref()).map(|(a, b)| a == b);
         let times = self.last_modified.zip(other.last_modified).map(|(a, b)| a == b);
-        self.size == other.size && (e_tags.is_some() || times.is_some()) && e_tags != Some(false) && times != Some(false)
+        self.size == other.size
+            && (e_tags.is_some() || times.is_some())
+            && e_tags != Some(false)
+            && times != Some(false)
     }
 }
 
@@ -76,7 +79,11 @@ pub(crate) enum Side {
 }
 
 /// Lists every block folder of `store` in `layout`, with its objects.
-pub(crate) async fn take_inventory(store: &dyn ObjectStore, layout: &Layout, side: Side) -> Result<Inventory, SourceError> {
+pub(crate) async fn take_inventory(
+    store: &dyn ObjectStore,
+    layout: &Layout,
+    side: Side,
+) -> Result<Inventory, SourceError> {
     let mut inventory = Inventory::new();
     let mut others = BTreeSet::new();
     match layout {

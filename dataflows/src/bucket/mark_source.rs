@@ -9,8 +9,8 @@ use std::sync::Arc;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use ulid::Ulid;
 
-use super::listing::list_block;
 use super::error::SourceError;
+use super::listing::list_block;
 use crate::model::block::{block_path, folder_path};
 use crate::model::layout::{block_id, global_deletion_mark};
 use crate::model::markers::{is_marker, DeletionMark, DELETION_MARK};

@@ -127,7 +127,9 @@ impl SourceMetas {
     pub(crate) fn load(path: &Path, settings: &str) -> Self {
         let entries = CacheFile::<Saved>::load(path, settings)
             .into_iter()
-            .map(|(dir, s)| (dir, Entry { validator: s.validator, group: s.group, summary: Arc::new(s.summary), seen: 0 }))
+            .map(|(dir, s)| {
+                (dir, Entry { validator: s.validator, group: s.group, summary: Arc::new(s.summary), seen: 0 })
+            })
             .collect();
         SourceMetas { state: Mutex::new(State { entries, pruned_for: 0 }) }
     }
@@ -140,7 +142,8 @@ impl SourceMetas {
                 .entries
                 .iter()
                 .map(|(dir, e)| {
-                    let saved = Saved { validator: e.validator.clone(), group: e.group.clone(), summary: (*e.summary).clone() };
+                    let saved =
+                        Saved { validator: e.validator.clone(), group: e.group.clone(), summary: (*e.summary).clone() };
                     (dir.clone(), saved)
                 })
                 .collect()

@@ -32,7 +32,11 @@ pub(crate) enum Unusable {
 
 /// Reads a small object whole, refusing one larger than `limit` without reading its body.
 /// `None` when there is no such object. (A ranged read is not used: it fails on an empty object.)
-pub(crate) async fn read_small(store: &dyn ObjectStore, path: &Path, limit: usize) -> Result<Option<Bytes>, SourceError> {
+pub(crate) async fn read_small(
+    store: &dyn ObjectStore,
+    path: &Path,
+    limit: usize,
+) -> Result<Option<Bytes>, SourceError> {
     let read_err = |source| SourceError::Read { path: path.clone(), source };
     match store.get_opts(path, GetOptions::default()).await {
         Ok(result) if result.meta.size > limit as u64 => {

@@ -128,9 +128,8 @@ impl TargetView {
             return Verdict::Covered { by: by.dir.clone() };
         }
         if !vertical {
-            let overlapping = others().find(|t| {
-                meta.min_time < t.max_time && t.min_time < meta.max_time && !is_subset(&t.sources, &sources)
-            });
+            let overlapping = others()
+                .find(|t| meta.min_time < t.max_time && t.min_time < meta.max_time && !is_subset(&t.sources, &sources));
             if let Some(t) = overlapping {
                 return Verdict::Overlaps { with: t.dir.clone(), min_time: t.min_time, max_time: t.max_time };
             }
@@ -229,7 +228,9 @@ impl TargetIndex {
         let unread: Vec<(String, Validator)> = {
             let mut known = self.known.lock().expect("never poisoned");
             // A folder gone from the listing, or whose meta.json is gone, is forgotten.
-            known.retain(|dir, k| inventory.get(dir).and_then(|f| f.meta.as_ref()).is_some_and(|v| v.same(&k.validator)));
+            known.retain(|dir, k| {
+                inventory.get(dir).and_then(|f| f.meta.as_ref()).is_some_and(|v| v.same(&k.validator))
+            });
             inventory
                 .iter()
                 .filter_map(|(dir, folder)| Some((dir, folder.meta.as_ref()?)))

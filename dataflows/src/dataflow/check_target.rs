@@ -57,7 +57,9 @@ pub(crate) fn check_target<'scope>(
 async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) -> Result<SourceBlock, Record> {
     if ctx.copier.cancel.is_cancelled() {
         // A stop ends planning too; the block fails in its place in its group's order.
-        return Ok(block.with_defect(Failure::new(FailureCause::Interrupted, "interrupted before the target was checked")));
+        return Ok(
+            block.with_defect(Failure::new(FailureCause::Interrupted, "interrupted before the target was checked"))
+        );
     }
     // Failing here, outside the commit queue, would let the group's newer blocks commit; as a
     // defect the block fails in its place in the order instead.

@@ -240,7 +240,10 @@ impl Replicator {
             target_index: Arc::new(TargetIndex::new(target, config.layout.clone(), grouping.clone(), concurrency)),
             copier,
             // Mimir's ingesters upload blocks without external labels.
-            filter: BlockFilter { keep_empty_labels: config.filter.keep_empty_labels || tenants, ..config.filter.clone() },
+            filter: BlockFilter {
+                keep_empty_labels: config.filter.keep_empty_labels || tenants,
+                ..config.filter.clone()
+            },
             grouping,
             source_metas,
             vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty(),
@@ -324,7 +327,14 @@ impl Replicator {
                 return Err(EngineError::SettingsDiffer(differences));
             }
         }
-        Ok(Replicator { commands: Some(command_tx), reports: report_rx, guards: Some(guards), next_run: 0, leader, caches })
+        Ok(Replicator {
+            commands: Some(command_tx),
+            reports: report_rx,
+            guards: Some(guards),
+            next_run: 0,
+            leader,
+            caches,
+        })
     }
 
     /// Runs one replication with the current time as the run's clock, and waits for its report.

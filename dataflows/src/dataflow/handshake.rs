@@ -24,12 +24,7 @@ pub(crate) type Settings = BTreeMap<String, String>;
 /// Exchanges this process's `settings` with every other process (sent by this process's first
 /// of `threads` workers) and compares each process's with process 0's. Every worker of every
 /// process takes part; each returns the same answer. `Err` names each difference.
-pub(crate) fn agree(
-    worker: &mut Worker,
-    process: usize,
-    threads: usize,
-    settings: &Settings,
-) -> Result<(), String> {
+pub(crate) fn agree(worker: &mut Worker, process: usize, threads: usize, settings: &Settings) -> Result<(), String> {
     let stated: Rc<RefCell<BTreeMap<usize, Settings>>> = Rc::default();
     let probe = ProbeHandle::new();
     let seen = stated.clone();

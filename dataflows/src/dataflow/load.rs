@@ -10,15 +10,15 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::OkErr;
 
 use super::context::Context;
-use super::operators::AsyncFlatMap;
 use super::list::Listed;
+use super::operators::AsyncFlatMap;
 use super::{route, RunRequest, Stream};
 use crate::bucket::inventory::Folder;
 use crate::bucket::read::{load_block, Unusable};
-use crate::model::markers::{is_marker, Markers};
-use crate::model::meta::MetaSummary;
 use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
+use crate::model::markers::{is_marker, Markers};
+use crate::model::meta::MetaSummary;
 use crate::report::{Outcome, Record};
 
 /// What loading a run's block folders gives.
@@ -38,7 +38,12 @@ enum Unloaded {
     Record(Record),
     /// Its meta.json could not be read or used, so it may be an older block of a queue: of
     /// `queue` when that is known, else of any.
-    Barrier { dir: String, cause: FailureCause, error: String, queue: Option<String> },
+    Barrier {
+        dir: String,
+        cause: FailureCause,
+        error: String,
+        queue: Option<String>,
+    },
 }
 
 /// Reads and plans every listed block folder. A missing or unparsable meta.json skips the
@@ -95,7 +100,8 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBl
     if ctx.copier.cancel.is_cancelled() {
         // A stop ends planning too. A block not read may be older than any block that could
         // still commit, so it holds back its group, or every group when that is unknown.
-        let queue = ctx.strategy.queue_of_unread(&dir, &ctx.layout, ctx.source_metas.group_of(request.run_id, &dir).as_deref());
+        let queue =
+            ctx.strategy.queue_of_unread(&dir, &ctx.layout, ctx.source_metas.group_of(request.run_id, &dir).as_deref());
         let error = "interrupted before its meta.json was read".to_string();
         return Err(Unloaded::Barrier { dir, cause: FailureCause::Interrupted, error, queue });
     }

@@ -24,7 +24,9 @@ pub(crate) fn mark<'scope>(settled: Stream<'scope, Record>, ctx: &Arc<Context>) 
         ctx.runtime.clone(),
         ctx.concurrency,
         |_| (),
-        |record, message| vec![record, Record::RunError(format!("internal error: marking the source panicked: {message}"))],
+        |record, message| {
+            vec![record, Record::RunError(format!("internal error: marking the source panicked: {message}"))]
+        },
         move |record: Record| mark_moved(marker.clone(), record),
     )
 }

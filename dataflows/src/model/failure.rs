@@ -4,7 +4,6 @@ use std::error::Error;
 
 use serde::{Deserialize, Serialize};
 
-
 /// An error and its sources, joined with ": ", the way a run report and a log line show them.
 pub(crate) fn error_chain(error: &dyn Error) -> String {
     let mut chain = error.to_string();
@@ -72,4 +71,3 @@ impl Failure {
         Failure { cause, error: error.into() }
     }
 }
-

@@ -124,7 +124,9 @@ impl SimulatedCompactor {
             // Duplicates first, as Thanos's deduplication filter drops them before planning.
             let duplicates: Vec<SeenBlock> = blocks
                 .iter()
-                .filter(|b| blocks.iter().any(|o| o.dir != b.dir && o.holds(b) && (o.sources != b.sources || o.dir < b.dir)))
+                .filter(|b| {
+                    blocks.iter().any(|o| o.dir != b.dir && o.holds(b) && (o.sources != b.sources || o.dir < b.dir))
+                })
                 .cloned()
                 .collect();
             for duplicate in &duplicates {

@@ -125,13 +125,12 @@ impl<T> FaultyStore<T> {
     /// random draws repeatable.
     pub fn new(inner: T, rules: Vec<FaultRule>, seed: u64) -> Self {
         let counts = vec![0; rules.len()];
-        let faults =
-            Faults {
-                rules,
-                state: Mutex::new((StdRng::seed_from_u64(seed), counts)),
-                injected: AtomicUsize::new(0),
-                enabled: AtomicBool::new(true),
-            };
+        let faults = Faults {
+            rules,
+            state: Mutex::new((StdRng::seed_from_u64(seed), counts)),
+            injected: AtomicUsize::new(0),
+            enabled: AtomicBool::new(true),
+        };
         FaultyStore { inner, faults: Arc::new(faults) }
     }
 

@@ -7,9 +7,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use crate::report::Record;
 use crate::dataflow::wire::Wire;
 use crate::dataflow::{Epoch, RunRequest};
+use crate::report::Record;
 
 /// Collects each run's records and calls `on_run` once per run.
 pub(crate) trait CollectRuns<'scope> {
