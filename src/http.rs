@@ -1,5 +1,5 @@
 //! The HTTP surface of the sidecar: `/metrics`, `/-/healthy` and `/-/ready`, as Thanos
-//! components serve them.
+//! components serve them, and the status page at `/` (with its data at `/api/v1/status`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +13,26 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 
+use crate::status::StatusBoard;
+
 pub struct HttpState {
     pub registry: Mutex<Registry>,
     /// Set once the first listing of both buckets has worked.
     pub ready: AtomicBool,
+    /// What the status page shows.
+    pub status: Arc<StatusBoard>,
+}
+
+async fn status_page(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    let page = crate::status::html(&state.status.status());
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page)
+}
+
+async fn status_json(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    match serde_json::to_string(&state.status.status()) {
+        Ok(json) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),
+    }
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
@@ -53,6 +69,8 @@ pub async fn serve(address: SocketAddr, state: Arc<HttpState>) -> Result<SocketA
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("--http-address {address}"))?;
     let bound = listener.local_addr()?;
     let app = Router::new()
+        .route("/", get(status_page))
+        .route("/api/v1/status", get(status_json))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))

@@ -10,6 +10,7 @@ mod metrics;
 mod objstore;
 mod progress;
 mod replicate;
+mod status;
 mod verify;
 
 use std::process::ExitCode;

@@ -127,3 +127,49 @@ fn sigterm_mid_run_leaves_no_incomplete_block_and_a_second_run_completes() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(files(&dst), source, "the second run completes everything");
 }
+
+#[test]
+fn the_status_page_names_each_group_and_what_is_held_back_behind_what() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    bucket(&src, 2, 3);
+    // The oldest block of one group is broken in the source: it fails, and holds back its group.
+    let in_c0 = |b: &std::path::PathBuf| std::fs::read_to_string(b.join("meta.json")).unwrap().contains("\"c0\"");
+    let mut group_c0: Vec<_> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).filter(in_c0).collect();
+    group_c0.sort();
+    let broken = group_c0[0].file_name().unwrap().to_str().unwrap().to_string();
+    std::fs::write(group_c0[0].join("index"), b"not the listed size").unwrap();
+    let from = format!("file://{}", src.display());
+    let to = format!("file://{}", tmp.path().join("dst").display());
+    let (mut child, lines) =
+        spawn(&["replicate", "--from", &from, "--to", &to, "--interval", "1h", "--http-address", "127.0.0.1:0"]);
+    let mut seen = Vec::new();
+    let serving = wait_for(&lines, "serving HTTP", &mut seen);
+    let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    wait_for(&lines, "replication run finished", &mut seen);
+
+    let (status, json) = http_get(&address, "/api/v1/status");
+    assert_eq!(status, 200, "{json}");
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["runs"][0]["result"], "error", "{status}");
+    let groups = status["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{status}");
+    let held: Vec<&serde_json::Value> =
+        groups.iter().flat_map(|g| g["blocks"].as_array().unwrap()).filter(|b| b["outcome"] == "held_back").collect();
+    assert_eq!(held.len(), 2, "{status}");
+    assert!(held.iter().all(|b| b["detail"] == format!("behind {broken}")), "{status}");
+
+    let (status, page) = http_get(&address, "/");
+    assert_eq!(status, 200);
+    for group in groups {
+        assert!(page.contains(&format!("group {}", group["group"].as_str().unwrap())), "{page}");
+    }
+    assert!(page.contains(&format!("behind {broken}")), "the page names the block the others wait for");
+    assert!(page.contains("<svg") && page.contains("http-equiv=\"refresh\""), "a time line, and it refreshes itself");
+    assert!(
+        !page.contains("<script") && !page.contains("http://") && !page.contains("https://"),
+        "no script, no remote asset"
+    );
+    kill(&child, "-TERM");
+    child.wait().unwrap();
+}

@@ -26,7 +26,7 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    let run_metrics = serve::start(&runtime, args.http_address, &config, &source, &target)?;
+    let (run_metrics, status) = serve::start(&runtime, args.http_address, &config, &source, &target)?;
     let cancel = config.cancel.clone();
     let interrupt = signals::install(&runtime, args.grace_period, move || cancel.cancel());
 
@@ -35,7 +35,7 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
         tracing::info!(process = cluster.process, addresses = ?cluster.addresses, "joining the cluster");
     }
     let replicator = Replicator::start(source, target, config, runtime.handle().clone())?;
-    runs::run(args, replicator, &progress, &run_metrics, &interrupt)
+    runs::run(args, replicator, &progress, &run_metrics, &status, &interrupt)
 }
 
 /// Opens both buckets, as stores to replicate between. In move mode a target that shares the

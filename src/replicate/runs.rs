@@ -14,6 +14,7 @@ use super::signals::Interrupt;
 use crate::cli::{LogFormat, ReplicateArgs};
 use crate::metrics::RunMetrics;
 use crate::progress::Bar;
+use crate::status::StatusBoard;
 use crate::Finish;
 
 /// Runs the replication as the flags ask, until it is done or `interrupt` stops it.
@@ -22,6 +23,7 @@ pub fn run(
     mut replicator: Replicator,
     progress: &Arc<Progress>,
     metrics: &RunMetrics,
+    status: &StatusBoard,
     interrupt: &Interrupt,
 ) -> Result<Finish> {
     if !replicator.is_leader() {
@@ -32,9 +34,11 @@ pub fn run(
     loop {
         progress.reset();
         let bar = show_bar.then(|| Bar::start(progress.clone()));
+        status.run_started();
         let report = replicator.run()?;
         drop(bar);
         metrics.observe(&report);
+        status.run_finished(&report);
         report::publish(args, &report)?;
         if let Some(signal) = interrupt.signal() {
             return Ok(Finish::Interrupted(signal));

@@ -13,24 +13,28 @@ use tokio::runtime::Runtime;
 
 use crate::http::{self, HttpState};
 use crate::metrics::RunMetrics;
+use crate::status::StatusBoard;
 
-/// Serves `/metrics` (the engine's and the runs'), `/-/healthy` and `/-/ready` on `address` from
-/// `runtime`, and starts listing both buckets for readiness. Returns the runs' metrics.
+/// Serves `/metrics` (the engine's and the runs'), `/-/healthy`, `/-/ready` and the status page
+/// on `address` from `runtime`, and starts listing both buckets for readiness. Returns the runs'
+/// metrics and the status page's board, for the run loop to tell.
 pub fn start(
     runtime: &Runtime,
     address: SocketAddr,
     config: &EngineConfig,
     source: &Arc<dyn ObjectStore>,
     target: &Arc<dyn ObjectStore>,
-) -> Result<RunMetrics> {
+) -> Result<(RunMetrics, Arc<StatusBoard>)> {
     let mut registry = Registry::default();
     config.telemetry.metrics.register(&mut registry);
     let run_metrics = RunMetrics::new(&mut registry);
-    let state = Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false) });
+    let status = Arc::new(StatusBoard::new(config.telemetry.progress.clone()));
+    let state =
+        Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false), status: status.clone() });
     let bound = runtime.block_on(http::serve(address, state.clone()))?;
-    tracing::info!(address = %bound, "serving HTTP: /metrics, /-/healthy, /-/ready");
+    tracing::info!(address = %bound, "serving HTTP: /, /api/v1/status, /metrics, /-/healthy, /-/ready");
     runtime.spawn(become_ready(source.clone(), target.clone(), state));
-    Ok(run_metrics)
+    Ok((run_metrics, status))
 }
 
 /// Ready once both buckets have been listed, retried every few seconds until they can be.

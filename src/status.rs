@@ -1,0 +1,346 @@
+//! The operator's window: what the sidecar is doing and what the target compactor will see, as
+//! a page at `/` (server-rendered, refreshing itself, no script and no remote asset) and the same
+//! data as JSON at `/api/v1/status`.
+//!
+//! It shows the run in progress (blocks and bytes done, rate, time left), the last runs'
+//! outcomes, and every compaction group of the last run as the target compactor sees it: its
+//! commit frontier (the newest minTime committed), what is held back behind which block, what
+//! failed and why, late, covered and overlapping blocks, and a time line of its blocks.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use bucketflow_dataflows::{Outcome, Progress, RunReport};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// How many finished runs the page lists.
+const HISTORY: usize = 10;
+
+/// A finished run, as the page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunLine {
+    pub run_id: u64,
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub result: &'static str,
+    pub replicated: u64,
+    pub already_replicated: u64,
+    pub covered: u64,
+    pub failed: u64,
+    pub held_back: u64,
+    pub bytes_copied: u64,
+}
+
+/// A block of a group, as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockLine {
+    pub block: String,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+    /// The outcome's kind: replicated, already_replicated, covered, failed, held_back, ...
+    pub outcome: &'static str,
+    /// What the outcome says besides: the block it waits for, the error, the covering block.
+    pub detail: String,
+}
+
+/// A compaction group of the last run, as the target compactor sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupLine {
+    pub group: String,
+    /// The newest minTime committed in the target (replicated now or before); `None` when none.
+    pub frontier: Option<i64>,
+    pub held_back: usize,
+    pub failed: usize,
+    pub overlapping: usize,
+    pub late: usize,
+    pub covered: usize,
+    pub blocks: Vec<BlockLine>,
+}
+
+/// The run in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct Current {
+    pub started_at: String,
+    pub blocks_done: u64,
+    pub blocks_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub bytes_per_second: f64,
+    /// Seconds left at the current rate, when there is one.
+    pub seconds_left: Option<f64>,
+}
+
+/// Everything the page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub current: Option<Current>,
+    pub runs: Vec<RunLine>,
+    pub groups: Vec<GroupLine>,
+}
+
+#[derive(Default)]
+struct Board {
+    running_since: Option<DateTime<Utc>>,
+    runs: VecDeque<RunLine>,
+    last: Option<Arc<RunReport>>,
+}
+
+/// What the run loop tells the page; shared with the HTTP server.
+pub struct StatusBoard {
+    board: Mutex<Board>,
+    progress: Arc<Progress>,
+}
+
+impl StatusBoard {
+    pub fn new(progress: Arc<Progress>) -> Self {
+        StatusBoard { board: Mutex::new(Board::default()), progress }
+    }
+
+    pub fn run_started(&self) {
+        self.board.lock().expect("never poisoned").running_since = Some(Utc::now());
+    }
+
+    pub fn run_finished(&self, report: &RunReport) {
+        let mut board = self.board.lock().expect("never poisoned");
+        board.running_since = None;
+        let c = &report.counts;
+        board.runs.push_front(RunLine {
+            run_id: report.run_id,
+            started_at: report.started_at.clone(),
+            duration_seconds: report.duration_seconds,
+            result: if report.is_failure() { "error" } else { "success" },
+            replicated: c.replicated,
+            already_replicated: c.already_replicated,
+            covered: c.covered,
+            failed: c.failed,
+            held_back: c.held_back,
+            bytes_copied: report.bytes_copied,
+        });
+        board.runs.truncate(HISTORY);
+        board.last = Some(Arc::new(report.clone()));
+    }
+
+    pub fn status(&self) -> Status {
+        let board = self.board.lock().expect("never poisoned");
+        let current = board.running_since.map(|since| {
+            let (blocks_done, blocks_total, bytes_done, bytes_total) = self.progress.snapshot();
+            let elapsed = (Utc::now() - since).num_milliseconds().max(1) as f64 / 1000.0;
+            let rate = bytes_done as f64 / elapsed;
+            let seconds_left = (rate > 0.0).then(|| bytes_total.saturating_sub(bytes_done) as f64 / rate);
+            Current {
+                started_at: since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                blocks_done,
+                blocks_total,
+                bytes_done,
+                bytes_total,
+                bytes_per_second: rate,
+                seconds_left,
+            }
+        });
+        let groups = board.last.as_deref().map(groups_of).unwrap_or_default();
+        Status { current, runs: board.runs.iter().cloned().collect(), groups }
+    }
+}
+
+/// The groups of a run's report, each with its blocks in time order.
+fn groups_of(report: &RunReport) -> Vec<GroupLine> {
+    let mut groups: BTreeMap<String, GroupLine> = BTreeMap::new();
+    for block in &report.blocks {
+        let Some(group) = &block.group else { continue };
+        let line = groups.entry(group.clone()).or_insert_with(|| GroupLine {
+            group: group.clone(),
+            frontier: None,
+            held_back: 0,
+            failed: 0,
+            overlapping: 0,
+            late: 0,
+            covered: 0,
+            blocks: Vec::new(),
+        });
+        let detail = match &block.outcome {
+            Outcome::HeldBack { behind } => {
+                line.held_back += 1;
+                format!("behind {behind}")
+            }
+            Outcome::Failed { cause, error, .. } => {
+                line.failed += 1;
+                if cause.name() == "overlap" {
+                    line.overlapping += 1;
+                }
+                format!("{}: {error}", cause.name())
+            }
+            Outcome::Covered { by } => {
+                line.covered += 1;
+                format!("covered by {by}")
+            }
+            Outcome::Replicated { late_behind: Some(behind), .. } => {
+                line.late += 1;
+                format!("late: behind {behind}")
+            }
+            Outcome::Filtered { reason } | Outcome::Skipped { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        if matches!(block.outcome, Outcome::Replicated { .. } | Outcome::AlreadyReplicated) {
+            line.frontier = line.frontier.max(block.min_time);
+        }
+        line.blocks.push(BlockLine {
+            block: block.block.clone(),
+            min_time: block.min_time,
+            max_time: block.max_time,
+            outcome: block.outcome.kind(),
+            detail,
+        });
+    }
+    groups.into_values().collect()
+}
+
+/// Text made safe to put in HTML.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A time in Unix milliseconds as people read it.
+fn when(millis: Option<i64>) -> String {
+    millis
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+/// The colour of an outcome on the time line.
+fn colour(outcome: &str) -> &'static str {
+    match outcome {
+        "replicated" | "already_replicated" => "#2e7d32",
+        "covered" => "#81c784",
+        "held_back" => "#f9a825",
+        "failed" => "#c62828",
+        "planned" => "#1565c0",
+        _ => "#9e9e9e",
+    }
+}
+
+/// One group's blocks on a time line, as inline SVG.
+fn timeline(group: &GroupLine) -> String {
+    let times: Vec<(i64, i64)> = group.blocks.iter().filter_map(|b| Some((b.min_time?, b.max_time?))).collect();
+    let (Some(start), Some(end)) = (times.iter().map(|t| t.0).min(), times.iter().map(|t| t.1).max()) else {
+        return String::new();
+    };
+    let span = (end - start).max(1) as f64;
+    let mut svg = String::from(r#"<svg width="800" height="24" role="img" aria-label="time line">"#);
+    for block in &group.blocks {
+        let (Some(min), Some(max)) = (block.min_time, block.max_time) else { continue };
+        let x = (min - start) as f64 / span * 800.0;
+        let width = ((max - min) as f64 / span * 800.0).max(1.0);
+        let _ = write!(
+            svg,
+            r##"<rect x="{x:.1}" y="2" width="{width:.1}" height="20" fill="{}" stroke="#fff"><title>{} {}</title></rect>"##,
+            colour(block.outcome),
+            escape(&block.block),
+            block.outcome
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The page at `/`.
+pub fn html(status: &Status) -> String {
+    let mut page = String::from(concat!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\">",
+        "<title>bucketflow</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}",
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}.held_back{background:#fff8e1}",
+        ".failed{background:#ffebee}.covered{color:#555}</style></head><body><h1>bucketflow</h1>"
+    ));
+    match &status.current {
+        Some(c) => {
+            let left = c.seconds_left.map_or_else(|| "unknown".to_string(), |s| format!("{s:.0} s"));
+            let _ = write!(
+                page,
+                "<p>Run in progress since {}: {} of {} blocks, {} of {} bytes, {:.0} B/s, {} left.</p>",
+                escape(&c.started_at),
+                c.blocks_done,
+                c.blocks_total,
+                c.bytes_done,
+                c.bytes_total,
+                c.bytes_per_second,
+                left
+            );
+        }
+        None => page.push_str("<p>No run in progress.</p>"),
+    }
+    page.push_str("<h2>Last runs</h2><table><tr><th>run</th><th>started</th><th>seconds</th><th>result</th><th>replicated</th><th>already</th><th>covered</th><th>failed</th><th>held back</th><th>bytes</th></tr>");
+    for run in &status.runs {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            run.run_id,
+            escape(&run.started_at),
+            run.duration_seconds,
+            run.result,
+            run.replicated,
+            run.already_replicated,
+            run.covered,
+            run.failed,
+            run.held_back,
+            run.bytes_copied
+        );
+    }
+    page.push_str("</table><h2>Compaction groups, as the target compactor sees them</h2>");
+    for group in &status.groups {
+        let _ = write!(
+            page,
+            "<h3>group {}</h3><p>commit frontier (newest minTime committed): {}; held back {}, failed {}, overlapping {}, late {}, covered {}</p>{}",
+            escape(&group.group),
+            when(group.frontier),
+            group.held_back,
+            group.failed,
+            group.overlapping,
+            group.late,
+            group.covered,
+            timeline(group)
+        );
+        page.push_str(
+            "<table><tr><th>block</th><th>min time</th><th>max time</th><th>outcome</th><th>detail</th></tr>",
+        );
+        for block in &group.blocks {
+            let _ = write!(
+                page,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                block.outcome,
+                escape(&block.block),
+                when(block.min_time),
+                when(block.max_time),
+                block.outcome,
+                escape(&block.detail)
+            );
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("</body></html>");
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape(r#"<script>"a" & 'b'</script>"#),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+}
