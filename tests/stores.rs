@@ -162,3 +162,37 @@ fn objects_larger_than_a_part_go_through_multipart_uploads() {
     replicate(&az, &fs_yaml(&back), &part);
     assert_eq!(files(&back), files(&origin));
 }
+
+/// An S3 target with `sse_config` SSE-KMS gets every object written with that encryption, as
+/// moto records it (its `/moto-api/data.json` shows each object's encryption and key).
+#[test]
+fn an_sse_kms_target_on_moto_gets_every_object_encrypted() {
+    let Some(s3) = servers::moto(&["encrypted"]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, n) = source_folder(tmp.path());
+    let target = s3_yaml(&s3, "encrypted", "").replace(
+        "  insecure: true\n",
+        "  insecure: true\n  sse_config:\n    type: SSE-KMS\n    kms_key_id: alias/bucketflow-test\n",
+    );
+    let (report, _) = replicate(&fs_yaml(&origin), &target, &[]);
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    let data: serde_json::Value = {
+        let address = s3.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        use std::io::{Read, Write};
+        write!(stream, "GET /moto-api/data.json HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").unwrap().1;
+        // moto may answer in chunks; the JSON document is what lies between the outer braces.
+        let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+        serde_json::from_str(json).unwrap()
+    };
+    let keys: Vec<&serde_json::Value> =
+        data["s3"]["FakeKey"].as_array().unwrap().iter().filter(|k| k["bucket_name"] == "encrypted").collect();
+    assert_eq!(keys.len(), files(&origin).len(), "every object, meta.json included");
+    for key in keys {
+        assert_eq!(key["encryption"], "aws:kms", "{key}");
+        assert_eq!(key["kms_key_id"], "alias/bucketflow-test", "{key}");
+    }
+}

@@ -36,9 +36,77 @@ pub struct S3Config {
     pub send_content_md5: bool,
     pub disable_multipart: bool,
     pub part_size: Option<u64>,
-    pub sse_config: Option<serde_yaml_ng::Value>,
+    pub sse_config: Option<SseConfig>,
     pub sts_endpoint: String,
     pub max_retries: Option<usize>,
+}
+
+/// Thanos's server-side encryption of the objects a bucket stores (`sse_config`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SseConfig {
+    /// `SSE-S3`, `SSE-KMS` or `SSE-C`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub kms_key_id: String,
+    pub kms_encryption_context: BTreeMap<String, String>,
+    /// SSE-C: the path of a file holding the 32-byte key.
+    pub encryption_key: String,
+}
+
+impl SseConfig {
+    /// object_store's encryption settings for this config. What object_store cannot honour is an
+    /// error that names it: writing the objects without the encryption asked for would be a
+    /// silent downgrade.
+    fn settings(&self) -> Result<Vec<(AmazonS3ConfigKey, String)>> {
+        // object_store does not export the type of its encryption keys; they parse by name.
+        let key =
+            |name: &str| -> AmazonS3ConfigKey { name.parse().expect("object_store names its encryption keys so") };
+        if !self.kms_encryption_context.is_empty() {
+            bail!("S3 config: sse_config.kms_encryption_context cannot be honoured (object_store sends no encryption context); remove it or use another tool");
+        }
+        let kms_only = |field: &str, set: bool| {
+            if set {
+                bail!("S3 config: sse_config.{field} applies to SSE-KMS only, not to {}", self.kind);
+            }
+            Ok(())
+        };
+        match self.kind.as_str() {
+            "SSE-S3" => {
+                kms_only("kms_key_id", !self.kms_key_id.is_empty())?;
+                Ok(vec![(key("aws_server_side_encryption"), "AES256".into())])
+            }
+            "SSE-KMS" => {
+                if self.kms_key_id.is_empty() {
+                    bail!("S3 config: sse_config type SSE-KMS needs kms_key_id");
+                }
+                Ok(vec![
+                    (key("aws_server_side_encryption"), "aws:kms".into()),
+                    (key("aws_sse_kms_key_id"), self.kms_key_id.clone()),
+                ])
+            }
+            "SSE-C" => {
+                kms_only("kms_key_id", !self.kms_key_id.is_empty())?;
+                let raw = std::fs::read(&self.encryption_key).map_err(|e| {
+                    anyhow::anyhow!("S3 config: sse_config.encryption_key {:?}: {e}", self.encryption_key)
+                })?;
+                if raw.len() != 32 {
+                    bail!(
+                        "S3 config: sse_config.encryption_key {:?} holds {} bytes; SSE-C takes a 32-byte key",
+                        self.encryption_key,
+                        raw.len()
+                    );
+                }
+                use base64::Engine;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                Ok(vec![
+                    (key("aws_server_side_encryption"), "sse-c".into()),
+                    (key("aws_sse_customer_key_base64"), encoded),
+                ])
+            }
+            other => bail!("S3 config: unknown sse_config type {other:?} (expected SSE-S3, SSE-KMS or SSE-C)"),
+        }
+    }
 }
 
 impl S3Config {
@@ -54,7 +122,6 @@ impl S3Config {
             (self.send_content_md5, "send_content_md5"),
             (self.disable_multipart, "disable_multipart"),
             (self.part_size.is_some(), "part_size (use --part-size)"),
-            (self.sse_config.is_some(), "sse_config"),
             (!self.sts_endpoint.is_empty(), "sts_endpoint"),
         ] {
             if set {
@@ -115,6 +182,9 @@ impl S3Bucket {
         }
         if !config.session_token.is_empty() {
             settings.set(Key::Token, config.session_token.expose());
+        }
+        for (key, value) in config.sse_config.as_ref().map(SseConfig::settings).transpose()?.unwrap_or_default() {
+            settings.set(key, value);
         }
         Ok(S3Bucket {
             settings,
@@ -186,5 +256,28 @@ mod tests {
             assert_other_store(&url, &open_url(&other));
         }
         assert_other_store(&open_yaml(YAML), &open_yaml(&YAML.replace("access_key: AK", "access_key: OTHER")));
+    }
+
+    #[test]
+    fn sse_config_is_honoured_or_refused_by_name() {
+        use super::SseConfig;
+        let sse = |kind: &str| SseConfig { kind: kind.into(), ..SseConfig::default() };
+        let values =
+            |config: &SseConfig| -> Vec<String> { config.settings().unwrap().into_iter().map(|(_, v)| v).collect() };
+        assert_eq!(values(&sse("SSE-S3")), ["AES256"]);
+        let kms = SseConfig { kms_key_id: "alias/blocks".into(), ..sse("SSE-KMS") };
+        assert_eq!(values(&kms), ["aws:kms", "alias/blocks"]);
+        let error = |config: SseConfig| config.settings().unwrap_err().to_string();
+        assert!(error(sse("SSE-KMS")).contains("needs kms_key_id"));
+        let context = SseConfig { kms_encryption_context: [("a".into(), "b".into())].into(), ..kms.clone() };
+        assert!(error(context).contains("kms_encryption_context cannot be honoured"));
+        assert!(error(sse("AES")).contains("unknown sse_config type \"AES\""));
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let c = SseConfig { encryption_key: key.display().to_string(), ..sse("SSE-C") };
+        assert_eq!(values(&c), ["sse-c".to_string(), "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_string()]);
+        std::fs::write(&key, b"short").unwrap();
+        assert!(error(c).contains("holds 5 bytes; SSE-C takes a 32-byte key"));
     }
 }
