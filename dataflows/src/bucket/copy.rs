@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
 use serde::{Deserialize, Serialize};
@@ -195,6 +195,14 @@ fn read_in_pieces(result: object_store::GetResult) -> futures::stream::BoxStream
     .boxed()
 }
 
+/// The end of one part's upload, as a copy error when it failed.
+fn part_done(done: Option<object_store::Result<()>>, path: &Path) -> Result<(), CopyError> {
+    match done {
+        Some(Err(source)) => Err(CopyError::Target { operation: "uploading a part of", path: path.clone(), source }),
+        _ => Ok(()),
+    }
+}
+
 /// S3 takes at most this many parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -230,7 +238,14 @@ pub(crate) struct Copier {
     /// The process's bandwidth limit, shared by every copy.
     pub bandwidth: Bandwidth,
     permits: Arc<Semaphore>,
+    /// Part buffers in memory across the process, one permit a part: as many as objects may be
+    /// in flight, so that `concurrency x part size` bounds memory however the parts are spread.
+    /// A large object uploads several parts at once only with permits no other copy holds.
+    part_budget: Arc<Semaphore>,
 }
+
+/// Parts of one object being uploaded at once, at most, when the part budget allows.
+const PARTS_IN_FLIGHT: usize = 4;
 
 impl Copier {
     pub(crate) fn new(
@@ -249,6 +264,7 @@ impl Copier {
             cancel: CancellationToken::new(),
             bandwidth: Bandwidth::default(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            part_budget: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
 
@@ -416,6 +432,7 @@ impl Copier {
         let mut stream = read_in_pieces(self.source.get(path).await.map_err(source_err)?);
         let mut verifier = Verifier::new(path, spec);
         let e_tag = if spec.size as usize <= self.part_size {
+            let _part = self.part_budget.acquire().await.expect("the part budget is never closed");
             let mut buffer = BytesMut::with_capacity(spec.size as usize);
             while let Some(chunk) = stream.try_next().await.map_err(source_err)? {
                 self.bandwidth.admit(chunk.len()).await;
@@ -443,9 +460,14 @@ impl Copier {
         let mut upload = self.target.put_multipart(path).await.map_err(|e| target_err("starting upload of", e))?;
         let outcome: Result<(), CopyError> = async {
             // A part is built from the stream's own chunks, without copying them into a growing
-            // buffer, so a copy holds one part (plus the chunk that crosses its end) in memory.
+            // buffer. Each part holds a permit of the part budget until it is uploaded; while a
+            // part uploads, the next one is read.
+            let mut uploading: futures::stream::FuturesUnordered<
+                futures::future::BoxFuture<'static, object_store::Result<()>>,
+            > = futures::stream::FuturesUnordered::new();
             let mut part = PutPayloadMut::new();
             let mut part_len = 0;
+            let mut permit = Some(self.part_permit(&mut uploading, path).await?);
             while let Some(mut chunk) =
                 stream.next().await.transpose().map_err(|source| CopyError::Source { path: path.clone(), source })?
             {
@@ -458,13 +480,37 @@ impl Copier {
                     if part_len == part_size {
                         let full = std::mem::take(&mut part).freeze();
                         part_len = 0;
-                        upload.put_part(full).await.map_err(|e| target_err("uploading a part of", e))?;
+                        let held = permit.take().expect("a part being built holds a permit");
+                        let sent = upload.put_part(full);
+                        uploading.push(
+                            async move {
+                                let result = sent.await;
+                                drop(held);
+                                result
+                            }
+                            .boxed(),
+                        );
+                        while uploading.len() >= PARTS_IN_FLIGHT {
+                            part_done(uploading.next().await, path)?;
+                        }
+                        permit = Some(self.part_permit(&mut uploading, path).await?);
                     }
                 }
             }
             verifier.finish()?;
             if part_len > 0 {
-                upload.put_part(part.freeze()).await.map_err(|e| target_err("uploading a part of", e))?;
+                let sent = upload.put_part(part.freeze());
+                uploading.push(
+                    async move {
+                        let result = sent.await;
+                        drop(permit);
+                        result
+                    }
+                    .boxed(),
+                );
+            }
+            while let Some(done) = uploading.next().await {
+                part_done(Some(done), path)?;
             }
             Ok(())
         }
@@ -478,6 +524,29 @@ impl Copier {
                     tracing::warn!(%path, error = %abort, "aborting a failed multipart upload");
                 }
                 Err(error)
+            }
+        }
+    }
+
+    /// A permit of the part budget, for the next part to build; parts uploading meanwhile are
+    /// seen to, so that one that failed ends the copy at once.
+    async fn part_permit<F>(
+        &self,
+        uploading: &mut futures::stream::FuturesUnordered<F>,
+        path: &Path,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, CopyError>
+    where
+        F: std::future::Future<Output = object_store::Result<()>>,
+    {
+        let budget = self.part_budget.clone();
+        let acquire = budget.acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => return Ok(permit.expect("the part budget is never closed")),
+                Some(done) = uploading.next(), if !uploading.is_empty() => {
+                    part_done(Some(done), path)?;
+                }
             }
         }
     }
@@ -577,11 +646,16 @@ mod tests {
 
     use super::*;
 
-    /// An in-memory store that counts the parts of its multipart uploads.
+    /// An in-memory store that counts the parts of its multipart uploads, and how many of them
+    /// were uploading at once at most (each part taking a few milliseconds).
     #[derive(Debug, Default)]
     struct PartCounting {
         inner: InMemory,
         parts: Arc<AtomicUsize>,
+        uploading: Arc<AtomicUsize>,
+        most_at_once: Arc<AtomicUsize>,
+        /// How long each part takes.
+        delay: std::time::Duration,
     }
 
     impl std::fmt::Display for PartCounting {
@@ -594,13 +668,24 @@ mod tests {
     struct CountedUpload {
         inner: Box<dyn MultipartUpload>,
         parts: Arc<AtomicUsize>,
+        uploading: Arc<AtomicUsize>,
+        most_at_once: Arc<AtomicUsize>,
+        delay: std::time::Duration,
     }
 
     #[async_trait]
     impl MultipartUpload for CountedUpload {
         fn put_part(&mut self, data: PutPayload) -> UploadPart {
             self.parts.fetch_add(1, Ordering::SeqCst);
-            self.inner.put_part(data)
+            let now = self.uploading.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_at_once.fetch_max(now, Ordering::SeqCst);
+            let (part, uploading, delay) = (self.inner.put_part(data), self.uploading.clone(), self.delay);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let result = part.await;
+                uploading.fetch_sub(1, Ordering::SeqCst);
+                result
+            })
         }
         async fn complete(&mut self) -> object_store::Result<PutResult> {
             self.inner.complete().await
@@ -626,7 +711,9 @@ mod tests {
             opts: PutMultipartOptions,
         ) -> object_store::Result<Box<dyn MultipartUpload>> {
             let inner = self.inner.put_multipart_opts(location, opts).await?;
-            Ok(Box::new(CountedUpload { inner, parts: self.parts.clone() }))
+            let (parts, uploading, most_at_once) =
+                (self.parts.clone(), self.uploading.clone(), self.most_at_once.clone());
+            Ok(Box::new(CountedUpload { inner, parts, uploading, most_at_once, delay: self.delay }))
         }
         async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
             self.inner.get_opts(location, options).await
@@ -684,6 +771,27 @@ mod tests {
         let ranged = store.get_opts(&path, GetOptions { range: Some((3..10).into()), ..GetOptions::default() });
         let pieces: Vec<Bytes> = read_in_pieces(ranged.await.unwrap()).try_collect().await.unwrap();
         assert_eq!(pieces.concat(), data[3..10]);
+    }
+
+    #[tokio::test]
+    async fn parts_upload_side_by_side_within_the_part_budget() {
+        let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("block/index");
+        let size = 40u64 * 1024;
+        source.put(&path, PutPayload::from(vec![1u8; size as usize])).await.unwrap();
+        let spec = ObjectSpec { rel_path: "index".into(), size, sha256: None };
+        for (concurrency, most) in [(8, PARTS_IN_FLIGHT), (1, 1)] {
+            let target =
+                Arc::new(PartCounting { delay: std::time::Duration::from_millis(3), ..PartCounting::default() });
+            // 1 KiB parts: 40 of them.
+            let copier = Copier::new(source.clone(), target.clone(), concurrency, 1024);
+            copier.ensure(&path, &spec).await.unwrap();
+            assert_eq!(target.parts.load(Ordering::SeqCst), 40);
+            let at_once = target.most_at_once.load(Ordering::SeqCst);
+            assert!(at_once <= most, "{at_once} parts at once with a budget of {concurrency}");
+            assert!(at_once >= most.min(2), "parts upload side by side when the budget allows: {at_once}");
+            assert_eq!(target.inner.get(&path).await.unwrap().bytes().await.unwrap().len() as u64, size);
+        }
     }
 
     fn store_error(status: &str) -> object_store::Error {
