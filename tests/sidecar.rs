@@ -27,18 +27,25 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-#[test]
-fn metrics_and_probes_over_http_after_a_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let n = bucket(&tmp.path().join("src"), 2, 3);
-    let from = format!("file://{}", tmp.path().join("src").display());
-    let to = format!("file://{}", tmp.path().join("dst").display());
-    let (mut child, lines) =
+/// A sidecar from `dir`/src to `dir`/dst, once its first run is over: the process, its stderr
+/// (kept open, so that the process can go on logging) and its HTTP address.
+fn sidecar_after_one_run(dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>, String) {
+    let from = format!("file://{}", dir.join("src").display());
+    let to = format!("file://{}", dir.join("dst").display());
+    let (child, lines) =
         spawn(&["replicate", "--from", &from, "--to", &to, "--interval", "1h", "--http-address", "127.0.0.1:0"]);
     let mut seen = Vec::new();
     let serving = wait_for(&lines, "serving HTTP", &mut seen);
     let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     wait_for(&lines, "replication run finished", &mut seen);
+    (child, lines, address)
+}
+
+#[test]
+fn metrics_and_probes_over_http_after_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = bucket(&tmp.path().join("src"), 2, 3);
+    let (mut child, _lines, address) = sidecar_after_one_run(tmp.path());
 
     let (status, body) = http_get(&address, "/-/healthy");
     assert_eq!(status, 200, "{body}");
@@ -139,14 +146,7 @@ fn the_status_page_names_each_group_and_what_is_held_back_behind_what() {
     group_c0.sort();
     let broken = group_c0[0].file_name().unwrap().to_str().unwrap().to_string();
     std::fs::write(group_c0[0].join("index"), b"not the listed size").unwrap();
-    let from = format!("file://{}", src.display());
-    let to = format!("file://{}", tmp.path().join("dst").display());
-    let (mut child, lines) =
-        spawn(&["replicate", "--from", &from, "--to", &to, "--interval", "1h", "--http-address", "127.0.0.1:0"]);
-    let mut seen = Vec::new();
-    let serving = wait_for(&lines, "serving HTTP", &mut seen);
-    let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    wait_for(&lines, "replication run finished", &mut seen);
+    let (mut child, _lines, address) = sidecar_after_one_run(tmp.path());
 
     let (status, json) = http_get(&address, "/api/v1/status");
     assert_eq!(status, 200, "{json}");
