@@ -203,6 +203,11 @@ fn part_done(done: Option<object_store::Result<()>>, path: &Path) -> Result<(), 
     }
 }
 
+/// The largest object a store copies with one request: S3's CopyObject refuses more than 5 GiB
+/// (with a 400 that would fail the block for good). object_store issues no multipart copy, so a
+/// larger object is streamed, part by part, like a copy between two stores.
+const MAX_SERVER_SIDE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+
 /// S3 takes at most this many parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -242,6 +247,8 @@ pub(crate) struct Copier {
     /// in flight, so that `concurrency x part size` bounds memory however the parts are spread.
     /// A large object uploads several parts at once only with permits no other copy holds.
     part_budget: Arc<Semaphore>,
+    /// The largest object the store copies itself; larger ones are streamed.
+    max_server_side_copy: u64,
 }
 
 /// Parts of one object being uploaded at once, at most, when the part budget allows.
@@ -265,6 +272,7 @@ impl Copier {
             bandwidth: Bandwidth::default(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             part_budget: Arc::new(Semaphore::new(concurrency.max(1))),
+            max_server_side_copy: MAX_SERVER_SIDE_COPY,
         }
     }
 
@@ -381,7 +389,7 @@ impl Copier {
         if let Some(e_tag) = intact {
             return Ok(ObjectDone { copied: false, bytes: 0, e_tag });
         }
-        match &self.same_store {
+        match self.same_store.as_ref().filter(|_| spec.size <= self.max_server_side_copy) {
             Some(same) => self.copy_server_side(same, path, spec).await,
             None => self.copy(path, spec).await,
         }
@@ -792,6 +800,32 @@ mod tests {
             assert!(at_once >= most.min(2), "parts upload side by side when the budget allows: {at_once}");
             assert_eq!(target.inner.get(&path).await.unwrap().bytes().await.unwrap().len() as u64, size);
         }
+    }
+
+    #[tokio::test]
+    async fn objects_over_five_gib_are_streamed_rather_than_copied_by_the_store() {
+        assert_eq!(MAX_SERVER_SIDE_COPY, 5 << 30, "S3's CopyObject limit");
+        // Within one store: an object under the limit is copied by the store (no part goes
+        // through the copier); one over it (the limit lowered here to 4 KiB) is streamed.
+        let store = Arc::new(PartCounting::default());
+        let shared: Arc<dyn ObjectStore> = store.clone();
+        let same =
+            SameStore { store: shared.clone(), source_prefix: Path::from("from"), target_prefix: Path::from("to") };
+        let source: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(shared.clone(), "from"));
+        let target: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(shared, "to"));
+        let copier = Copier::new(source.clone(), target, 4, 1024).with_same_store(Some(same));
+        let path = Path::from("block/index");
+        source.put(&path, PutPayload::from(vec![3u8; 4096])).await.unwrap();
+        let spec = ObjectSpec { rel_path: "index".into(), size: 4096, sha256: None };
+        copier.ensure(&path, &spec).await.unwrap();
+        assert_eq!(store.parts.load(Ordering::SeqCst), 0, "copied by the store");
+        assert_eq!(store.inner.get(&Path::from("to/block/index")).await.unwrap().bytes().await.unwrap().len(), 4096);
+        let big = Path::from("block/chunks/000001");
+        source.put(&big, PutPayload::from(vec![4u8; 8192])).await.unwrap();
+        let copier = Copier { max_server_side_copy: 4096, ..copier };
+        let spec = ObjectSpec { rel_path: "chunks/000001".into(), size: 8192, sha256: None };
+        assert!(copier.ensure(&big, &spec).await.unwrap().copied);
+        assert_eq!(store.parts.load(Ordering::SeqCst), 8, "streamed in 1 KiB parts");
     }
 
     fn store_error(status: &str) -> object_store::Error {
