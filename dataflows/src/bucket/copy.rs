@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -476,9 +476,8 @@ impl Copier {
             let mut part = PutPayloadMut::new();
             let mut part_len = 0;
             let mut permit = Some(self.part_permit(&mut uploading, path).await?);
-            while let Some(mut chunk) =
-                stream.next().await.transpose().map_err(|source| CopyError::Source { path: path.clone(), source })?
-            {
+            let mut resumes = 0;
+            while let Some(mut chunk) = self.next_chunk(path, stream, verifier, &mut resumes).await? {
                 self.bandwidth.admit(chunk.len()).await;
                 verifier.update(&chunk)?;
                 while !chunk.is_empty() {
@@ -533,6 +532,42 @@ impl Copier {
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// The next chunk of a source object being read for a multipart upload. A read that fails
+    /// or ends early is resumed where it stopped, by a ranged read, so that a failure at 90% of
+    /// a large object re-sends what was not sent yet, not the whole object: the upload is kept.
+    /// Resumes count against `--retries`; past them, the error is the copy's.
+    async fn next_chunk(
+        &self,
+        path: &Path,
+        stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+        verifier: &Verifier<'_>,
+        resumes: &mut usize,
+    ) -> Result<Option<Bytes>, CopyError> {
+        loop {
+            let (read, size) = (verifier.seen, verifier.spec.size);
+            let failure = match stream.next().await {
+                Some(Ok(chunk)) => return Ok(Some(chunk)),
+                None if read >= size => return Ok(None),
+                // Cut short: the size check after the loop fails it when it cannot be resumed.
+                None => None,
+                Some(Err(source)) => Some(CopyError::Source { path: path.clone(), source }),
+            };
+            let resumable = failure.as_ref().is_none_or(CopyError::is_transient);
+            if !resumable || *resumes >= self.retry.retries || self.cancel.is_cancelled() {
+                return match failure {
+                    Some(error) => Err(error),
+                    None => Ok(None),
+                };
+            }
+            *resumes += 1;
+            self.telemetry.metrics.retries.inc();
+            tracing::warn!(%path, at = read, of = size, "reading the source object stopped early; resuming where it stopped");
+            let range = GetOptions { range: Some((read..size).into()), ..GetOptions::default() };
+            let resumed = self.source.get_opts(path, range).await;
+            *stream = read_in_pieces(resumed.map_err(|source| CopyError::Source { path: path.clone(), source })?);
         }
     }
 
@@ -826,6 +861,27 @@ mod tests {
         let spec = ObjectSpec { rel_path: "chunks/000001".into(), size: 8192, sha256: None };
         assert!(copier.ensure(&big, &spec).await.unwrap().copied);
         assert_eq!(store.parts.load(Ordering::SeqCst), 8, "streamed in 1 KiB parts");
+    }
+
+    #[tokio::test]
+    async fn a_read_cut_short_is_resumed_where_it_stopped_and_the_upload_kept() {
+        use crate::testkit::{FaultRule, FaultyStore};
+        let path = Path::from("block/index");
+        let data: Vec<u8> = (0..10 * 1024).map(|i| (i % 253) as u8).collect();
+        let inner = InMemory::new();
+        inner.put(&path, PutPayload::from(data.clone())).await.unwrap();
+        // The first read of the object ends, without an error, after half of it.
+        let source: Arc<dyn ObjectStore> =
+            Arc::new(FaultyStore::new(inner, vec![FaultRule::truncated_reads("block/index", Some(1))], 1));
+        let target = Arc::new(PartCounting::default());
+        let copier = Copier::new(source, target.clone(), 4, 1024);
+        let digest = hex::encode(Sha256::digest(&data));
+        let spec = ObjectSpec { rel_path: "index".into(), size: data.len() as u64, sha256: Some(digest) };
+        assert!(copier.ensure(&path, &spec).await.unwrap().copied);
+        // Ten 1 KiB parts, each sent once: the second half was read from where the first stopped.
+        assert_eq!(target.parts.load(Ordering::SeqCst), 10);
+        assert_eq!(copier.telemetry.metrics.retries.get(), 1);
+        assert_eq!(target.inner.get(&path).await.unwrap().bytes().await.unwrap(), data);
     }
 
     fn store_error(status: &str) -> object_store::Error {
