@@ -285,3 +285,26 @@ fn a_meta_json_write_that_fails_holds_back_the_blocks_checked_ahead_of_it() {
     assert_eq!(target.commits(), vec![blocks[0].dir.clone()]);
     assert_eq!(target.violations(), vec![]);
 }
+
+#[test]
+fn the_blocks_held_back_behind_a_failure_are_not_copied() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 1, 20);
+    // The oldest block cannot be read. A read of a later block would be a copy for nothing: it is
+    // refused too, so that the count of refusals shows how many were tried.
+    let later = blocks[1..].iter().map(|b| b.dir.as_str()).collect::<Vec<_>>().join("|");
+    let rules = vec![
+        FaultRule::permanent(&format!("{}/index", blocks[0].dir), &[Op::Get]),
+        FaultRule::permanent(&format!("({later})/(chunks|index)"), &[Op::Get]),
+    ];
+    let later_objects: usize = blocks[1..].iter().map(|b| b.objects.len() - 1).sum();
+    let faulty = Arc::new(FaultyStore::new(source, rules, 1));
+    // One object at a time, oldest first, as `serial` copies on one worker.
+    let config = EngineConfig { strategy: Strategy::Serial, workers: 1, ..config() };
+    let report = support::replicate(&rt, faulty.clone(), checker(&blocks), config);
+    assert_eq!(report.outcomes()[blocks[0].dir.as_str()].kind(), "failed");
+    assert_eq!(report.counts.held_back, 19);
+    // Copies start as blocks become known, so a few may start before the failure is; none after.
+    let tried = faulty.injected() - 1;
+    assert!(tried * 4 < later_objects, "{tried} of {later_objects} objects of held-back blocks were read");
+}

@@ -98,7 +98,7 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
     };
     // What the target holds of the block already, from the run's listing: no request per block.
     let listing = folder.map(|f| f.listing.clone()).unwrap_or_default();
-    Ok(SourceBlock { target_listing: Some(listing), ..block })
+    Ok(SourceBlock { target_listing: Some(listing), run: request.run_id, ..block })
 }
 
 /// The outcome of a block already visible in the target. Marks added to the source block since

@@ -38,6 +38,7 @@ pub(crate) fn commit<'scope>(
         recheck_concurrency: ctx.strategy.copy_concurrency(ctx.concurrency),
         runtime: ctx.runtime.clone(),
         target_index: ctx.target_index.clone(),
+        held_back: ctx.held_back.clone(),
     };
     let progress = ctx.copier.telemetry.progress.clone();
     commit_inputs(blocks, barriers).ordered_commit(completions, policy).inspect(move |_| {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use tokio::runtime::Handle;
 
+use super::held_back::HeldBack;
 use crate::bucket::copy::Copier;
 use crate::bucket::mark_source::SourceMarker;
 use crate::bucket::meta_cache::SourceMetas;
@@ -38,6 +39,8 @@ pub(crate) struct Context {
     /// The target compactor merges overlapping blocks (it compacts vertically), so an overlap
     /// with a target block is no reason to refuse a block.
     pub(crate) vertical_compaction: bool,
+    /// The queues each run has given up on past some block, so that later copies are not made.
+    pub(crate) held_back: Arc<HeldBack>,
     /// Move mode: marks source blocks for deletion once they are safe in the target.
     pub(crate) source_marker: Option<SourceMarker>,
     pub(crate) runtime: Handle,

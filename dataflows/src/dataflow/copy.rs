@@ -22,6 +22,8 @@ struct CopyJob {
     dir: String,
     min_time: i64,
     ulid: Ulid,
+    /// The run it is copied in.
+    run: u64,
     spec: ObjectSpec,
     /// What the target listing said of the object before copying.
     seen: Seen,
@@ -39,6 +41,7 @@ pub(crate) fn copy<'scope>(blocks: Stream<'scope, CommitBlock>, ctx: &Arc<Contex
             dir: block.dir.clone(),
             min_time,
             ulid,
+            run: block.run,
             seen: Seen::of(block.target_listing.as_ref(), &spec.rel_path),
             spec,
         })
@@ -58,14 +61,24 @@ pub(crate) fn copy<'scope>(blocks: Stream<'scope, CommitBlock>, ctx: &Arc<Contex
             vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
         },
         move |job: CopyJob| {
-            let copier = c.copier.clone();
+            let (copier, held_back) = (c.copier.clone(), c.held_back.clone());
+            let ordered = c.strategy.ordered_commit();
             let span = tracing::info_span!("object", block = %job.dir, group = %job.group);
             async move {
                 let path = block_path(&job.dir, &job.spec.rel_path);
+                let key = (job.min_time, job.ulid);
                 let result = if copier.cancel.is_cancelled() {
                     Err(Failure::new(FailureCause::Interrupted, "interrupted before the copy started"))
+                } else if ordered && held_back.is_behind(job.run, &job.queue, key) {
+                    // Its block will be held back behind the older one that failed: the copy
+                    // would be made for nothing, and made again next run.
+                    Err(Failure::new(FailureCause::Source, "not copied: an older block of its group failed"))
                 } else {
-                    copier.ensure_seen(&path, &job.spec, job.seen).await.map_err(|e| e.failure())
+                    let result = copier.ensure_seen(&path, &job.spec, job.seen).await.map_err(|e| e.failure());
+                    if result.is_err() && ordered {
+                        held_back.fail(job.run, &job.queue, key);
+                    }
+                    result
                 };
                 vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
             }

@@ -246,6 +246,7 @@ impl Replicator {
             },
             grouping,
             source_metas,
+            held_back: Arc::default(),
             vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty(),
             strategy: config.strategy,
             concurrency,

@@ -23,6 +23,7 @@ mod context;
 mod copy;
 pub(crate) mod engine;
 mod handshake;
+mod held_back;
 mod list;
 mod load;
 mod mark;

@@ -82,6 +82,9 @@ pub struct SourceBlock {
     /// block's folder. The block is still committed (it overlaps nothing), and counted as late.
     #[serde(default)]
     pub late_behind: Option<String>,
+    /// The run the block is copied in, once it is on its way to be copied.
+    #[serde(default)]
+    pub(crate) run: u64,
 }
 
 /// What a listing of the target's block folder said of an object: it spares the HEAD that would
@@ -147,6 +150,7 @@ impl SourceBlock {
             target_listing: None,
             defect,
             late_behind: None,
+            run: 0,
         }
     }
 
@@ -223,6 +227,7 @@ impl SourceBlock {
             target_listing: None,
             defect: None,
             late_behind: None,
+            run: 0,
         };
         block.with_defect(defect)
     }

@@ -20,6 +20,7 @@ use ulid::Ulid;
 use super::tasks::OperatorTasks;
 use crate::bucket::copy::{unchanged, Copier, CopyError, ObjectDone};
 use crate::bucket::target::TargetIndex;
+use crate::dataflow::held_back::HeldBack;
 use crate::dataflow::wire::Wire;
 use crate::dataflow::{route, Epoch};
 use crate::model::block::{ObjectSpec, SourceBlock};
@@ -81,6 +82,8 @@ pub(crate) struct CommitPolicy {
     pub runtime: Handle,
     /// Told of every meta.json written, so that the next run need not read it back.
     pub target_index: Arc<TargetIndex>,
+    /// Told of every block that fails, so that the later blocks of its queue are not copied.
+    pub held_back: Arc<HeldBack>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +369,7 @@ fn advance_queue(
             records.push(pending.failed(failure));
             if policy.ordered {
                 queue.failed_at = Some(pending.block.dir.clone());
+                policy.held_back.fail(epoch, queue_key, pending.block.order_key());
             }
             continue;
         }
