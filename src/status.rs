@@ -179,7 +179,7 @@ fn groups_of(report: &RunReport) -> Vec<GroupLine> {
                 line.late += 1;
                 format!("late: behind {behind}")
             }
-            Outcome::Filtered { reason } | Outcome::Skipped { reason } => reason.clone(),
+            Outcome::Filtered { reason, .. } | Outcome::Skipped { reason } => reason.clone(),
             _ => String::new(),
         };
         if matches!(block.outcome, Outcome::Replicated { .. } | Outcome::AlreadyReplicated) {

@@ -60,6 +60,10 @@ fn metrics_and_probes_over_http_after_a_run() {
         files(&tmp.path().join("dst")).keys().filter(|p| !p.ends_with("meta.json")).count() as u64;
     for expected in [
         "thanos_replicate_replication_runs_total{result=\"success\"} 1".to_string(),
+        // Both results exist from the start, and the meta fetcher's gauge the Thanos dashboard reads.
+        "thanos_replicate_replication_runs_total{result=\"error\"} 0".to_string(),
+        format!("blocks_meta_synced{{state=\"loaded\"}} {n}"),
+        "blocks_meta_synced{state=\"failed\"} 0".to_string(),
         "thanos_replicate_replication_run_duration_seconds_count{result=\"success\"} 1".to_string(),
         "thanos_replicate_replication_run_duration_seconds_bucket{le=\"86400.0\",result=\"success\"} 1".to_string(),
         format!("thanos_replicate_blocks_replicated_total {n}"),

@@ -41,7 +41,7 @@ pub use dataflow::cluster::{ClusterConfig, ClusterError};
 pub use dataflow::engine::{EngineConfig, EngineError, Replicator};
 pub use dataflow::Epoch;
 pub use model::failure::{Failure, FailureCause};
-pub use model::filter::BlockFilter;
+pub use model::filter::{BlockFilter, FilterRule};
 pub use model::group::group_key;
 pub use model::layout::{Layout, Tenants};
 pub use model::matcher::{parse_matchers, MatchOp, Matcher, MatcherError, Selector};

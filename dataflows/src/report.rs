@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
+use crate::model::filter::FilterRule;
 use crate::model::meta::MetaSummary;
 use crate::model::strategy::Strategy;
+
+/// How a block folder without meta.json is reported skipped.
+pub(crate) const NO_META_JSON: &str = "no meta.json (partial or in-progress upload)";
 
 /// What happened to one block in one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ pub enum Outcome {
     Filtered {
         /// Which filter left the block out.
         reason: String,
+        /// The kind of rule, in the terms of Thanos's meta fetcher where it has them.
+        #[serde(default)]
+        rule: FilterRule,
     },
     /// meta.json missing, unreadable or unparsable: treated as a partial upload, as Thanos does.
     Skipped {
@@ -81,6 +88,23 @@ impl Outcome {
     }
 
     /// The outcome's name in snake_case, as the report's `outcome` field writes it.
+    /// The state Thanos's meta fetcher would count the block under in `blocks_meta_synced`:
+    /// `loaded`, `no-meta-json`, `corrupted-meta-json`, `failed`, `label-excluded`,
+    /// `time-excluded` or `marked-for-deletion`. Thanos's replicate applies its resolution,
+    /// compaction level and ULID selection after the fetcher, to loaded blocks.
+    pub fn synced_state(&self, has_meta: bool) -> &'static str {
+        match self {
+            Outcome::Skipped { reason } if reason.starts_with(NO_META_JSON) => "no-meta-json",
+            Outcome::Skipped { .. } => "corrupted-meta-json",
+            Outcome::Failed { .. } if !has_meta => "failed",
+            Outcome::Filtered { rule: FilterRule::Labels, .. } => "label-excluded",
+            Outcome::Filtered { rule: FilterRule::Time, .. } => "time-excluded",
+            Outcome::Filtered { rule: FilterRule::DeletionMark, .. } => "marked-for-deletion",
+            _ => "loaded",
+        }
+    }
+
+    /// The outcome's name, as the report's JSON writes it.
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Replicated { .. } => "replicated",

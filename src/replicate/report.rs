@@ -57,7 +57,7 @@ fn print_plan(report: &RunReport) -> Result<()> {
         let (action, bytes) = match &b.outcome {
             Outcome::Planned { bytes, .. } => ("replicate".to_string(), bytes.to_string()),
             Outcome::AlreadyReplicated => ("already replicated".into(), String::new()),
-            Outcome::Filtered { reason } => (format!("filtered: {reason}"), String::new()),
+            Outcome::Filtered { reason, .. } => (format!("filtered: {reason}"), String::new()),
             Outcome::Skipped { reason } => (format!("skipped: {reason}"), String::new()),
             other => (other.kind().to_string(), String::new()),
         };

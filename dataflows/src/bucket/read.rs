@@ -15,6 +15,7 @@ use crate::model::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
 use crate::model::meta::{
     group_of_unparsable, parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME,
 };
+use crate::report::NO_META_JSON;
 
 /// Why a listed block folder will not be replicated, when that is known before its group is.
 #[derive(Debug)]
@@ -64,11 +65,11 @@ pub(crate) async fn load_block(
     grouping: &Grouping,
 ) -> Result<SourceBlock, Unusable> {
     if folder.meta.is_none() {
-        return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into()));
+        return Err(Unusable::Partial(NO_META_JSON.into()));
     }
     let bytes = match read_meta_bytes(store, dir).await {
         Ok(Some(bytes)) => bytes,
-        Ok(None) => return Err(Unusable::Partial("no meta.json (partial or in-progress upload)".into())),
+        Ok(None) => return Err(Unusable::Partial(NO_META_JSON.into())),
         Err(e @ SourceError::TooLarge { .. }) => return Err(Unusable::Partial(e.to_string())),
         Err(e) => return Err(Unusable::Unreadable { error: error_chain(&e), group: None }),
     };

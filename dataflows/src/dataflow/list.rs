@@ -10,6 +10,7 @@ use super::operators::AsyncFlatMap;
 use super::{RunRequest, Stream};
 use crate::bucket::inventory::{take_inventory, Folder, Side};
 use crate::model::failure::error_chain;
+use crate::model::filter::FilterRule;
 use crate::report::{Outcome, Record};
 
 /// A block folder of a run, as the source's listing saw it.
@@ -42,7 +43,10 @@ pub(crate) fn list<'scope>(
                     Ok(inventory) => inventory
                         .into_iter()
                         .map(|(dir, folder)| match ctx.filter.excludes(&dir) {
-                            Some(reason) => Err(Record::of_folder(&dir, Outcome::Filtered { reason })),
+                            Some(reason) => {
+                                let rule = FilterRule::Selection;
+                                Err(Record::of_folder(&dir, Outcome::Filtered { reason, rule }))
+                            }
                             None => Ok(Listed { request, dir, folder }),
                         })
                         .collect(),

@@ -162,8 +162,8 @@ async fn settled(
     markers: &Markers,
 ) -> Option<Record> {
     let record = |outcome| Record::of_summary(dir, group, summary, outcome);
-    if let Err(reason) = ctx.filter.check(summary, markers, request.now_millis) {
-        return Some(record(Outcome::Filtered { reason }));
+    if let Err((rule, reason)) = ctx.filter.check(summary, markers, request.now_millis) {
+        return Some(record(Outcome::Filtered { reason, rule }));
     }
     // Marks to copy need the block's plan: the full way copies them.
     if ctx.copy_markers && folder.objects.iter().any(|(rel, _, _)| is_marker(rel)) {

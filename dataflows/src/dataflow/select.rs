@@ -19,6 +19,6 @@ pub(crate) fn select<'scope>(
     let ctx = ctx.clone();
     loaded.ok_err(move |(request, block)| match ctx.filter.check(&block.summary, &block.markers, request.now_millis) {
         Ok(()) => Ok((request, block)),
-        Err(reason) => Err(Record::of_block(&block, Outcome::Filtered { reason })),
+        Err((rule, reason)) => Err(Record::of_block(&block, Outcome::Filtered { reason, rule })),
     })
 }

@@ -56,6 +56,37 @@ impl Default for BlockFilter {
     }
 }
 
+/// Which rule left a block out, in the terms of Thanos's meta fetcher where it has them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterRule {
+    /// Its external labels: empty, or not matching `--matcher`.
+    Labels,
+    /// Its time range: outside `--min-time` and `--max-time`.
+    Time,
+    /// Its deletion mark's time has come (`--ignore-marked-for-deletion`).
+    DeletionMark,
+    /// Its resolution, compaction level or ULID is not selected (`--resolution`,
+    /// `--compaction`, `--id`), or `--exclude-block` names it.
+    #[default]
+    Selection,
+}
+
+impl FilterRule {
+    /// The rule behind one of [`BlockFilter::check`]'s reasons.
+    fn of(reason: &str) -> FilterRule {
+        if reason.starts_with("external labels") || reason.starts_with("labels do not match") {
+            FilterRule::Labels
+        } else if reason.starts_with("ends at") || reason.starts_with("starts at") {
+            FilterRule::Time
+        } else if reason.starts_with("marked for deletion") {
+            FilterRule::DeletionMark
+        } else {
+            FilterRule::Selection
+        }
+    }
+}
+
 impl BlockFilter {
     /// Whether block folder `dir` is left out entirely; the reason, for the run report.
     pub fn excludes(&self, dir: &str) -> Option<String> {
@@ -63,8 +94,18 @@ impl BlockFilter {
         self.excluded.contains(&ulid).then(|| "excluded by --exclude-block".to_string())
     }
 
-    /// `Ok` when the block is selected; otherwise the reason, for the run report.
-    pub(crate) fn check(&self, meta: &MetaSummary, markers: &Markers, now_millis: i64) -> Result<(), String> {
+    /// `Ok` when the block is selected; otherwise the rule that left it out and the reason, for
+    /// the run report.
+    pub(crate) fn check(
+        &self,
+        meta: &MetaSummary,
+        markers: &Markers,
+        now_millis: i64,
+    ) -> Result<(), (FilterRule, String)> {
+        self.check_reason(meta, markers, now_millis).map_err(|reason| (FilterRule::of(&reason), reason))
+    }
+
+    fn check_reason(&self, meta: &MetaSummary, markers: &Markers, now_millis: i64) -> Result<(), String> {
         // Thanos's order: empty labels first (even for --id blocks), then deletion marks whose
         // time has come (replicate runs its fetcher with no delay), then ids or the selectors.
         if meta.labels.is_empty() && !self.keep_empty_labels {
@@ -123,7 +164,7 @@ mod tests {
         assert!(f.check(&meta(r#""a":"b""#, 3_600_000, 4, 0, 10), &none, 0).is_ok());
         assert!(f.check(&meta(r#""a":"b""#, 60_000, 1, 0, 10), &none, 0).is_err());
         assert!(f.check(&meta(r#""a":"b""#, 0, 5, 0, 10), &none, 0).is_err());
-        assert!(f.check(&meta("", 0, 1, 0, 10), &none, 0).unwrap_err().contains("empty"));
+        assert!(f.check(&meta("", 0, 1, 0, 10), &none, 0).unwrap_err().1.contains("empty"));
     }
 
     #[test]
@@ -159,5 +200,23 @@ mod tests {
         assert!(f.check(&m, &Markers::default(), 0).is_ok(), "--id ignores the other filters");
         assert!(f.check(&m, &marked, 1000).is_err(), "but not the deletion-mark filter");
         assert!(f.check(&meta("", 0, 1, 100, 200), &Markers::default(), 0).is_err(), "nor the empty-labels one");
+    }
+
+    #[test]
+    fn each_exclusion_names_its_rule_as_thanos_counts_it() {
+        let f = BlockFilter {
+            selector: Selector { matchers: parse_matchers(r#"a="b""#).unwrap() },
+            min_time: Some("1970-01-01T00:00:01Z".parse().unwrap()),
+            ignore_marked_for_deletion: true,
+            ..Default::default()
+        };
+        let none = Markers::default();
+        let rule = |m: MetaSummary, markers: &Markers| f.check(&m, markers, 10_000).unwrap_err().0;
+        assert_eq!(rule(meta("", 0, 1, 0, 10), &none), FilterRule::Labels);
+        assert_eq!(rule(meta(r#""a":"c""#, 0, 1, 0, 10), &none), FilterRule::Labels);
+        assert_eq!(rule(meta(r#""a":"b""#, 0, 1, 0, 10), &none), FilterRule::Time);
+        assert_eq!(rule(meta(r#""a":"b""#, 60_000, 1, 0, 5_000), &none), FilterRule::Selection);
+        let marked = Markers { deletion: true, deletion_time: Some(0), ..Default::default() };
+        assert_eq!(rule(meta(r#""a":"b""#, 0, 1, 0, 5_000), &marked), FilterRule::DeletionMark);
     }
 }
