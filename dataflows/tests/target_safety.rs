@@ -10,7 +10,7 @@ use bucketflow_dataflows::testkit::synth::{blocks, write, BlockShape, SynthBlock
 use bucketflow_dataflows::testkit::{
     block_path, ExpectedBlock, FaultRule, FaultyStore, Op, RecordingStore, SafetyChecker,
 };
-use bucketflow_dataflows::{EngineConfig, FailureCause, Layout, Outcome, Replicator, RunReport};
+use bucketflow_dataflows::{EngineConfig, FailureCause, FilterRule, Layout, Outcome, Replicator, RunReport};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use support::{replicate, runtime};
@@ -226,7 +226,8 @@ fn an_excluded_block_holds_nothing_back() {
     let mut config = config();
     config.filter.excluded.insert(bs[0].dir.parse().unwrap());
     let report = replicate(&rt, faulty, Arc::new(InMemory::new()), config);
-    assert_eq!(outcome(&report, &bs[0]), &Outcome::Filtered { reason: "excluded by --exclude-block".into() });
+    let excluded = Outcome::Filtered { reason: "excluded by --exclude-block".into(), rule: FilterRule::Selection };
+    assert_eq!(outcome(&report, &bs[0]), &excluded);
     assert_eq!(outcome(&report, &bs[1]).kind(), "replicated");
 }
 
