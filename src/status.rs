@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use bucketflow_dataflows::{Outcome, Progress, RunReport};
+use bucketflow_dataflows::{FailureCause, Outcome, Progress, RunReport};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -166,7 +166,7 @@ fn groups_of(report: &RunReport) -> Vec<GroupLine> {
             }
             Outcome::Failed { cause, error, .. } => {
                 line.failed += 1;
-                if cause.name() == "overlap" {
+                if *cause == FailureCause::Overlap {
                     line.overlapping += 1;
                 }
                 format!("{}: {error}", cause.name())

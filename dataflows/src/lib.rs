@@ -13,7 +13,7 @@
 //!    no I/O.
 //! 2. `bucket`: listing, reading, copying and auditing blocks over any
 //!    [`ObjectStore`](object_store::ObjectStore), and the store decorators. Async I/O, no timely.
-//! 3. `dataflow`: one function per stage of the graph (list, load, select, check target, copy,
+//! 3. `dataflow`: one function per stage of the graph (list, load and filter, check target, copy,
 //!    commit, mark), the operators they are made of, and the engine that runs them.
 //!
 //! Beside the model, at the edge, are what leaves the engine: the run [report](RunReport) and

@@ -104,7 +104,11 @@ pub(crate) async fn take_inventory(
 
 /// The selected tenants' folders. For a source, a mapping onto a tenant that keeps its own name
 /// is refused (the two would mix in the target), and enabled tenants it lacks are noted.
-async fn tenant_folders(store: &dyn ObjectStore, tenants: &Tenants, side: Side) -> Result<Vec<Path>, SourceError> {
+pub(crate) async fn tenant_folders(
+    store: &dyn ObjectStore,
+    tenants: &Tenants,
+    side: Side,
+) -> Result<Vec<Path>, SourceError> {
     let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
     let selected: Vec<Path> =
         listing.common_prefixes.into_iter().filter(|p| p.filename().is_some_and(|t| tenants.selects(t))).collect();

@@ -6,13 +6,14 @@ use object_store::ObjectStore;
 use ulid::Ulid;
 
 use super::error::SourceError;
+use super::inventory::{tenant_folders, Side};
 use crate::model::block::folder_path;
 use crate::model::layout::Layout;
 
 /// The block folders at the bucket root: every common prefix whose name is a ULID. Anything else
 /// at the root (debug folders, bucket indexes) is not a block and is left alone.
 pub async fn list_block_dirs(store: &dyn ObjectStore) -> Result<Vec<String>, SourceError> {
-    list_block_dirs_under(store, None, true).await
+    list_block_dirs_under(store, None).await
 }
 
 /// The block folders of a bucket in `layout`: `<ULID>` at the root, or `<tenant>/<ULID>` in the
@@ -21,39 +22,23 @@ pub(crate) async fn list_blocks(store: &dyn ObjectStore, layout: &Layout) -> Res
     let Layout::Tenants(tenants) = layout else {
         return list_block_dirs(store).await;
     };
-    let listing = store.list_with_delimiter(None).await.map_err(SourceError::List)?;
-    let selected: Vec<&Path> =
-        listing.common_prefixes.iter().filter(|p| p.filename().is_some_and(|t| tenants.selects(t))).collect();
-    let names: std::collections::BTreeSet<&str> = selected.iter().filter_map(|p| p.filename()).collect();
-    for (from, to) in &tenants.mapping {
-        if names.contains(to.as_str()) && !tenants.mapping.contains_key(to) {
-            return Err(SourceError::TenantCollision { from: from.clone(), to: to.clone() });
-        }
-    }
-    for missing in tenants.enabled.iter().filter(|t| !names.contains(t.as_str())) {
-        tracing::warn!(tenant = %missing, "--enabled-tenants names a tenant the source does not have");
-    }
     let mut dirs = Vec::new();
-    for tenant in selected {
-        dirs.extend(list_block_dirs_under(store, Some(tenant), true).await?);
+    for tenant in tenant_folders(store, tenants, Side::Source).await? {
+        dirs.extend(list_block_dirs_under(store, Some(&tenant)).await?);
     }
     Ok(dirs)
 }
 
 /// The ULID-named folders under `prefix` (the root when `None`), as paths from the root. The
-/// prefix is the listed path itself, so that a tenant name is never encoded a second time.
-/// With `note_others`, other folders are named in the log, as left alone.
-async fn list_block_dirs_under(
-    store: &dyn ObjectStore,
-    prefix: Option<&Path>,
-    note_others: bool,
-) -> Result<Vec<String>, SourceError> {
+/// prefix is the listed path itself, so that a tenant name is never encoded a second time. Other
+/// folders are named in the log, as left alone.
+async fn list_block_dirs_under(store: &dyn ObjectStore, prefix: Option<&Path>) -> Result<Vec<String>, SourceError> {
     let listing = store.list_with_delimiter(prefix).await.map_err(SourceError::List)?;
     let mut dirs = Vec::new();
     for name in listing.common_prefixes.iter().filter_map(|p| p.filename()) {
         if Ulid::from_string(name).is_ok() {
             dirs.push(prefix.map_or_else(|| name.to_string(), |p| format!("{p}/{name}")));
-        } else if note_others && name != "markers" {
+        } else if name != "markers" {
             tracing::info!(folder = name, prefix = ?prefix.map(|p| p.as_ref()), "left alone: a folder whose name is not a block ULID");
         }
     }

@@ -26,7 +26,7 @@ use crate::model::block::{SourceBlock, TargetListing};
 use crate::model::failure::error_chain;
 use crate::model::group::Grouping;
 use crate::model::layout::{block_id, Layout};
-use crate::model::meta::{parse_meta, BlockMeta, MetaSummary};
+use crate::model::meta::{parse_meta, MetaSummary};
 
 /// A visible target block, as far as judging source blocks needs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,27 +41,17 @@ pub(crate) struct TargetBlock {
 }
 
 impl TargetBlock {
-    fn new(dir: &str, meta: &BlockMeta, grouping: &Grouping) -> Self {
+    /// The block in folder `dir` whose meta.json says `summary`.
+    fn new(dir: &str, summary: &MetaSummary, grouping: &Grouping) -> Self {
         TargetBlock {
             dir: dir.to_string(),
-            ulid: meta.ulid,
-            group: meta.group_key(dir, grouping),
-            min_time: meta.min_time,
-            max_time: meta.max_time,
-            sources: sources_of(meta),
+            ulid: summary.ulid,
+            group: grouping.key(dir, summary.resolution, &summary.labels),
+            min_time: summary.min_time,
+            max_time: summary.max_time,
+            sources: summary.sources.clone(),
         }
     }
-}
-
-/// A block's sources, sorted: those its meta.json lists, or the block itself when it lists none.
-fn sources_of(meta: &BlockMeta) -> Vec<Ulid> {
-    let mut sources = meta.compaction.sources.clone();
-    if sources.is_empty() {
-        sources.push(meta.ulid);
-    }
-    sources.sort_unstable();
-    sources.dedup();
-    sources
 }
 
 /// Whether every element of the sorted `small` is in the sorted `large`.
@@ -120,16 +110,16 @@ impl TargetView {
     /// `vertical` compaction in the target, an overlap is refused; with it, the compactor merges
     /// overlapping blocks and the overlap is allowed.
     pub(crate) fn judge(&self, block: &SourceBlock, vertical: bool) -> Verdict {
-        let meta = &block.meta.meta;
+        let meta = &block.summary;
         let Some(group) = self.groups.get(&block.group) else { return Verdict::Fresh };
         let others = || group.iter().filter(|t| t.ulid != meta.ulid);
-        let sources = sources_of(meta);
-        if let Some(by) = others().find(|t| is_subset(&sources, &t.sources)) {
+        let sources = &meta.sources;
+        if let Some(by) = others().find(|t| is_subset(sources, &t.sources)) {
             return Verdict::Covered { by: by.dir.clone() };
         }
         if !vertical {
             let overlapping = others()
-                .find(|t| meta.min_time < t.max_time && t.min_time < meta.max_time && !is_subset(&t.sources, &sources));
+                .find(|t| meta.min_time < t.max_time && t.min_time < meta.max_time && !is_subset(&t.sources, sources));
             if let Some(t) = overlapping {
                 return Verdict::Overlaps { with: t.dir.clone(), min_time: t.min_time, max_time: t.max_time };
             }
@@ -197,7 +187,7 @@ impl TargetIndex {
         let known = Known {
             validator,
             digest: block.summary.digest,
-            block: Arc::new(TargetBlock::new(&block.dir, &block.meta.meta, &self.grouping)),
+            block: Arc::new(TargetBlock::new(&block.dir, &block.summary, &self.grouping)),
         };
         self.known.lock().expect("never poisoned").insert(block.dir.clone(), known);
     }
@@ -251,7 +241,7 @@ impl TargetIndex {
                 Ok(Some(bytes)) => {
                     let Ok(raw) = parse_meta(block_id(&dir), bytes) else { continue };
                     let summary = MetaSummary::of(&raw);
-                    let block = Arc::new(TargetBlock::new(&dir, &raw.meta, &self.grouping));
+                    let block = Arc::new(TargetBlock::new(&dir, &summary, &self.grouping));
                     known.insert(dir, Known { validator, digest: summary.digest, block });
                 }
                 Ok(None) => {}
@@ -278,7 +268,7 @@ impl TargetIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::meta::RawMeta;
+    use crate::model::meta::{BlockMeta, RawMeta};
 
     fn ulid(n: u8) -> Ulid {
         Ulid::from_parts(1_700_000_000_000 + u64::from(n), u128::from(n))
@@ -301,7 +291,10 @@ mod tests {
 
     fn view(blocks: &[BlockMeta]) -> TargetView {
         let grouping = Grouping::default();
-        TargetView::new(blocks.iter().map(|m| Arc::new(TargetBlock::new(&m.ulid.to_string(), m, &grouping))))
+        TargetView::new(blocks.iter().map(|m| {
+            let summary = MetaSummary::of(&RawMeta { bytes: bytes::Bytes::new(), meta: m.clone() });
+            Arc::new(TargetBlock::new(&m.ulid.to_string(), &summary, &grouping))
+        }))
     }
 
     #[test]

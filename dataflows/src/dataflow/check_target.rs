@@ -1,4 +1,4 @@
-//! Stage 4, check target: what the target already holds of each selected block, and how the
+//! Stage 3, check target: what the target already holds of each selected block, and how the
 //! block stands against the target's visible blocks of its group.
 
 use std::sync::Arc;

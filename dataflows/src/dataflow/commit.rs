@@ -1,4 +1,4 @@
-//! Stage 6, commit: blocks join their commit queues, and each queue writes its blocks' meta.json
+//! Stage 5, commit: blocks join their commit queues, and each queue writes its blocks' meta.json
 //! in order once their objects are copied. A dry run stops short of it, with a plan.
 
 use std::sync::atomic::Ordering;

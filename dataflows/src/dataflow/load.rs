@@ -1,6 +1,7 @@
 //! Stage 2, load: each block folder's meta.json is read and its block planned, spread over the
-//! workers by folder name; a block the process read before, unchanged, is settled here without a
-//! request when the filters leave it out or the target holds it already.
+//! workers by folder name, and the run's filters (matchers, resolutions, levels, ids, time
+//! window, deletion marks) applied. A block the filters leave out, or whose meta.json the target
+//! holds already, is settled here; one the process read before, unchanged, without a request.
 
 use std::sync::Arc;
 
@@ -23,7 +24,8 @@ use crate::report::{Outcome, Record};
 
 /// What loading a run's block folders gives.
 pub(crate) struct Loaded<'scope> {
-    /// Blocks whose meta.json was read, each with its plan (or its defect).
+    /// Blocks whose meta.json was read and which the filters select, each with its plan (or its
+    /// defect), not yet settled.
     pub(crate) blocks: Stream<'scope, (RunRequest, SourceBlock)>,
     /// Folders whose meta.json could not be read, with the one commit queue they hold back
     /// (`None`: every queue, since their compaction group is unknown).

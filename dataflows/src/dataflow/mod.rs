@@ -1,15 +1,15 @@
 //! The dataflow: the replication graph on timely, one epoch per run.
 //!
 //! ```text
-//! requests ─► list ─exchange(folder)─► load ─► select ─► check target ─┬─► enqueue ─exchange(queue)─┐
-//!                                        │                             │      └─► copy ─exchange(path)─┤
-//!                                        └─ barriers ─broadcast─────────────────────────────────────┤
-//!                                                                                   commit ◄─────────┘
-//!            collect ◄─exchange(0)─ records of every stage ◄─ mark (move mode) ◄──────┘
+//! requests ─► list ─exchange(folder)─► load ─► check target ─► enqueue ─┬─exchange(queue)─────────┐
+//!                                        │                              └─► copy ─exchange(path)─┤
+//!                                        └─ barriers ─broadcast──────────────────────────────────┤
+//!                                                                              commit ◄──────────┘
+//!         collect ◄─exchange(0)─ records of every stage ◄─ mark (move mode) ◄─ commit's records
 //! ```
 //!
 //! One function per stage, in the order a block meets them; [`build`] wires them:
-//! [`list`](list::list), [`load`](load::load), [`select`](select::select),
+//! [`list`](list::list), [`load`](load::load) (which also applies the run's filters),
 //! [`check_target`](check_target::check_target), [`enqueue`](commit::enqueue),
 //! [`copy`](copy::copy), [`commit`](commit::commit) (or [`plan`](commit::plan) in a dry run),
 //! [`mark`](mark::mark). Each takes streams and the shared [`Context`] and returns streams.
@@ -28,7 +28,6 @@ mod list;
 mod load;
 mod mark;
 pub(crate) mod operators;
-mod select;
 pub(crate) mod wire;
 
 use std::sync::Arc;
@@ -72,8 +71,7 @@ pub(crate) fn build<'scope>(
 ) {
     let (folders, list_errors) = list::list(requests.clone(), &ctx);
     let loaded = load::load(folders, &ctx);
-    let (selected, filtered) = select::select(loaded.blocks, &ctx);
-    let (to_copy, already_replicated) = check_target::check_target(selected, &ctx);
+    let (to_copy, already_replicated) = check_target::check_target(loaded.blocks, &ctx);
     let outcomes = if ctx.dry_run {
         commit::plan(to_copy)
     } else {
@@ -83,7 +81,7 @@ pub(crate) fn build<'scope>(
     };
     // Every record passes the mark stage: a block settled as early as the load stage may be one
     // that move mode marks.
-    let records = scope.concatenate([list_errors, loaded.records, filtered, already_replicated, outcomes]);
+    let records = scope.concatenate([list_errors, loaded.records, already_replicated, outcomes]);
     let records = mark::mark(records, &ctx);
     requests.collect_runs(records, on_run);
 }

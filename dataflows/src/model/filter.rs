@@ -72,21 +72,6 @@ pub enum FilterRule {
     Selection,
 }
 
-impl FilterRule {
-    /// The rule behind one of [`BlockFilter::check`]'s reasons.
-    fn of(reason: &str) -> FilterRule {
-        if reason.starts_with("external labels") || reason.starts_with("labels do not match") {
-            FilterRule::Labels
-        } else if reason.starts_with("ends at") || reason.starts_with("starts at") {
-            FilterRule::Time
-        } else if reason.starts_with("marked for deletion") {
-            FilterRule::DeletionMark
-        } else {
-            FilterRule::Selection
-        }
-    }
-}
-
 impl BlockFilter {
     /// Whether block folder `dir` is left out entirely; the reason, for the run report.
     pub fn excludes(&self, dir: &str) -> Option<String> {
@@ -102,39 +87,39 @@ impl BlockFilter {
         markers: &Markers,
         now_millis: i64,
     ) -> Result<(), (FilterRule, String)> {
-        self.check_reason(meta, markers, now_millis).map_err(|reason| (FilterRule::of(&reason), reason))
-    }
-
-    fn check_reason(&self, meta: &MetaSummary, markers: &Markers, now_millis: i64) -> Result<(), String> {
         // Thanos's order: empty labels first (even for --id blocks), then deletion marks whose
         // time has come (replicate runs its fetcher with no delay), then ids or the selectors.
         if meta.labels.is_empty() && !self.keep_empty_labels {
-            return Err("external labels are empty".into());
+            return Err((FilterRule::Labels, "external labels are empty".into()));
         }
         if let Some(t) = markers.deletion_time.filter(|&t| self.ignore_marked_for_deletion && now_millis / 1000 > t) {
-            return Err(format!("marked for deletion at {t}"));
+            return Err((FilterRule::DeletionMark, format!("marked for deletion at {t}")));
         }
         if !self.ids.is_empty() {
-            return if self.ids.contains(&meta.ulid) { Ok(()) } else { Err("not among the --id blocks".into()) };
+            return if self.ids.contains(&meta.ulid) {
+                Ok(())
+            } else {
+                Err((FilterRule::Selection, "not among the --id blocks".into()))
+            };
         }
         if !self.selector.matches(&meta.labels) {
-            return Err("labels do not match the --matcher selector".into());
+            return Err((FilterRule::Labels, "labels do not match the --matcher selector".into()));
         }
         let resolution = meta.resolution;
         if !self.resolutions.contains(&resolution) {
-            return Err(format!("resolution {resolution}ms is not selected"));
+            return Err((FilterRule::Selection, format!("resolution {resolution}ms is not selected")));
         }
         let level = meta.level;
         if !self.compaction_levels.contains(&level) {
-            return Err(format!("compaction level {level} is not selected"));
+            return Err((FilterRule::Selection, format!("compaction level {level} is not selected")));
         }
         // Thanos keeps a block that overlaps the window, both ends inclusive.
         let now = chrono::DateTime::from_timestamp_millis(now_millis).unwrap_or_default();
         if let Some(min) = self.min_time.map(|t| t.resolve_millis(now)).filter(|&min| meta.max_time < min) {
-            return Err(format!("ends at {} before --min-time {min}", meta.max_time));
+            return Err((FilterRule::Time, format!("ends at {} before --min-time {min}", meta.max_time)));
         }
         if let Some(max) = self.max_time.map(|t| t.resolve_millis(now)).filter(|&max| meta.min_time > max) {
-            return Err(format!("starts at {} after --max-time {max}", meta.min_time));
+            return Err((FilterRule::Time, format!("starts at {} after --max-time {max}", meta.min_time)));
         }
         Ok(())
     }
