@@ -78,8 +78,13 @@ fn metrics_and_probes_over_http_after_a_run() {
     ] {
         assert!(metrics.contains(&expected), "missing {expected:?} in:\n{metrics}");
     }
-    let bytes: u64 =
-        metrics.lines().find_map(|l| l.strip_prefix("bucketflow_bytes_copied_total ")).unwrap().parse().unwrap();
+    let bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bucketflow_bytes_copied_total{method=\"stream\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(metrics.contains("bucketflow_bytes_copied_total{method=\"server_side\"} 0"), "{metrics}");
     let on_disk: u64 = files(&tmp.path().join("dst"))
         .iter()
         .filter(|(p, _)| !p.ends_with("meta.json"))

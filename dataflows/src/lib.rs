@@ -33,9 +33,10 @@ pub use bucket::audit::{
     audit, AuditConfig, AuditCounts, AuditError, AuditReport, BlockAudit, BlockStatus, PartialBlock, TimeNote,
 };
 pub use bucket::bandwidth::{BandwidthLimit, Rate, RateError};
-pub use bucket::copy::{RetryPolicy, SameStore, DEFAULT_PART_SIZE};
+pub use bucket::copy::{RetryPolicy, DEFAULT_PART_SIZE};
 pub use bucket::error::SourceError;
 pub use bucket::listing::list_block_dirs;
+pub use bucket::server_side::{SameStore, ServerSideCopy, ServerSideError};
 pub use bucket::store::{LatencyStore, ReadOnlyStore};
 pub use dataflow::cluster::{ClusterConfig, ClusterError};
 pub use dataflow::engine::{EngineConfig, EngineError, Replicator};
@@ -48,4 +49,4 @@ pub use model::matcher::{parse_matchers, MatchOp, Matcher, MatcherError, Selecto
 pub use model::strategy::{Strategy, UnknownStrategy};
 pub use model::timespec::{format_duration, parse_duration, TimeOrDuration, TimeSpecError};
 pub use report::{BlockOutcome, Counts, Outcome, RunReport};
-pub use telemetry::{EngineMetrics, Progress, RequestLabels, Side, Telemetry};
+pub use telemetry::{CopyLabels, CopyMethod, EngineMetrics, Progress, RequestLabels, Side, Telemetry};

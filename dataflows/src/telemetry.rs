@@ -35,6 +35,28 @@ pub struct RequestLabels {
     pub operation: &'static str,
 }
 
+/// How an object's bytes reached the target.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum CopyMethod {
+    /// The provider copied the object itself; no byte passed through bucketflow.
+    ServerSide,
+    /// bucketflow read the object from the source and wrote it to the target.
+    Stream,
+}
+
+impl EncodeLabelValue for CopyMethod {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, if matches!(self, CopyMethod::ServerSide) { "server_side" } else { "stream" })
+    }
+}
+
+/// The label of the copied-bytes counter: how the bytes were copied.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CopyLabels {
+    /// Server-side or streamed.
+    pub method: CopyMethod,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn request_histogram() -> Histogram {
@@ -45,8 +67,8 @@ fn request_histogram() -> Histogram {
 /// The engine's metrics. Clones share the same series.
 #[derive(Clone)]
 pub struct EngineMetrics {
-    /// Bytes copied to the target (`bucketflow_bytes_copied`).
-    pub bytes_copied: Counter,
+    /// Bytes copied to the target, by how they were copied (`bucketflow_bytes_copied`).
+    pub bytes_copied: Family<CopyLabels, Counter>,
     /// Objects being checked or copied now (`bucketflow_objects_in_flight`).
     pub objects_in_flight: Gauge,
     /// Requests and object copies tried again after a transient failure (`bucketflow_retries`).
@@ -61,7 +83,7 @@ pub struct EngineMetrics {
 impl Default for EngineMetrics {
     fn default() -> Self {
         EngineMetrics {
-            bytes_copied: Counter::default(),
+            bytes_copied: Family::default(),
             objects_in_flight: Gauge::default(),
             retries: Counter::default(),
             requests: Family::default(),
@@ -71,10 +93,29 @@ impl Default for EngineMetrics {
 }
 
 impl EngineMetrics {
+    /// Counts `bytes` copied to the target by `method`.
+    pub fn copied(&self, method: CopyMethod, bytes: u64) {
+        self.bytes_copied.get_or_create(&CopyLabels { method }).inc_by(bytes);
+    }
+
+    /// Bytes copied to the target by `method` so far.
+    pub fn bytes_copied_by(&self, method: CopyMethod) -> u64 {
+        self.bytes_copied.get_or_create(&CopyLabels { method }).get()
+    }
+
     /// Registers every series under `bucketflow_`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("bucketflow");
-        r.register("bytes_copied", "Bytes copied to the target.", self.bytes_copied.clone());
+        // Both methods exist from the start, so that a rate over either sees its first bytes as
+        // a rise from zero.
+        for method in [CopyMethod::ServerSide, CopyMethod::Stream] {
+            self.bytes_copied.get_or_create(&CopyLabels { method }).inc_by(0);
+        }
+        r.register(
+            "bytes_copied",
+            "Bytes copied to the target, by method: server_side (copied by the provider) or stream (through bucketflow).",
+            self.bytes_copied.clone(),
+        );
         r.register("objects_in_flight", "Objects being copied now.", self.objects_in_flight.clone());
         r.register(
             "retries",

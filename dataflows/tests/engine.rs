@@ -345,7 +345,9 @@ fn telemetry_counts_requests_bytes_and_progress() {
     let report = replicate(&rt, source, Arc::new(InMemory::new()), observed);
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
-    assert!(text.contains(&format!("bucketflow_bytes_copied_total {}", report.bytes_copied)), "{text}");
+    let streamed = format!("bucketflow_bytes_copied_total{{method=\"stream\"}} {}", report.bytes_copied);
+    assert!(text.contains(&streamed), "{text}");
+    assert!(text.contains("bucketflow_bytes_copied_total{method=\"server_side\"} 0"), "{text}");
     assert!(text.contains("bucketflow_objects_in_flight 0"), "{text}");
     assert!(text.contains("bucketflow_requests_total{bucket=\"source\",operation=\"get\"}"), "{text}");
     assert!(text.contains("bucketflow_requests_total{bucket=\"target\",operation=\"put\"}"), "{text}");

@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::bandwidth::Bandwidth;
 use super::listing::list_block_objects;
+use super::server_side::{ServerSide, ServerSideCopy, ServerSideError};
 use crate::model::block::{folder_path, ObjectSpec, Seen, TargetListing};
 use crate::model::failure::{error_chain, Failure, FailureCause};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{CopyMethod, Telemetry};
 
 /// Default multipart part size: above S3's 5 MiB minimum, small enough to bound memory.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
@@ -61,28 +62,6 @@ impl RetryPolicy {
     }
 }
 
-/// Source and target are one store (same endpoint, bucket and credentials) under two prefixes:
-/// objects are copied by the store itself, without passing through bucketflow.
-#[derive(Clone)]
-pub struct SameStore {
-    /// The one store, without either prefix, that holds both source and target.
-    pub store: Arc<dyn ObjectStore>,
-    /// The source's prefix within `store`.
-    pub source_prefix: Path,
-    /// The target's prefix within `store`.
-    pub target_prefix: Path,
-}
-
-impl std::fmt::Debug for SameStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SameStore({}: {} -> {})", self.store, self.source_prefix, self.target_prefix)
-    }
-}
-
-fn join(prefix: &Path, path: &Path) -> Path {
-    Path::from_iter(prefix.parts().chain(path.parts()))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CopyError {
     #[error("reading {path} from the source")]
@@ -95,7 +74,7 @@ pub(crate) enum CopyError {
     SourceHash { path: Path, expected: String, actual: String },
     #[error("writing {path} in the target")]
     WriteMeta { path: Path, source: object_store::Error },
-    #[error("copying {path} within the store")]
+    #[error("copying {path} server-side")]
     ServerSide { path: Path, source: object_store::Error },
     #[error("{path}: the target does not hold the expected object after a server-side copy")]
     ServerSideMismatch { path: Path },
@@ -203,11 +182,6 @@ fn part_done(done: Option<object_store::Result<()>>, path: &Path) -> Result<(), 
     }
 }
 
-/// The largest object a store copies with one request: S3's CopyObject refuses more than 5 GiB
-/// (with a 400 that would fail the block for good). object_store issues no multipart copy, so a
-/// larger object is streamed, part by part, like a copy between two stores.
-const MAX_SERVER_SIDE_COPY: u64 = 5 * 1024 * 1024 * 1024;
-
 /// S3 takes at most this many parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -236,7 +210,8 @@ pub(crate) struct Copier {
     pub target: Arc<dyn ObjectStore>,
     pub part_size: usize,
     pub retry: RetryPolicy,
-    pub same_store: Option<SameStore>,
+    /// The provider's own copy, while it has not refused one.
+    pub(crate) server_side: Option<ServerSide>,
     pub telemetry: Telemetry,
     /// Once cancelled, no new copy starts and no failure is retried.
     pub cancel: CancellationToken,
@@ -247,8 +222,6 @@ pub(crate) struct Copier {
     /// in flight, so that `concurrency x part size` bounds memory however the parts are spread.
     /// A large object uploads several parts at once only with permits no other copy holds.
     part_budget: Arc<Semaphore>,
-    /// The largest object the store copies itself; larger ones are streamed.
-    max_server_side_copy: u64,
 }
 
 /// Parts of one object being uploaded at once, at most, when the part budget allows.
@@ -266,13 +239,12 @@ impl Copier {
             target,
             part_size: part_size.max(1),
             retry: RetryPolicy::default(),
-            same_store: None,
+            server_side: None,
             telemetry: Telemetry::default(),
             cancel: CancellationToken::new(),
             bandwidth: Bandwidth::default(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             part_budget: Arc::new(Semaphore::new(concurrency.max(1))),
-            max_server_side_copy: MAX_SERVER_SIDE_COPY,
         }
     }
 
@@ -280,8 +252,8 @@ impl Copier {
         Copier { retry, ..self }
     }
 
-    pub(crate) fn with_same_store(self, same_store: Option<SameStore>) -> Self {
-        Copier { same_store, ..self }
+    pub(crate) fn with_server_side(self, copy: Option<Arc<dyn ServerSideCopy>>) -> Self {
+        Copier { server_side: copy.map(ServerSide::new), ..self }
     }
 
     pub(crate) fn with_telemetry(self, telemetry: Telemetry, cancel: CancellationToken) -> Self {
@@ -321,9 +293,6 @@ impl Copier {
                 }
             })
             .await?;
-        if done.copied {
-            self.telemetry.metrics.bytes_copied.inc_by(done.bytes);
-        }
         self.telemetry.progress.bytes_done.fetch_add(spec.size, std::sync::atomic::Ordering::Relaxed);
         Ok(done)
     }
@@ -389,23 +358,41 @@ impl Copier {
         if let Some(e_tag) = intact {
             return Ok(ObjectDone { copied: false, bytes: 0, e_tag });
         }
-        match self.same_store.as_ref().filter(|_| spec.size <= self.max_server_side_copy) {
-            Some(same) => self.copy_server_side(same, path, spec).await,
-            None => self.copy(path, spec).await,
+        if let Some(server_side) = &self.server_side {
+            if let Some(done) = self.copy_server_side(server_side, path, spec).await? {
+                self.telemetry.metrics.copied(CopyMethod::ServerSide, done.bytes);
+                return Ok(done);
+            }
         }
+        let done = self.copy(path, spec).await?;
+        self.telemetry.metrics.copied(CopyMethod::Stream, done.bytes);
+        Ok(done)
     }
 
-    /// Lets the store copy the object, then checks the result like any other copy.
+    /// Lets the provider copy the object, then checks the result like any other copy. `None`
+    /// when the object is to be streamed instead: the provider refused this copy (and with it
+    /// every later one), or cannot make it for this object.
     async fn copy_server_side(
         &self,
-        same: &SameStore,
+        server_side: &ServerSide,
         path: &Path,
         spec: &ObjectSpec,
-    ) -> Result<ObjectDone, CopyError> {
-        let (from, to) = (join(&same.source_prefix, path), join(&same.target_prefix, path));
-        same.store.copy(&from, &to).await.map_err(|source| CopyError::ServerSide { path: path.clone(), source })?;
+    ) -> Result<Option<ObjectDone>, CopyError> {
+        let Some(copy) = server_side.usable() else { return Ok(None) };
+        match copy.copy(path, spec.size).await {
+            Ok(()) => {}
+            Err(error @ ServerSideError::Refused(_)) => {
+                server_side.refuse(path, &error);
+                return Ok(None);
+            }
+            Err(ServerSideError::Unsuitable(reason)) => {
+                tracing::debug!(%path, %reason, "streaming an object the provider cannot copy itself");
+                return Ok(None);
+            }
+            Err(ServerSideError::Failed(source)) => return Err(CopyError::ServerSide { path: path.clone(), source }),
+        }
         match self.target_intact(path, spec).await? {
-            Some(e_tag) => Ok(ObjectDone { copied: true, bytes: spec.size, e_tag }),
+            Some(e_tag) => Ok(Some(ObjectDone { copied: true, bytes: spec.size, e_tag })),
             None => Err(CopyError::ServerSideMismatch { path: path.clone() }),
         }
     }
@@ -839,6 +826,7 @@ mod tests {
 
     #[tokio::test]
     async fn objects_over_five_gib_are_streamed_rather_than_copied_by_the_store() {
+        use crate::bucket::server_side::{SameStore, SameStoreCopy, MAX_SERVER_SIDE_COPY};
         assert_eq!(MAX_SERVER_SIDE_COPY, 5 << 30, "S3's CopyObject limit");
         // Within one store: an object under the limit is copied by the store (no part goes
         // through the copier); one over it (the limit lowered here to 4 KiB) is streamed.
@@ -848,7 +836,8 @@ mod tests {
             SameStore { store: shared.clone(), source_prefix: Path::from("from"), target_prefix: Path::from("to") };
         let source: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(shared.clone(), "from"));
         let target: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(shared, "to"));
-        let copier = Copier::new(source.clone(), target, 4, 1024).with_same_store(Some(same));
+        let same = Arc::new(SameStoreCopy { max_size: 4096, ..SameStoreCopy::new(same) });
+        let copier = Copier::new(source.clone(), target, 4, 1024).with_server_side(Some(same));
         let path = Path::from("block/index");
         source.put(&path, PutPayload::from(vec![3u8; 4096])).await.unwrap();
         let spec = ObjectSpec { rel_path: "index".into(), size: 4096, sha256: None };
@@ -857,10 +846,116 @@ mod tests {
         assert_eq!(store.inner.get(&Path::from("to/block/index")).await.unwrap().bytes().await.unwrap().len(), 4096);
         let big = Path::from("block/chunks/000001");
         source.put(&big, PutPayload::from(vec![4u8; 8192])).await.unwrap();
-        let copier = Copier { max_server_side_copy: 4096, ..copier };
         let spec = ObjectSpec { rel_path: "chunks/000001".into(), size: 8192, sha256: None };
         assert!(copier.ensure(&big, &spec).await.unwrap().copied);
         assert_eq!(store.parts.load(Ordering::SeqCst), 8, "streamed in 1 KiB parts");
+        let metrics = &copier.telemetry.metrics;
+        assert_eq!(metrics.bytes_copied_by(CopyMethod::ServerSide), 4096);
+        assert_eq!(metrics.bytes_copied_by(CopyMethod::Stream), 8192);
+        // A later small object is still copied by the store: being too large is no refusal.
+        let small = Path::from("block/chunks/000002");
+        source.put(&small, PutPayload::from(vec![5u8; 100])).await.unwrap();
+        let spec = ObjectSpec { rel_path: "chunks/000002".into(), size: 100, sha256: None };
+        copier.ensure(&small, &spec).await.unwrap();
+        assert_eq!(metrics.bytes_copied_by(CopyMethod::ServerSide), 4196);
+    }
+
+    /// A provider's copy between two in-memory buckets, which can be told to refuse with
+    /// AccessDenied, or to write the wrong bytes; it counts its calls.
+    #[derive(Debug)]
+    struct FakeProviderCopy {
+        source: Arc<dyn ObjectStore>,
+        target: Arc<dyn ObjectStore>,
+        refuse: bool,
+        corrupt: bool,
+        calls: AtomicUsize,
+    }
+
+    impl FakeProviderCopy {
+        fn new(source: &Arc<dyn ObjectStore>, target: &Arc<dyn ObjectStore>) -> Self {
+            FakeProviderCopy {
+                source: source.clone(),
+                target: target.clone(),
+                refuse: false,
+                corrupt: false,
+                calls: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ServerSideCopy for FakeProviderCopy {
+        async fn copy(&self, path: &Path, _size: u64) -> Result<(), ServerSideError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.refuse {
+                let source = "403 AccessDenied".into();
+                return Err(ServerSideError::Refused(object_store::Error::PermissionDenied {
+                    path: path.to_string(),
+                    source,
+                }));
+            }
+            let mut bytes = self.source.get(path).await.map_err(ServerSideError::Failed)?.bytes().await.unwrap().to_vec();
+            if self.corrupt {
+                bytes[0] ^= 1;
+            }
+            self.target.put(path, PutPayload::from(bytes)).await.map_err(ServerSideError::Failed)?;
+            Ok(())
+        }
+    }
+
+    async fn two_buckets(objects: usize) -> (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, Vec<(Path, ObjectSpec)>) {
+        let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut specs = Vec::new();
+        for i in 0..objects {
+            let rel_path = format!("chunks/{:06}", i + 1);
+            let path = Path::from(format!("block/{rel_path}"));
+            let data = vec![i as u8; 100 + i];
+            let sha256 = Some(hex::encode(Sha256::digest(&data)));
+            source.put(&path, PutPayload::from(data.clone())).await.unwrap();
+            specs.push((path, ObjectSpec { rel_path, size: data.len() as u64, sha256 }));
+        }
+        (source, Arc::new(InMemory::new()), specs)
+    }
+
+    #[tokio::test]
+    async fn a_refused_server_side_copy_streams_that_object_and_every_later_one() {
+        let (source, target, specs) = two_buckets(3).await;
+        let provider = Arc::new(FakeProviderCopy { refuse: true, ..FakeProviderCopy::new(&source, &target) });
+        let copier = Copier::new(source.clone(), target.clone(), 4, 1024).with_server_side(Some(provider.clone()));
+        for (path, spec) in &specs {
+            assert!(copier.ensure(path, spec).await.unwrap().copied);
+            assert_eq!(target.get(path).await.unwrap().bytes().await.unwrap(), source.get(path).await.unwrap().bytes().await.unwrap());
+        }
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1, "asked once, never again after the refusal");
+        let metrics = &copier.telemetry.metrics;
+        assert_eq!(metrics.bytes_copied_by(CopyMethod::ServerSide), 0);
+        assert_eq!(metrics.bytes_copied_by(CopyMethod::Stream), specs.iter().map(|(_, s)| s.size).sum::<u64>());
+        assert_eq!(metrics.retries.get(), 0, "a refusal is no failure to retry");
+    }
+
+    #[tokio::test]
+    async fn a_server_side_copy_is_verified_like_a_stream() {
+        let (source, target, specs) = two_buckets(2).await;
+        let provider = Arc::new(FakeProviderCopy::new(&source, &target));
+        let copier = Copier::new(source.clone(), target.clone(), 4, 1024).with_server_side(Some(provider.clone()));
+        for (path, spec) in &specs {
+            assert!(copier.ensure(path, spec).await.unwrap().copied);
+        }
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+        let total = specs.iter().map(|(_, s)| s.size).sum::<u64>();
+        assert_eq!(copier.telemetry.metrics.bytes_copied_by(CopyMethod::ServerSide), total);
+        assert_eq!(copier.telemetry.metrics.bytes_copied_by(CopyMethod::Stream), 0);
+        // A copy that leaves the wrong bytes (the same size) fails its hash check, is tried again
+        // within the retry policy, and fails the object in the end.
+        let (source, target, specs) = two_buckets(1).await;
+        let provider = Arc::new(FakeProviderCopy { corrupt: true, ..FakeProviderCopy::new(&source, &target) });
+        let retry = RetryPolicy { retries: 2, initial_backoff: Duration::ZERO, ..RetryPolicy::default() };
+        let copier = Copier::new(source, target, 4, 1024).with_server_side(Some(provider.clone())).with_retry(retry);
+        let (path, spec) = &specs[0];
+        let error = copier.ensure(path, spec).await.unwrap_err();
+        assert!(matches!(error, CopyError::ServerSideMismatch { .. }), "{error:?}");
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(copier.telemetry.metrics.bytes_copied_by(CopyMethod::ServerSide), 0);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! - [`listing`]: block folders, and the objects of one folder.
 //! - [`read`]: a source block's meta.json, deletion mark and plan.
 //! - [`copy`]: one object copied, verified, retried; the commit's re-check listing.
+//! - [`server_side`]: copies the provider makes itself, between two prefixes or two buckets.
 //! - [`bandwidth`]: the process's token buckets (`--bwlimit`).
 //! - [`mark_source`]: move mode's deletion marks in the source.
 //! - [`audit`]: `bucketflow verify`, one bucket's blocks checked.
@@ -23,5 +24,6 @@ pub(crate) mod listing;
 pub(crate) mod mark_source;
 pub(crate) mod meta_cache;
 pub(crate) mod read;
+pub(crate) mod server_side;
 pub(crate) mod store;
 pub(crate) mod target;

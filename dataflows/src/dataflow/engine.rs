@@ -14,7 +14,8 @@ use super::context::Context;
 use super::handshake::{agree, Settings};
 use super::{build, Epoch, RunRequest};
 use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
-use crate::bucket::copy::{Copier, RetryPolicy, SameStore, DEFAULT_PART_SIZE};
+use crate::bucket::copy::{Copier, RetryPolicy, DEFAULT_PART_SIZE};
+use crate::bucket::server_side::{CountedCopy, SameStore, SameStoreCopy, ServerSideCopy};
 use crate::bucket::mark_source::SourceMarker;
 use crate::bucket::meta_cache::SourceMetas;
 use crate::bucket::store::{InstrumentedStore, ReadOnlyStore, TenantMapStore};
@@ -46,6 +47,9 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Set when source and target are one store, for server-side copies.
     pub same_store: Option<SameStore>,
+    /// The provider's copy between the source and the target bucket, for server-side copies
+    /// between two buckets; used where `same_store` is not set.
+    pub server_side_copy: Option<Arc<dyn ServerSideCopy>>,
     /// Metrics and progress, for the embedding program to expose.
     pub telemetry: Telemetry,
     /// Cancelling stops a run gracefully: no new copy starts, copies in flight finish, and a block
@@ -86,6 +90,7 @@ impl Default for EngineConfig {
             filter: BlockFilter::default(),
             retry: RetryPolicy::default(),
             same_store: None,
+            server_side_copy: None,
             telemetry: Telemetry::default(),
             cancel: CancellationToken::new(),
             cluster: None,
@@ -204,11 +209,18 @@ impl Replicator {
         });
         let source: Arc<dyn ObjectStore> =
             Arc::new(InstrumentedStore::new(ReadOnlyStore::new(source), Side::Source, metrics.clone()));
-        // A server-side copy goes from a source path to the same path: no renamed tenants.
-        let same_store = config.same_store.clone().filter(|_| mapping.is_none()).map(|same| SameStore {
-            store: Arc::new(InstrumentedStore::new(same.store, Side::Target, metrics.clone())),
-            ..same
-        });
+        // A server-side copy goes from a source path to the same path: no renamed tenants. A
+        // copy within one store goes through the instrumented store, which counts it; one
+        // between two buckets is counted on its own.
+        let server_side: Option<Arc<dyn ServerSideCopy>> = match (&config.same_store, &config.server_side_copy) {
+            _ if mapping.is_some() => None,
+            (Some(same), _) => Some(Arc::new(SameStoreCopy::new(SameStore {
+                store: Arc::new(InstrumentedStore::new(same.store.clone(), Side::Target, metrics.clone())),
+                ..same.clone()
+            }))),
+            (None, Some(copy)) => Some(Arc::new(CountedCopy::new(copy.clone(), metrics.clone()))),
+            (None, None) => None,
+        };
         let copier = Copier::new(
             source.clone(),
             target.clone(),
@@ -216,7 +228,7 @@ impl Replicator {
             config.part_size,
         )
         .with_retry(config.retry)
-        .with_same_store(same_store)
+        .with_server_side(server_side)
         .with_telemetry(config.telemetry.clone(), config.cancel.clone())
         .with_bandwidth(Bandwidth::new(config.bandwidth));
         let tenants = matches!(config.layout, Layout::Tenants(_));
