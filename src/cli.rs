@@ -175,6 +175,14 @@ impl GenArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerSideCopyFlag {
+    /// Copy server-side where the two buckets allow it.
+    Auto,
+    /// Always stream.
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LayoutFlag {
     Thanos,
     Tenants,
@@ -317,6 +325,12 @@ pub struct ReplicateArgs {
     /// --concurrency it bounds the memory used by copies.
     #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024))]
     pub part_size: u64,
+    /// Server-side copies: `auto` lets the provider copy objects itself when both buckets are on
+    /// one provider endpoint (one S3 endpoint and region; or one bucket under two prefixes), and
+    /// streams every object once the provider refuses one (AccessDenied); `never` streams every
+    /// object through bucketflow.
+    #[arg(long = "server-side-copy", value_enum, default_value = "auto")]
+    pub server_side_copy: ServerSideCopyFlag,
     /// Retries of a failed request or object copy (transient failures only: 5xx, throttling,
     /// timeouts, resets); a missing or forbidden object fails its block at once.
     #[arg(long, default_value_t = 10)]

@@ -29,6 +29,7 @@ impl ReplicateArgs {
         Ok(EngineConfig {
             retry: RetryPolicy { retries: self.retries, timeout: self.retry_timeout, ..RetryPolicy::default() },
             same_store: None,
+            server_side_copy: None,
             telemetry: Default::default(),
             cancel: Default::default(),
             strategy: self.strategy,

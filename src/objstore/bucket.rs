@@ -18,6 +18,14 @@ pub struct Bucket {
     /// (`s3`, endpoint, bucket, prefix...; or a folder's canonical path): two buckets whose
     /// places are one and the same, or one inside the other, share objects. `None` for memory.
     pub place: Option<Vec<String>>,
+    /// What a server-side copy between two buckets of one provider needs of this one.
+    pub endpoint: Option<Endpoint>,
+}
+
+/// A bucket as a provider's own copy sees it (S3 only, so far).
+#[derive(Clone)]
+pub enum Endpoint {
+    S3(super::s3::S3Endpoint),
 }
 
 impl Bucket {
@@ -39,7 +47,7 @@ impl Bucket {
             place.extend(prefix.parts().map(|p| p.as_ref().to_string()));
             place
         });
-        Bucket { store: prefixed, base: identity.map(|id| (id, store)), prefix, place }
+        Bucket { store: prefixed, base: identity.map(|id| (id, store)), prefix, place, endpoint: None }
     }
 
     /// Whether the two buckets may share objects: one's place is the other's, or inside it.
@@ -59,4 +67,19 @@ pub fn same_store(source: &Bucket, target: &Bucket) -> Option<bucketflow_dataflo
         source_prefix: source.prefix.clone(),
         target_prefix: target.prefix.clone(),
     })
+}
+
+/// The provider's copy from `source` to `target`, two buckets of one provider endpoint, or why
+/// there is none (`Ok(None)` where neither bucket is of a provider that has one).
+pub fn provider_copy(
+    source: &Bucket,
+    target: &Bucket,
+) -> Result<Option<Arc<dyn bucketflow_dataflows::ServerSideCopy>>, String> {
+    match (&source.endpoint, &target.endpoint) {
+        (Some(Endpoint::S3(from)), Some(Endpoint::S3(to))) => {
+            let copy = super::s3::server_side_copy(from, &source.prefix, to, &target.prefix)?;
+            Ok(Some(Arc::new(copy)))
+        }
+        _ => Ok(None),
+    }
 }

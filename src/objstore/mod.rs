@@ -11,6 +11,7 @@ mod filesystem;
 mod gcs;
 mod http;
 mod s3;
+mod s3_copy;
 mod secret;
 mod settings;
 
@@ -22,7 +23,7 @@ use object_store::ObjectStore;
 use serde::Deserialize;
 
 use self::azure::AzureBucket;
-pub use self::bucket::{same_store, Bucket};
+pub use self::bucket::{provider_copy, same_store, Bucket, Endpoint};
 use self::filesystem::Folder;
 use self::gcs::GcsBucket;
 pub use self::http::Retries;
@@ -83,15 +84,20 @@ impl Provider {
     /// they never copy server-side. Memory has no place either: no two memory buckets share
     /// objects.
     fn open(&self, prefix: &str, side: Side, retries: Retries) -> Result<Bucket> {
+        let mut endpoint = None;
         let (store, identity, place): (Arc<dyn ObjectStore>, _, _) = match self {
             // The place comes after opening, which creates a target's folder to canonicalize.
             Provider::Filesystem(folder) => (folder.open(side)?, None, Some(folder.place())),
             Provider::Memory => (Arc::new(InMemory::new()), None, None),
-            Provider::S3(s3) => (s3.build(retries)?, Some(s3.identity()), Some(s3.place())),
+            Provider::S3(s3) => {
+                let (store, s3_endpoint) = s3.build(retries)?;
+                endpoint = Some(Endpoint::S3(s3_endpoint));
+                (store, Some(s3.identity()), Some(s3.place()))
+            }
             Provider::Gcs(gcs) => (gcs.build(retries)?, Some(gcs.identity()), Some(gcs.place())),
             Provider::Azure(azure) => (azure.build(retries)?, Some(azure.identity()), Some(azure.place())),
         };
-        Ok(Bucket::new(store, identity, prefix, place))
+        Ok(Bucket { endpoint, ..Bucket::new(store, identity, prefix, place) })
     }
 }
 

@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
-use object_store::{ClientConfigKey, ObjectStore};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientConfigKey, ClientOptions, HeaderMap, HeaderValue, ObjectStore};
 use serde::Deserialize;
 
 use super::http::{HttpConfig, Retries};
+use super::s3_copy::{S3Copy, S3CopySetup};
 use super::secret::Secret;
 use super::settings::{bare_endpoint, Settings};
 
@@ -215,15 +217,129 @@ impl S3Bucket {
         parts.join("|")
     }
 
-    pub fn build(&self, retries: Retries) -> Result<Arc<dyn ObjectStore>> {
+    /// The store, and what a server-side copy to or from this bucket needs to know of it.
+    pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, S3Endpoint)> {
         let builder = AmazonS3Builder::from_env()
             .with_client_options(self.http.client_options())
             .with_retry(retries.limited_to(self.max_retries).config())
             // A conditional copy through multipart works on every S3 implementation tested.
             .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
         let builder = self.settings.apply(builder, |b, key, value| b.with_config(key, value));
-        Ok(Arc::new(builder.build()?))
+        let store = builder.clone().build()?;
+        let endpoint =
+            S3Endpoint::of(&builder, store.clone(), self.http.client_options(), retries.limited_to(self.max_retries));
+        Ok((Arc::new(store), endpoint))
     }
+}
+
+/// An S3 bucket as a server-side copy sees it: where its requests go, how they are signed, and
+/// how its objects are encrypted. Read from the builder, after the environment and the config,
+/// so that it is what the store itself does.
+#[derive(Clone)]
+pub struct S3Endpoint {
+    /// The store, whose credential provider signs copies into this bucket.
+    pub store: AmazonS3,
+    /// The endpoint as an identity takes it (empty for AWS), with the region: two buckets with
+    /// the same are on one endpoint, where a copy can go from one to the other.
+    pub endpoint: (String, String),
+    pub bucket: String,
+    /// The bucket's URL, as object_store sends requests to it.
+    pub url: String,
+    pub region: String,
+    pub client_options: ClientOptions,
+    pub request_payer: bool,
+    pub retries: Retries,
+    /// The headers that encrypt an object written to this bucket (SSE-S3, SSE-KMS).
+    pub encryption: HeaderMap,
+    /// Why a server-side copy cannot use this bucket, when it cannot: SSE-C (a copy would need the
+    /// source's key too), S3 Express, or unsigned requests.
+    pub unusable: Option<&'static str>,
+}
+
+impl S3Endpoint {
+    fn of(builder: &AmazonS3Builder, store: AmazonS3, options: ClientOptions, retries: Retries) -> S3Endpoint {
+        use AmazonS3ConfigKey as Key;
+        let value = |key: &Key| builder.get_config_value(key);
+        // object_store does not export the type of its encryption keys; they parse by name.
+        let key = |name: &str| -> Key { name.parse().expect("object_store names its encryption keys so") };
+        let flag = |key: &Key| value(key).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let region = value(&Key::Region).unwrap_or_else(|| "us-east-1".into());
+        let bucket = value(&Key::Bucket).unwrap_or_default();
+        let endpoint = value(&Key::S3Endpoint).or_else(|| value(&Key::Endpoint));
+        let url = super::s3_copy::bucket_url(endpoint.as_deref(), flag(&Key::VirtualHostedStyleRequest), &bucket, &region);
+        let mut options = options;
+        for client in [ClientConfigKey::AllowHttp, ClientConfigKey::AllowInvalidCertificates] {
+            if let Some(v) = value(&Key::Client(client)) {
+                options = options.with_config(client, v);
+            }
+        }
+        let sse = value(&key("aws_server_side_encryption"));
+        let mut encryption = HeaderMap::new();
+        let mut insert = |name: &'static str, v: String| {
+            if let Ok(v) = HeaderValue::try_from(v) {
+                encryption.insert(name, v);
+            }
+        };
+        if let Some(sse) = sse.clone().filter(|s| s != "sse-c") {
+            insert("x-amz-server-side-encryption", sse);
+            if let Some(id) = value(&key("aws_sse_kms_key_id")) {
+                insert("x-amz-server-side-encryption-aws-kms-key-id", id);
+            }
+            if let Some(enabled) = value(&key("aws_sse_bucket_key_enabled")) {
+                insert("x-amz-server-side-encryption-bucket-key-enabled", enabled);
+            }
+        }
+        let unusable = if sse.as_deref() == Some("sse-c") {
+            Some("SSE-C (a copy would need the customer key of both buckets)")
+        } else if flag(&Key::S3Express) {
+            Some("S3 Express One Zone")
+        } else if flag(&Key::SkipSignature) {
+            Some("unsigned requests")
+        } else {
+            None
+        };
+        S3Endpoint {
+            store,
+            endpoint: (super::settings::bare_endpoint(endpoint.as_deref().unwrap_or_default()), region.clone()),
+            bucket,
+            url,
+            region,
+            client_options: options,
+            request_payer: flag(&Key::RequestPayer),
+            retries,
+            encryption,
+            unusable,
+        }
+    }
+}
+
+/// The server-side copy from `source` (under `source_prefix`) to `target` (under
+/// `target_prefix`), or why there is none.
+pub fn server_side_copy(
+    source: &S3Endpoint,
+    source_prefix: &ObjectPath,
+    target: &S3Endpoint,
+    target_prefix: &ObjectPath,
+) -> std::result::Result<S3Copy, String> {
+    if source.endpoint != target.endpoint {
+        return Err("the buckets are on different endpoints or regions".into());
+    }
+    if let Some(reason) = source.unusable.or(target.unusable) {
+        return Err(format!("a bucket uses {reason}"));
+    }
+    S3Copy::new(S3CopySetup {
+        target: target.store.clone(),
+        client_options: target.client_options.clone(),
+        region: target.region.clone(),
+        request_payer: target.request_payer,
+        target_url: target.url.clone(),
+        source_bucket: source.bucket.clone(),
+        source_prefix: source_prefix.clone(),
+        target_prefix: target_prefix.clone(),
+        encryption: target.encryption.clone(),
+        retries: target.retries,
+    })
+    .map_err(|e| format!("making its HTTP client: {e}"))
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use bucketflow_dataflows::LatencyStore;
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
 use object_store::ObjectStore;
 
-use crate::cli::ReplicateArgs;
-use crate::objstore::{open_bucket, same_store, Side};
+use crate::cli::{ReplicateArgs, ServerSideCopyFlag};
+use crate::objstore::{open_bucket, provider_copy, same_store, Side};
 use crate::Finish;
 
 pub fn run(args: &ReplicateArgs) -> Result<Finish> {
@@ -60,9 +60,20 @@ fn open_buckets(
         cluster.settings.insert("source bucket".into(), place(&source));
         cluster.settings.insert("target bucket".into(), place(&target));
     }
-    config.same_store = same_store(&source, &target);
-    if config.same_store.is_some() {
-        tracing::info!("source and target are one store; objects are copied server-side");
+    if args.server_side_copy == ServerSideCopyFlag::Auto {
+        config.same_store = same_store(&source, &target);
+        if config.same_store.is_some() {
+            tracing::info!("source and target are one store; objects are copied server-side");
+        } else {
+            match provider_copy(&source, &target) {
+                Ok(Some(copy)) => {
+                    tracing::info!(copy = ?copy, "source and target are on one provider endpoint; objects are copied server-side");
+                    config.server_side_copy = Some(copy);
+                }
+                Ok(None) => {}
+                Err(reason) => tracing::info!(%reason, "objects are streamed, not copied server-side"),
+            }
+        }
     }
     Ok(match args.debug_latency {
         Some(latency) => (with_latency(source.store, latency), with_latency(target.store, latency)),
