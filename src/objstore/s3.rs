@@ -396,4 +396,37 @@ mod tests {
         std::fs::write(&key, b"short").unwrap();
         assert!(error(c).contains("holds 5 bytes; SSE-C takes a 32-byte key"));
     }
+
+    #[test]
+    fn two_buckets_of_one_endpoint_and_region_copy_server_side_unless_one_uses_sse_c() {
+        use crate::objstore::{provider_copy, Endpoint};
+        let source = open_url(URL);
+        let copy = |target: &str| provider_copy(&source, &open_url(target));
+        // Another bucket, or other credentials (the target's sign the copy): server-side.
+        for target in [URL.replace("s3://blocks", "s3://other"), URL.replace("access_key_id=AK", "access_key_id=OTHER")]
+        {
+            let copy = copy(&target).unwrap().expect("a server-side copy");
+            assert!(format!("{copy:?}").to_lowercase().contains("http://127.0.0.1:9000/"), "{copy:?}");
+        }
+        // Another endpoint or region: none, with the reason.
+        for target in [URL.replace(":9000", ":9001"), URL.replace("region=eu-west-1", "region=us-east-1")] {
+            assert!(copy(&target).unwrap_err().contains("different endpoints or regions"), "{target}");
+        }
+        // The target's encryption goes with the copy; SSE-C on either side rules it out.
+        let kms = "type: S3\nconfig:\n  bucket: other\n  endpoint: 127.0.0.1:9000\n  region: eu-west-1\n  insecure: true\n  access_key: AK\n  secret_key: SK\n  sse_config:\n    type: SSE-KMS\n    kms_key_id: alias/blocks\n";
+        let target = open_yaml(kms);
+        let Some(Endpoint::S3(endpoint)) = &target.endpoint else { panic!("an S3 endpoint") };
+        assert_eq!(endpoint.encryption["x-amz-server-side-encryption"], "aws:kms");
+        assert_eq!(endpoint.encryption["x-amz-server-side-encryption-aws-kms-key-id"], "alias/blocks");
+        assert_eq!(endpoint.url, "http://127.0.0.1:9000/other");
+        assert!(provider_copy(&source, &target).unwrap().is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let sse_c = kms.replace("SSE-KMS\n    kms_key_id: alias/blocks", &format!("SSE-C\n    encryption_key: {}", key.display()));
+        let refused = provider_copy(&source, &open_yaml(&sse_c)).err().expect("no copy with SSE-C");
+        assert!(refused.contains("SSE-C"), "{refused}");
+        let refused = provider_copy(&open_yaml(&sse_c), &source).err().expect("no copy from SSE-C");
+        assert!(refused.contains("SSE-C"), "{refused}");
+    }
 }
