@@ -342,6 +342,10 @@ pub struct ReplicateArgs {
     /// exits anyway (no meta.json is ever written for an incomplete block).
     #[arg(long = "grace-period", value_parser = parse_duration_flag, default_value = "30s")]
     pub grace_period: Duration,
+    /// Copies objects above this many bytes server-side in parts (5 MiB at least) rather than
+    /// with one request, as above 5 GiB (for tests, which have no 5 GiB objects).
+    #[arg(long = "debug.multipart-copy-above", value_name = "BYTES", hide = true)]
+    pub debug_multipart_copy_above: Option<u64>,
     /// Adds this latency to every request to either bucket (for demonstrations and tests).
     #[arg(long = "debug.latency", value_parser = parse_duration_flag, hide = true)]
     pub debug_latency: Option<Duration>,

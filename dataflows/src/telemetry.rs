@@ -46,7 +46,10 @@ pub enum CopyMethod {
 
 impl EncodeLabelValue for CopyMethod {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        std::fmt::Write::write_str(encoder, if matches!(self, CopyMethod::ServerSide) { "server_side" } else { "stream" })
+        std::fmt::Write::write_str(
+            encoder,
+            if matches!(self, CopyMethod::ServerSide) { "server_side" } else { "stream" },
+        )
     }
 }
 

@@ -70,14 +70,19 @@ pub fn same_store(source: &Bucket, target: &Bucket) -> Option<bucketflow_dataflo
 }
 
 /// The provider's copy from `source` to `target`, two buckets of one provider endpoint, or why
-/// there is none (`Ok(None)` where neither bucket is of a provider that has one).
+/// there is none (`Ok(None)` where neither bucket is of a provider that has one). Objects above
+/// `multipart_above` bytes, when given, are copied in parts, as the largest ones are anyway.
 pub fn provider_copy(
     source: &Bucket,
     target: &Bucket,
+    multipart_above: Option<u64>,
 ) -> Result<Option<Arc<dyn bucketflow_dataflows::ServerSideCopy>>, String> {
     match (&source.endpoint, &target.endpoint) {
         (Some(Endpoint::S3(from)), Some(Endpoint::S3(to))) => {
-            let copy = super::s3::server_side_copy(from, &source.prefix, to, &target.prefix)?;
+            let mut copy = super::s3::server_side_copy(from, &source.prefix, to, &target.prefix)?;
+            if let Some(limit) = multipart_above {
+                copy = copy.with_multipart_above(limit, 0);
+            }
             Ok(Some(Arc::new(copy)))
         }
         _ => Ok(None),

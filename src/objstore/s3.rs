@@ -266,7 +266,8 @@ impl S3Endpoint {
         let region = value(&Key::Region).unwrap_or_else(|| "us-east-1".into());
         let bucket = value(&Key::Bucket).unwrap_or_default();
         let endpoint = value(&Key::S3Endpoint).or_else(|| value(&Key::Endpoint));
-        let url = super::s3_copy::bucket_url(endpoint.as_deref(), flag(&Key::VirtualHostedStyleRequest), &bucket, &region);
+        let url =
+            super::s3_copy::bucket_url(endpoint.as_deref(), flag(&Key::VirtualHostedStyleRequest), &bucket, &region);
         let mut options = options;
         for client in [ClientConfigKey::AllowHttp, ClientConfigKey::AllowInvalidCertificates] {
             if let Some(v) = value(&Key::Client(client)) {
@@ -401,7 +402,7 @@ mod tests {
     fn two_buckets_of_one_endpoint_and_region_copy_server_side_unless_one_uses_sse_c() {
         use crate::objstore::{provider_copy, Endpoint};
         let source = open_url(URL);
-        let copy = |target: &str| provider_copy(&source, &open_url(target));
+        let copy = |target: &str| provider_copy(&source, &open_url(target), None);
         // Another bucket, or other credentials (the target's sign the copy): server-side.
         for target in [URL.replace("s3://blocks", "s3://other"), URL.replace("access_key_id=AK", "access_key_id=OTHER")]
         {
@@ -419,14 +420,15 @@ mod tests {
         assert_eq!(endpoint.encryption["x-amz-server-side-encryption"], "aws:kms");
         assert_eq!(endpoint.encryption["x-amz-server-side-encryption-aws-kms-key-id"], "alias/blocks");
         assert_eq!(endpoint.url, "http://127.0.0.1:9000/other");
-        assert!(provider_copy(&source, &target).unwrap().is_some());
+        assert!(provider_copy(&source, &target, None).unwrap().is_some());
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key");
         std::fs::write(&key, [7u8; 32]).unwrap();
-        let sse_c = kms.replace("SSE-KMS\n    kms_key_id: alias/blocks", &format!("SSE-C\n    encryption_key: {}", key.display()));
-        let refused = provider_copy(&source, &open_yaml(&sse_c)).err().expect("no copy with SSE-C");
+        let sse_c = kms
+            .replace("SSE-KMS\n    kms_key_id: alias/blocks", &format!("SSE-C\n    encryption_key: {}", key.display()));
+        let refused = provider_copy(&source, &open_yaml(&sse_c), None).err().expect("no copy with SSE-C");
         assert!(refused.contains("SSE-C"), "{refused}");
-        let refused = provider_copy(&open_yaml(&sse_c), &source).err().expect("no copy from SSE-C");
+        let refused = provider_copy(&open_yaml(&sse_c), &source, None).err().expect("no copy from SSE-C");
         assert!(refused.contains("SSE-C"), "{refused}");
     }
 }

@@ -123,8 +123,8 @@ impl S3Copy {
         })
     }
 
-    /// This copy, with objects above `limit` bytes copied in parts of `preferred` bytes (for
-    /// tests, which have no 5 GiB objects).
+    /// This copy, with objects above `limit` bytes copied in parts of `preferred` bytes, 5 MiB
+    /// at least (for tests, which have no 5 GiB objects).
     pub fn with_multipart_above(self, limit: u64, preferred: u64) -> S3Copy {
         S3Copy { single_copy_limit: limit, preferred_part: preferred, ..self }
     }
@@ -156,7 +156,8 @@ impl S3Copy {
                         && tries < self.retries.retries
                         && started.elapsed() < self.retries.retry_timeout =>
                 {
-                    let wait = Duration::from_millis(100).saturating_mul(1 << tries.min(8)).min(Duration::from_secs(15));
+                    let wait =
+                        Duration::from_millis(100).saturating_mul(1 << tries.min(8)).min(Duration::from_secs(15));
                     tries += 1;
                     tracing::debug!(%url, attempt = tries, %error, "server-side copy request failed; retrying");
                     tokio::time::sleep(wait).await;
@@ -168,11 +169,11 @@ impl S3Copy {
 
     async fn send_once(&self, method: Method, url: &str, headers: &HeaderMap, body: &str) -> Result<String, S3Error> {
         let what = || format!("{method} {url}");
-        let credential = self
-            .credentials
-            .get_credential()
-            .await
-            .map_err(|e| S3Error::Request { what: what(), status: None, message: format!("credentials: {e}") })?;
+        let credential = self.credentials.get_credential().await.map_err(|e| S3Error::Request {
+            what: what(),
+            status: None,
+            message: format!("credentials: {e}"),
+        })?;
         let mut request: HttpRequest = http::Request::builder()
             .method(method.clone())
             .uri(url)
@@ -180,21 +181,21 @@ impl S3Copy {
             .map_err(|e| S3Error::Request { what: what(), status: None, message: e.to_string() })?;
         request.headers_mut().extend(headers.clone());
         let authorizer = AwsAuthorizer::new(&credential, "s3", &self.region).with_request_payer(self.request_payer);
-        authorizer
-            .try_authorize(&mut request, None)
-            .map_err(|e| S3Error::Request { what: what(), status: None, message: format!("signing: {e}") })?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| S3Error::Request { what: what(), status: None, message: e.to_string() })?;
+        authorizer.try_authorize(&mut request, None).map_err(|e| S3Error::Request {
+            what: what(),
+            status: None,
+            message: format!("signing: {e}"),
+        })?;
+        let response = self.client.execute(request).await.map_err(|e| S3Error::Request {
+            what: what(),
+            status: None,
+            message: e.to_string(),
+        })?;
         let status = response.status().as_u16();
-        let text = response
-            .into_body()
-            .bytes()
-            .await
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| S3Error::Request { what: what(), status: None, message: format!("reading the answer: {e}") })?;
+        let text =
+            response.into_body().bytes().await.map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| {
+                S3Error::Request { what: what(), status: None, message: format!("reading the answer: {e}") }
+            })?;
         // S3 may answer a copy with 200 and report its failure in the body.
         if let Some((code, message)) = error_body(&text) {
             let status = if (200..300).contains(&status) { status_of_code(&code) } else { status };

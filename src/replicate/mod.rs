@@ -65,7 +65,7 @@ fn open_buckets(
         if config.same_store.is_some() {
             tracing::info!("source and target are one store; objects are copied server-side");
         } else {
-            match provider_copy(&source, &target) {
+            match provider_copy(&source, &target, args.debug_multipart_copy_above) {
                 Ok(Some(copy)) => {
                     tracing::info!(copy = ?copy, "source and target are on one provider endpoint; objects are copied server-side");
                     config.server_side_copy = Some(copy);

@@ -894,7 +894,8 @@ mod tests {
                     source,
                 }));
             }
-            let mut bytes = self.source.get(path).await.map_err(ServerSideError::Failed)?.bytes().await.unwrap().to_vec();
+            let mut bytes =
+                self.source.get(path).await.map_err(ServerSideError::Failed)?.bytes().await.unwrap().to_vec();
             if self.corrupt {
                 bytes[0] ^= 1;
             }
@@ -924,7 +925,10 @@ mod tests {
         let copier = Copier::new(source.clone(), target.clone(), 4, 1024).with_server_side(Some(provider.clone()));
         for (path, spec) in &specs {
             assert!(copier.ensure(path, spec).await.unwrap().copied);
-            assert_eq!(target.get(path).await.unwrap().bytes().await.unwrap(), source.get(path).await.unwrap().bytes().await.unwrap());
+            assert_eq!(
+                target.get(path).await.unwrap().bytes().await.unwrap(),
+                source.get(path).await.unwrap().bytes().await.unwrap()
+            );
         }
         assert_eq!(provider.calls.load(Ordering::SeqCst), 1, "asked once, never again after the refusal");
         let metrics = &copier.telemetry.metrics;

@@ -273,8 +273,14 @@ async fn a_large_object_is_copied_in_ranged_parts_then_completed_in_order() {
         [part(1, "bytes=0-5242879"), part(2, "bytes=5242880-10485759"), part(3, "bytes=10485760-12582911")]
     );
     let complete = &seen[4];
-    assert_eq!((complete.method.as_str(), complete.target.as_str()), ("POST", "/target/to/01HF/index?uploadId=up%2F1%2Bx"));
-    assert_eq!(complete.body, complete_body(&[(1, "\"etag1\"".into()), (2, "\"etag2\"".into()), (3, "\"etag3\"".into())]));
+    assert_eq!(
+        (complete.method.as_str(), complete.target.as_str()),
+        ("POST", "/target/to/01HF/index?uploadId=up%2F1%2Bx")
+    );
+    assert_eq!(
+        complete.body,
+        complete_body(&[(1, "\"etag1\"".into()), (2, "\"etag2\"".into()), (3, "\"etag3\"".into())])
+    );
     // At or below the limit, one CopyObject.
     let fake = FakeS3::start(Box::new(|_, _| (200, COPIED.into())));
     fake.copy(HeaderMap::new()).with_multipart_above(10 * MIB, 5 * MIB).copy(&Path::from("i"), 10 * MIB).await.unwrap();
