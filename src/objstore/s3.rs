@@ -426,9 +426,9 @@ mod tests {
         std::fs::write(&key, [7u8; 32]).unwrap();
         let sse_c = kms
             .replace("SSE-KMS\n    kms_key_id: alias/blocks", &format!("SSE-C\n    encryption_key: {}", key.display()));
-        let refused = provider_copy(&source, &open_yaml(&sse_c), None).err().expect("no copy with SSE-C");
+        let refused = provider_copy(&source, &open_yaml(&sse_c), None).expect_err("no copy with SSE-C");
         assert!(refused.contains("SSE-C"), "{refused}");
-        let refused = provider_copy(&open_yaml(&sse_c), &source, None).err().expect("no copy from SSE-C");
+        let refused = provider_copy(&open_yaml(&sse_c), &source, None).expect_err("no copy from SSE-C");
         assert!(refused.contains("SSE-C"), "{refused}");
     }
 }
