@@ -380,7 +380,7 @@ impl Copier {
     ) -> Result<Option<ObjectDone>, CopyError> {
         let Some(copy) = server_side.usable() else { return Ok(None) };
         match copy.copy(path, spec.size).await {
-            Ok(()) => {}
+            Ok(()) => server_side.succeeded(),
             Err(error @ ServerSideError::Refused(_)) => {
                 server_side.refuse(path, &error);
                 return Ok(None);
@@ -389,7 +389,19 @@ impl Copier {
                 tracing::debug!(%path, %reason, "streaming an object the provider cannot copy itself");
                 return Ok(None);
             }
-            Err(ServerSideError::Failed(source)) => return Err(CopyError::ServerSide { path: path.clone(), source }),
+            Err(ServerSideError::Failed(source)) => {
+                let error = CopyError::ServerSide { path: path.clone(), source };
+                // Before any copy has worked, one that fails for good says more about the two
+                // buckets than about the object, unless the object is missing, which streaming
+                // would find too.
+                let missing =
+                    matches!(&error, CopyError::ServerSide { source: object_store::Error::NotFound { .. }, .. });
+                if !server_side.proven() && !error.is_transient() && !missing {
+                    server_side.refuse(path, &error);
+                    return Ok(None);
+                }
+                return Err(error);
+            }
         }
         match self.target_intact(path, spec).await? {
             Some(e_tag) => Ok(Some(ObjectDone { copied: true, bytes: spec.size, e_tag })),
@@ -861,13 +873,15 @@ mod tests {
     }
 
     /// A provider's copy between two in-memory buckets, which can be told to refuse with
-    /// AccessDenied, or to write the wrong bytes; it counts its calls.
+    /// AccessDenied, to write the wrong bytes, or to answer 400 to its `bad_call`th call (from
+    /// 1); it counts its calls.
     #[derive(Debug)]
     struct FakeProviderCopy {
         source: Arc<dyn ObjectStore>,
         target: Arc<dyn ObjectStore>,
         refuse: bool,
         corrupt: bool,
+        bad_call: Option<usize>,
         calls: AtomicUsize,
     }
 
@@ -878,6 +892,7 @@ mod tests {
                 target: target.clone(),
                 refuse: false,
                 corrupt: false,
+                bad_call: None,
                 calls: AtomicUsize::new(0),
             }
         }
@@ -886,7 +901,10 @@ mod tests {
     #[async_trait]
     impl ServerSideCopy for FakeProviderCopy {
         async fn copy(&self, path: &Path, _size: u64) -> Result<(), ServerSideError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
+            let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.bad_call == Some(call) {
+                return Err(ServerSideError::Failed(store_error("400 Bad Request")));
+            }
             if self.refuse {
                 let source = "403 AccessDenied".into();
                 return Err(ServerSideError::Refused(object_store::Error::PermissionDenied {
@@ -935,6 +953,27 @@ mod tests {
         assert_eq!(metrics.bytes_copied_by(CopyMethod::ServerSide), 0);
         assert_eq!(metrics.bytes_copied_by(CopyMethod::Stream), specs.iter().map(|(_, s)| s.size).sum::<u64>());
         assert_eq!(metrics.retries.get(), 0, "a refusal is no failure to retry");
+    }
+
+    #[tokio::test]
+    async fn a_copy_refused_as_bad_before_any_worked_is_a_refusal_but_after_one_the_objects_failure() {
+        // The first copy gets a 400: the buckets may not allow copies; every object is streamed.
+        let (source, target, specs) = two_buckets(2).await;
+        let provider = Arc::new(FakeProviderCopy { bad_call: Some(1), ..FakeProviderCopy::new(&source, &target) });
+        let copier = Copier::new(source.clone(), target.clone(), 4, 1024).with_server_side(Some(provider.clone()));
+        for (path, spec) in &specs {
+            assert!(copier.ensure(path, spec).await.unwrap().copied);
+        }
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(copier.telemetry.metrics.bytes_copied_by(CopyMethod::ServerSide), 0);
+        // The second gets it, after the first worked: that object fails, at once.
+        let (source, target, specs) = two_buckets(2).await;
+        let provider = Arc::new(FakeProviderCopy { bad_call: Some(2), ..FakeProviderCopy::new(&source, &target) });
+        let copier = Copier::new(source.clone(), target.clone(), 4, 1024).with_server_side(Some(provider.clone()));
+        assert!(copier.ensure(&specs[0].0, &specs[0].1).await.unwrap().copied);
+        let error = copier.ensure(&specs[1].0, &specs[1].1).await.unwrap_err();
+        assert!(matches!(error, CopyError::ServerSide { .. }) && !error.is_transient(), "{error:?}");
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

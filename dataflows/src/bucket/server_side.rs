@@ -137,15 +137,28 @@ impl ServerSideCopy for CountedCopy {
 
 /// The copier's server-side copy, until the provider refuses one: from then on, every object is
 /// streamed, for the rest of the process (a sidecar's later runs too; a restart tries again).
+/// Until one copy has succeeded, a copy that fails for good (a 400 from a server that copies
+/// only within a bucket, say) counts as a refusal too: the buckets may simply not allow it.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerSide {
     copy: Arc<dyn ServerSideCopy>,
     refused: Arc<AtomicBool>,
+    succeeded: Arc<AtomicBool>,
 }
 
 impl ServerSide {
     pub(crate) fn new(copy: Arc<dyn ServerSideCopy>) -> Self {
-        ServerSide { copy, refused: Arc::new(AtomicBool::new(false)) }
+        ServerSide { copy, refused: Arc::new(AtomicBool::new(false)), succeeded: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Notes that a copy succeeded: from now on, a copy's failure is the object's.
+    pub(crate) fn succeeded(&self) {
+        self.succeeded.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a server-side copy has succeeded yet.
+    pub(crate) fn proven(&self) -> bool {
+        self.succeeded.load(Ordering::Relaxed)
     }
 
     /// The copy, unless the provider has refused one before.
@@ -156,7 +169,7 @@ impl ServerSide {
     /// Notes that the provider refused a copy; the first refusal is logged, once for the process,
     /// with the object and the provider's answer, so that an operator can grant the target's
     /// credentials read access to the source (or pass `--server-side-copy never`).
-    pub(crate) fn refuse(&self, path: &Path, error: &ServerSideError) {
+    pub(crate) fn refuse(&self, path: &Path, error: &(dyn std::error::Error + 'static)) {
         if !self.refused.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 %path,
