@@ -1,4 +1,5 @@
-//! Server-side copies between two buckets of one S3 server (s3s-fs, moto), through the binary:
+//! Server-side copies between two buckets of one S3 server (s3s-fs, moto) and two containers of
+//! one azurite account, through the binary:
 //! no object's bytes pass through bucketflow, the copies are verified and committed in order,
 //! an AccessDenied falls back to streaming, and `--server-side-copy never` streams.
 
@@ -314,4 +315,49 @@ impl DenyCopies {
         std::io::copy(&mut server, &mut client)?;
         Ok(())
     }
+}
+
+fn azure_yaml(server: &Server, container: &str, prefix: &str) -> String {
+    format!(
+        "type: AZURE\nconfig:\n  storage_account: {}\n  storage_account_key: {}\n  container: {container}\n  endpoint: {}\nprefix: {prefix}\n",
+        servers::AZURITE_ACCOUNT,
+        servers::AZURITE_KEY,
+        server.azure_account_url()
+    )
+}
+
+#[test]
+fn two_containers_of_one_azurite_account_copy_server_side() {
+    let Some(azure) = servers::azurite(&["source", "target"]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = tmp.path().join("origin");
+    synth_folder(
+        &origin,
+        SynthSpec { groups: 3, blocks_per_group: 3, max_chunk_bytes: 256 * 1024, ..SynthSpec::default() },
+    );
+    let single = |from: &str, to: &str| {
+        let out = Command::new(BIN)
+            .args(["replicate", "--objstore.config", from, "--objstore-to.config", to])
+            .args(["--single-run", "--http-address", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    single(&fs_yaml(&origin), &azure_yaml(&azure, "source", ""));
+    let (from, to) = (azure_yaml(&azure, "source", ""), azure_yaml(&azure, "target", "replica"));
+    let (metrics, log) = one_run(&from, &to, &[]);
+    assert_eq!(assert_committed_in_order(&log), 9, "{log:#?}");
+    let (objects, bytes) = data_objects(&origin);
+    assert!(log.iter().any(|l| l.contains("AzureCopy(")), "{log:#?}");
+    assert_eq!(metric(&metrics, SERVER_SIDE), bytes, "{metrics:#?}");
+    assert_eq!(metric(&metrics, STREAM), 0, "{metrics:#?}");
+    assert_eq!(metric(&metrics, COPIES), objects, "{metrics:#?}");
+    assert_eq!(metric(&metrics, SOURCE_GETS), 9, "only the meta.json files are read: {metrics:#?}");
+    let back = tmp.path().join("back");
+    single(&to, &fs_yaml(&back));
+    assert_eq!(files(&back), files(&origin), "every object arrives byte for byte");
+    // `never` streams between the same two containers.
+    let again = azure_yaml(&azure, "target", "again");
+    let (metrics, _) = one_run(&from, &again, &["--server-side-copy", "never"]);
+    assert_eq!((metric(&metrics, SERVER_SIDE), metric(&metrics, STREAM)), (0, bytes), "{metrics:#?}");
 }

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::{ClientConfigKey, ObjectStore};
+use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientConfigKey, ClientOptions, ObjectStore};
 use serde::Deserialize;
 
+use super::azure_copy::{AzureCopy, AzureCopySetup};
 use super::http::{HttpConfig, Retries};
 use super::secret::Secret;
 use super::settings::{bare_endpoint, Settings};
@@ -151,13 +153,102 @@ impl AzureBucket {
         parts.join("|")
     }
 
-    pub fn build(&self, retries: Retries) -> Result<Arc<dyn ObjectStore>> {
+    /// The store, and what a server-side copy to or from this container needs to know of it.
+    pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, AzureEndpoint)> {
         let builder = MicrosoftAzureBuilder::from_env()
             .with_client_options(self.http.client_options())
             .with_retry(retries.limited_to(self.max_retries).config());
         let builder = self.settings.apply(builder, |b, key, value| b.with_config(key, value));
-        Ok(Arc::new(builder.build()?))
+        let store = builder.clone().build()?;
+        let endpoint = AzureEndpoint::of(&builder, store.clone(), self, retries.limited_to(self.max_retries));
+        Ok((Arc::new(store), endpoint))
     }
+}
+
+/// An Azure container as a server-side copy sees it: its account, the account's blob service and
+/// the container's URL, read from the builder after the environment and the config, as the store
+/// itself reads them.
+#[derive(Clone)]
+pub struct AzureEndpoint {
+    /// The store, whose credential provider authorizes copies into this container.
+    pub store: MicrosoftAzure,
+    /// The account and its blob endpoint as an identity takes it: two containers with the same
+    /// are in one account, where Copy Blob may name the source without a signature of its own.
+    pub account: (String, String),
+    /// The container's URL, as object_store sends requests to it.
+    pub url: String,
+    pub client_options: ClientOptions,
+    pub retries: Retries,
+    /// Why a server-side copy cannot use this container, when it cannot.
+    pub unusable: Option<&'static str>,
+}
+
+impl AzureEndpoint {
+    fn of(builder: &MicrosoftAzureBuilder, store: MicrosoftAzure, bucket: &AzureBucket, retries: Retries) -> Self {
+        use AzureConfigKey as Key;
+        let value = |key: Key| builder.get_config_value(&key);
+        let flag = |key: Key| value(key).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let emulator = flag(Key::UseEmulator);
+        let account =
+            value(Key::AccountName).unwrap_or_else(|| if emulator { EMULATOR_ACCOUNT.into() } else { String::new() });
+        let container = value(Key::ContainerName).unwrap_or_default();
+        let service = if emulator {
+            let url = std::env::var("AZURITE_BLOB_STORAGE_URL").unwrap_or_else(|_| EMULATOR_URL.into());
+            format!("{}/{account}", url.trim_end_matches('/'))
+        } else if let Some(endpoint) = value(Key::Endpoint) {
+            endpoint.trim_end_matches('/').to_string()
+        } else if flag(Key::UseFabricEndpoint) {
+            format!("https://{account}.{FABRIC_ENDPOINT}")
+        } else {
+            format!("https://{account}.{DEFAULT_ENDPOINT}")
+        };
+        let mut options = bucket.http.client_options();
+        for client in [ClientConfigKey::AllowHttp, ClientConfigKey::AllowInvalidCertificates] {
+            if let Some(v) = value(Key::Client(client)) {
+                options = options.with_config(client, v);
+            }
+        }
+        if emulator {
+            options = options.with_allow_http(true);
+        }
+        let unusable =
+            value(Key::EncryptionKey).map(|_| "a customer-provided key (a copy would need the source's key too)");
+        AzureEndpoint {
+            store,
+            account: (account, bucket.endpoint()),
+            url: format!("{service}/{container}"),
+            client_options: options,
+            retries,
+            unusable,
+        }
+    }
+}
+
+/// The server-side copy from `source` (under `source_prefix`) to `target` (under
+/// `target_prefix`), two containers of one account, or why there is none.
+pub fn server_side_copy(
+    source: &AzureEndpoint,
+    source_prefix: &ObjectPath,
+    target: &AzureEndpoint,
+    target_prefix: &ObjectPath,
+) -> std::result::Result<AzureCopy, String> {
+    if source.account != target.account {
+        return Err("the containers are in different accounts or on different endpoints".into());
+    }
+    if let Some(reason) = source.unusable.or(target.unusable) {
+        return Err(format!("a container uses {reason}"));
+    }
+    AzureCopy::new(AzureCopySetup {
+        target: target.store.clone(),
+        client_options: target.client_options.clone(),
+        account: target.account.0.clone(),
+        source_url: source.url.clone(),
+        target_url: target.url.clone(),
+        source_prefix: source_prefix.clone(),
+        target_prefix: target_prefix.clone(),
+        retries: target.retries,
+    })
+    .map_err(|e| format!("making its HTTP client: {e}"))
 }
 
 #[cfg(test)]
@@ -193,6 +284,26 @@ mod tests {
             format!("{URL}&client_id=someone"),
         ] {
             assert_other_store(&url, &open_url(&other));
+        }
+    }
+
+    #[test]
+    fn two_containers_of_one_account_copy_server_side() {
+        use crate::objstore::provider_copy;
+        let source = open_url(URL);
+        let copy = provider_copy(&source, &open_url(&URL.replace("az://blocks", "az://other")), None);
+        let copy = format!("{:?}", copy.unwrap().expect("a server-side copy"));
+        assert!(copy.contains("127.0.0.1:10000/devstoreaccount1/blocks/to -> "), "{copy}");
+        assert!(copy.contains("127.0.0.1:10000/devstoreaccount1/other/to"), "{copy}");
+        // The emulator's URL takes the account as its first segment, as object_store's does.
+        let emulated = open_url("az://other?use_emulator=true");
+        let Some(crate::objstore::Endpoint::Azure(endpoint)) = &emulated.endpoint else { panic!("Azure") };
+        assert_eq!(endpoint.url, "http://127.0.0.1:10000/devstoreaccount1/other");
+        for other in
+            [URL.replace(":10000", ":10001"), URL.replace("account_name=devstoreaccount1", "account_name=other")]
+        {
+            let refused = provider_copy(&source, &open_url(&other), None).expect_err("another account");
+            assert!(refused.contains("different accounts"), "{refused}");
         }
     }
 }

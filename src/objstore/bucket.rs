@@ -22,10 +22,11 @@ pub struct Bucket {
     pub endpoint: Option<Endpoint>,
 }
 
-/// A bucket as a provider's own copy sees it (S3 only, so far).
+/// A bucket as a provider's own copy sees it (S3 and Azure).
 #[derive(Clone)]
 pub enum Endpoint {
     S3(super::s3::S3Endpoint),
+    Azure(super::azure::AzureEndpoint),
 }
 
 impl Bucket {
@@ -83,6 +84,10 @@ pub fn provider_copy(
             if let Some(limit) = multipart_above {
                 copy = copy.with_multipart_above(limit, 0);
             }
+            Ok(Some(Arc::new(copy)))
+        }
+        (Some(Endpoint::Azure(from)), Some(Endpoint::Azure(to))) => {
+            let copy = super::azure::server_side_copy(from, &source.prefix, to, &target.prefix)?;
             Ok(Some(Arc::new(copy)))
         }
         _ => Ok(None),

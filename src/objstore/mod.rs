@@ -6,7 +6,10 @@
 //! bucket however it was named.
 
 mod azure;
+mod azure_copy;
 mod bucket;
+#[cfg(test)]
+mod fake_http;
 mod filesystem;
 mod gcs;
 mod http;
@@ -95,7 +98,11 @@ impl Provider {
                 (store, Some(s3.identity()), Some(s3.place()))
             }
             Provider::Gcs(gcs) => (gcs.build(retries)?, Some(gcs.identity()), Some(gcs.place())),
-            Provider::Azure(azure) => (azure.build(retries)?, Some(azure.identity()), Some(azure.place())),
+            Provider::Azure(azure) => {
+                let (store, azure_endpoint) = azure.build(retries)?;
+                endpoint = Some(Endpoint::Azure(azure_endpoint));
+                (store, Some(azure.identity()), Some(azure.place()))
+            }
         };
         Ok(Bucket { endpoint, ..Bucket::new(store, identity, prefix, place) })
     }

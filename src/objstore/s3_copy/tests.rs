@@ -1,16 +1,12 @@
 //! The S3 copy's arithmetic, and its requests as a fake S3 on 127.0.0.1 receives them.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use bucketflow_dataflows::{ServerSideCopy, ServerSideError};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ClientOptions, HeaderMap, HeaderValue};
 
 use super::*;
+use crate::objstore::fake_http::{FakeHttp, Seen};
 use crate::objstore::http::Retries;
 
 const GIB: u64 = 1 << 30;
@@ -72,74 +68,25 @@ fn error_documents_are_found_in_any_answer() {
     );
 }
 
-/// One request as the fake received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    /// Path and query, as sent.
-    target: String,
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
 type Answer = Box<dyn Fn(&Seen, usize) -> (u16, String) + Send + Sync>;
 
-/// A fake S3 on 127.0.0.1: it records each request and answers it with `answer(request, n)`, n
-/// counting from 0, one request a connection.
+/// A fake S3 on 127.0.0.1, answering each request with a status and a body.
 struct FakeS3 {
+    http: FakeHttp,
     address: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl FakeS3 {
     fn start(answer: Answer) -> FakeS3 {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() || line.is_empty() {
-                    continue;
-                }
-                let mut words = line.split_whitespace();
-                let (method, target) = (words.next().unwrap().to_string(), words.next().unwrap().to_string());
-                let mut headers = BTreeMap::new();
-                loop {
-                    let mut header = String::new();
-                    reader.read_line(&mut header).unwrap();
-                    let header = header.trim_end();
-                    if header.is_empty() {
-                        break;
-                    }
-                    let (name, value) = header.split_once(':').unwrap();
-                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-                }
-                let length: usize = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
-                let mut body = vec![0u8; length];
-                reader.read_exact(&mut body).unwrap();
-                let request = Seen { method, target, headers, body: String::from_utf8(body).unwrap() };
-                let n = {
-                    let mut log = log.lock().unwrap();
-                    log.push(request.clone());
-                    log.len() - 1
-                };
-                let (status, body) = answer(&request, n);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        FakeS3 { address, seen }
+        let http = FakeHttp::start(Box::new(move |request, n| {
+            let (status, body) = answer(request, n);
+            (status, Vec::new(), body)
+        }));
+        FakeS3 { address: http.address.clone(), http }
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.http.seen()
     }
 
     /// A copy from bucket `source` (prefix `from`) to bucket `target` (prefix `to`) of this fake.
