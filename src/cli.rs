@@ -326,8 +326,8 @@ pub struct ReplicateArgs {
     #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024))]
     pub part_size: u64,
     /// Server-side copies: `auto` lets the provider copy objects itself when both buckets are on
-    /// one provider endpoint (one S3 endpoint and region, one Azure account, or one bucket under
-    /// two prefixes), and
+    /// one provider endpoint (one S3 endpoint and region, one GCS endpoint, one Azure account, or
+    /// one bucket under two prefixes), and
     /// streams every object once the provider refuses one (AccessDenied); `never` streams every
     /// object through bucketflow.
     #[arg(long = "server-side-copy", value_enum, default_value = "auto")]

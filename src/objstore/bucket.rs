@@ -22,10 +22,11 @@ pub struct Bucket {
     pub endpoint: Option<Endpoint>,
 }
 
-/// A bucket as a provider's own copy sees it (S3 and Azure).
+/// A bucket as a provider's own copy sees it.
 #[derive(Clone)]
 pub enum Endpoint {
     S3(super::s3::S3Endpoint),
+    Gcs(super::gcs::GcsEndpoint),
     Azure(super::azure::AzureEndpoint),
 }
 
@@ -84,6 +85,10 @@ pub fn provider_copy(
             if let Some(limit) = multipart_above {
                 copy = copy.with_multipart_above(limit, 0);
             }
+            Ok(Some(Arc::new(copy)))
+        }
+        (Some(Endpoint::Gcs(from)), Some(Endpoint::Gcs(to))) => {
+            let copy = super::gcs::server_side_copy(from, &source.prefix, to, &target.prefix)?;
             Ok(Some(Arc::new(copy)))
         }
         (Some(Endpoint::Azure(from)), Some(Endpoint::Azure(to))) => {

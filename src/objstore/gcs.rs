@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::ObjectStore;
+use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientConfigKey, ClientOptions, ObjectStore};
 use serde::Deserialize;
 
+use super::gcs_copy::{GcsCopy, GcsCopySetup};
 use super::http::{HttpConfig, Retries};
 use super::secret::Secret;
 use super::settings::{bare_endpoint, Settings};
@@ -114,13 +116,75 @@ impl GcsBucket {
         parts.join("|")
     }
 
-    pub fn build(&self, retries: Retries) -> Result<Arc<dyn ObjectStore>> {
+    /// The store, and what a server-side copy to or from this bucket needs to know of it.
+    pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, GcsEndpoint)> {
         let builder = GoogleCloudStorageBuilder::from_env()
             .with_client_options(self.http.client_options())
             .with_retry(retries.limited_to(self.max_retries).config());
         let builder = self.settings.apply(builder, |b, key, value| b.with_config(key, value));
-        Ok(Arc::new(builder.build()?))
+        let store = builder.clone().build()?;
+        // The same precedence as object_store's: the setting (or the environment's), then the
+        // key's own base URL, then Google's.
+        let base_url = builder
+            .get_config_value(&GoogleConfigKey::BaseUrl)
+            .or_else(|| self.key_owner().gcs_base_url)
+            .unwrap_or_else(|| format!("https://{DEFAULT_BASE_URL}"));
+        let mut options = self.http.client_options();
+        for client in [ClientConfigKey::AllowHttp, ClientConfigKey::AllowInvalidCertificates] {
+            if let Some(v) = builder.get_config_value(&GoogleConfigKey::Client(client)) {
+                options = options.with_config(client, v);
+            }
+        }
+        let skip_signature =
+            builder.get_config_value(&GoogleConfigKey::SkipSignature).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint = GcsEndpoint {
+            store: store.clone(),
+            base_url,
+            bucket: self.settings.text(GoogleConfigKey::Bucket).to_string(),
+            client_options: options,
+            retries: retries.limited_to(self.max_retries),
+            skip_signature,
+        };
+        Ok((Arc::new(store), endpoint))
     }
+}
+
+/// A GCS bucket as a server-side copy sees it.
+#[derive(Clone)]
+pub struct GcsEndpoint {
+    /// The store, whose credential provider signs copies into this bucket.
+    pub store: GoogleCloudStorage,
+    /// The XML API's base URL: two buckets with the same are on one endpoint.
+    pub base_url: String,
+    pub bucket: String,
+    pub client_options: ClientOptions,
+    pub retries: Retries,
+    pub skip_signature: bool,
+}
+
+/// The server-side copy from `source` (under `source_prefix`) to `target` (under
+/// `target_prefix`), two buckets of one endpoint, or why there is none.
+pub fn server_side_copy(
+    source: &GcsEndpoint,
+    source_prefix: &ObjectPath,
+    target: &GcsEndpoint,
+    target_prefix: &ObjectPath,
+) -> std::result::Result<GcsCopy, String> {
+    if bare_endpoint(&source.base_url) != bare_endpoint(&target.base_url) {
+        return Err("the buckets are on different endpoints".into());
+    }
+    GcsCopy::new(GcsCopySetup {
+        target: target.store.clone(),
+        client_options: target.client_options.clone(),
+        base_url: target.base_url.clone(),
+        source_bucket: source.bucket.clone(),
+        target_bucket: target.bucket.clone(),
+        source_prefix: source_prefix.clone(),
+        target_prefix: target_prefix.clone(),
+        retries: target.retries,
+        skip_signature: target.skip_signature,
+    })
+    .map_err(|e| format!("making its HTTP client: {e}"))
 }
 
 #[cfg(test)]
@@ -163,5 +227,18 @@ mod tests {
         assert_other_store(&bucket, &open_url(&url("other", &key_a)));
         assert_other_store(&bucket, &open_url(&url("blocks", &key("b@example.com", "http://127.0.0.1:1"))));
         assert_other_store(&bucket, &open_yaml(&yaml("blocks", &key("a@example.com", "http://127.0.0.1:2"))));
+    }
+
+    #[test]
+    fn two_buckets_of_one_endpoint_copy_server_side() {
+        use crate::objstore::provider_copy;
+        let source = open_url(&url("blocks", &key("a@example.com", "http://127.0.0.1:1")));
+        // Another bucket, signed as someone else (the target's credentials sign the copy).
+        let target = open_url(&url("other", &key("b@example.com", "http://127.0.0.1:1")));
+        let copy = format!("{:?}", provider_copy(&source, &target, None).unwrap().expect("a server-side copy"));
+        assert_eq!(copy, "GcsCopy(http://127.0.0.1:1: blocks/to -> other/to)");
+        let elsewhere = open_url(&url("other", &key("a@example.com", "http://127.0.0.1:2")));
+        let refused = provider_copy(&source, &elsewhere, None).expect_err("another endpoint");
+        assert!(refused.contains("different endpoints"), "{refused}");
     }
 }

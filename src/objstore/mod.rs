@@ -12,6 +12,7 @@ mod bucket;
 mod fake_http;
 mod filesystem;
 mod gcs;
+mod gcs_copy;
 mod http;
 mod s3;
 mod s3_copy;
@@ -97,7 +98,11 @@ impl Provider {
                 endpoint = Some(Endpoint::S3(s3_endpoint));
                 (store, Some(s3.identity()), Some(s3.place()))
             }
-            Provider::Gcs(gcs) => (gcs.build(retries)?, Some(gcs.identity()), Some(gcs.place())),
+            Provider::Gcs(gcs) => {
+                let (store, gcs_endpoint) = gcs.build(retries)?;
+                endpoint = Some(Endpoint::Gcs(gcs_endpoint));
+                (store, Some(gcs.identity()), Some(gcs.place()))
+            }
             Provider::Azure(azure) => {
                 let (store, azure_endpoint) = azure.build(retries)?;
                 endpoint = Some(Endpoint::Azure(azure_endpoint));

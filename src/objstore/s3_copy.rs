@@ -344,7 +344,7 @@ fn status_of_code(code: &str) -> u16 {
 }
 
 /// The code and message of an S3 `<Error>` document.
-fn error_body(body: &str) -> Option<(String, String)> {
+pub(super) fn error_body(body: &str) -> Option<(String, String)> {
     let start = body.find("<Error>")?;
     let error = &body[start..];
     Some((xml_value(error, "Code").unwrap_or_default(), xml_value(error, "Message").unwrap_or_default()))
@@ -352,7 +352,7 @@ fn error_body(body: &str) -> Option<(String, String)> {
 
 /// The text of the first `<tag>` element in `xml`, unescaped. S3's answers here are small,
 /// flat documents, so no XML parser is needed to find one value in them.
-fn xml_value(xml: &str, tag: &str) -> Option<String> {
+pub(super) fn xml_value(xml: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = xml.find(&open)? + open.len();
     let end = start + xml[start..].find(&format!("</{tag}>"))?;
