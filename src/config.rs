@@ -9,6 +9,7 @@ use bucketflow_dataflows::{
 };
 
 use crate::cli::{LayoutFlag, ReplicateArgs};
+use crate::http::WebConfig;
 use crate::objstore::Retries;
 
 impl ReplicateArgs {
@@ -65,16 +66,15 @@ impl ReplicateArgs {
                 text.len()
             );
         }
-        if let Some(path) = &self.http_config {
-            if !is_empty_yaml(&read(path, "--http.config")?) {
-                bail!(
-                    "--http.config {}: TLS and basic auth on bucketflow's HTTP endpoints are not supported yet; \
-                     bind --http-address to 127.0.0.1 and serve it through a proxy",
-                    path.display()
-                );
-            }
-        }
         Ok(())
+    }
+
+    /// TLS and basic auth for the HTTP endpoints, from --http.config (none without it).
+    pub fn web_config(&self) -> Result<WebConfig> {
+        match &self.http_config {
+            Some(path) => WebConfig::load(path),
+            None => Ok(WebConfig::default()),
+        }
     }
 
     /// The retries of one request to either bucket, from --retries and --retry-timeout.

@@ -230,7 +230,7 @@ fn thanos_replicate_command_lines_run_unchanged() {
     std::fs::write(&web, "basic_auth_users:\n  admin: $2y$10$abc\n").unwrap();
     for (flag, needle) in [
         (format!("--tracing.config-file={}", tracing.display()), "--tracing.config-file: bucketflow exports no traces"),
-        (format!("--http.config={}", web.display()), "--http.config"),
+        (format!("--http.config={}", web.display()), "basic_auth_users: admin: not a bcrypt hash"),
         ("--tracing.config=type: OTLP".to_string(), "--tracing.config: bucketflow exports no traces"),
     ] {
         let mut refused: Vec<&str> = args.iter().copied().filter(|a| *a != "--tracing.config=").collect();

@@ -20,13 +20,14 @@ use crate::Finish;
 
 pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     args.check_thanos_only_flags()?;
+    let web = args.web_config()?;
     let mut config = args.engine_config()?;
     let (source, target) = open_buckets(args, &mut config)?;
     warn_of_risks(&config);
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    let (run_metrics, status) = serve::start(&runtime, args.http_address, &config, &source, &target)?;
+    let (run_metrics, status) = serve::start(&runtime, args.http_address, &web, &config, &source, &target)?;
     let cancel = config.cancel.clone();
     let interrupt = signals::install(&runtime, args.grace_period, move || cancel.cancel());
 

@@ -11,16 +11,17 @@ use object_store::ObjectStore;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Runtime;
 
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpState, WebConfig};
 use crate::metrics::RunMetrics;
 use crate::status::StatusBoard;
 
 /// Serves `/metrics` (the engine's and the runs'), `/-/healthy`, `/-/ready` and the status page
-/// on `address` from `runtime`, and starts listing both buckets for readiness. Returns the runs'
+/// on `address` from `runtime` (with `web`'s TLS and basic auth), and starts listing both buckets for readiness. Returns the runs'
 /// metrics and the status page's board, for the run loop to tell.
 pub fn start(
     runtime: &Runtime,
     address: SocketAddr,
+    web: &WebConfig,
     config: &EngineConfig,
     source: &Arc<dyn ObjectStore>,
     target: &Arc<dyn ObjectStore>,
@@ -31,8 +32,10 @@ pub fn start(
     let status = Arc::new(StatusBoard::new(config.telemetry.progress.clone()));
     let state =
         Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false), status: status.clone() });
-    let bound = runtime.block_on(http::serve(address, state.clone()))?;
-    tracing::info!(address = %bound, "serving HTTP: /, /api/v1/status, /metrics, /-/healthy, /-/ready");
+    let bound = runtime.block_on(http::serve(address, state.clone(), web))?;
+    let scheme = if web.tls.is_some() { "HTTPS" } else { "HTTP" };
+    let auth = if web.basic_auth_users.is_empty() { "" } else { " behind basic auth" };
+    tracing::info!(address = %bound, "serving {scheme}{auth}: /, /api/v1/status, /metrics, /-/healthy, /-/ready");
     runtime.spawn(become_ready(source.clone(), target.clone(), state));
     Ok((run_metrics, status))
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface of the sidecar: `/metrics`, `/-/healthy` and `/-/ready`, as Thanos
-//! components serve them, and the status page at `/` (with its data at `/api/v1/status`).
+//! components serve them, and the status page at `/` (with its data at `/api/v1/status`); all of
+//! them over TLS and behind basic auth when `--http.config` asks for it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,11 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 use crate::status::StatusBoard;
+use guard::Guard;
+pub use web_config::WebConfig;
+
+mod guard;
+mod web_config;
 
 pub struct HttpState {
     pub registry: Mutex<Registry>,
@@ -63,10 +69,11 @@ async fn ready(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     }
 }
 
-/// Binds `address` and serves in the background on the current runtime. Returns the bound
-/// address (the port is chosen by the system when `address` has port 0).
-pub async fn serve(address: SocketAddr, state: Arc<HttpState>) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("--http-address {address}"))?;
+/// Binds `address` and serves in the background on the current runtime, over TLS and behind
+/// basic auth when `web` says so. Returns the bound address (the port is chosen by the system
+/// when `address` has port 0).
+pub async fn serve(address: SocketAddr, state: Arc<HttpState>, web: &WebConfig) -> Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(address).with_context(|| format!("--http-address {address}"))?;
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/", get(status_page))
@@ -74,10 +81,21 @@ pub async fn serve(address: SocketAddr, state: Arc<HttpState>) -> Result<SocketA
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
-        .with_state(state);
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(Guard::new(web)), guard::guard));
+    let server = match &web.tls {
+        Some(tls) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?;
+            tokio::spawn(server.serve(app.into_make_service()))
+        }
+        None => tokio::spawn(axum_server::from_tcp(listener)?.serve(app.into_make_service())),
+    };
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the HTTP server stopped");
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the HTTP server stopped"),
+            Err(error) => tracing::error!(%error, "the HTTP server stopped"),
         }
     });
     Ok(bound)
