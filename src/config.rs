@@ -160,6 +160,15 @@ impl ReplicateArgs {
     }
 }
 
+/// Whether a YAML text says nothing: blank, comments only, or an empty map or null.
+fn is_empty_yaml(text: &str) -> bool {
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        Ok(serde_yaml_ng::Value::Null) => true,
+        Ok(serde_yaml_ng::Value::Mapping(map)) => map.is_empty(),
+        _ => text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -191,14 +200,5 @@ mod tests {
         let Layout::Tenants(tenants) = config.layout else { panic!("a tenants layout") };
         assert_eq!(tenants.mapping, BTreeMap::from([("a".to_string(), "b".to_string())]));
         assert!(config.same_store.is_none(), "known only once the buckets are open");
-    }
-}
-
-/// Whether a YAML text says nothing: blank, comments only, or an empty map or null.
-fn is_empty_yaml(text: &str) -> bool {
-    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        Ok(serde_yaml_ng::Value::Null) => true,
-        Ok(serde_yaml_ng::Value::Mapping(map)) => map.is_empty(),
-        _ => text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
     }
 }
