@@ -29,7 +29,7 @@ pub fn start(
     let mut registry = Registry::default();
     config.telemetry.metrics.register(&mut registry);
     let run_metrics = RunMetrics::new(&mut registry);
-    let status = Arc::new(StatusBoard::new(config.telemetry.progress.clone()));
+    let status = Arc::new(StatusBoard::new(config.telemetry.progress.clone(), config.telemetry.cluster.clone()));
     let state =
         Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false), status: status.clone() });
     let bound = runtime.block_on(http::serve(address, state.clone(), web))?;
