@@ -283,8 +283,8 @@ pub struct ReplicateArgs {
     pub log_level: LogLevel,
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
-    /// Thanos's: how long the HTTP server waits for requests in flight when it stops. Accepted so
-    /// that a Thanos command line runs unchanged; bucketflow's server stops with the process.
+    /// How long the HTTP server waits for requests in flight when the process stops, as in
+    /// Thanos: it stops accepting connections at once.
     #[arg(long = "http-grace-period", value_parser = parse_duration_flag, default_value = "2m")]
     pub http_grace_period: Duration,
     /// TLS and basic auth for every HTTP endpoint, in the web configuration format of Prometheus

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::extract::State;
@@ -69,10 +70,26 @@ async fn ready(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     }
 }
 
+/// The HTTP server running in the background.
+pub struct HttpServer {
+    /// Where it listens (the port the system chose, when asked for port 0).
+    pub address: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Stops accepting connections and gives the requests in flight `grace` to finish
+    /// (Thanos's `--http-grace-period`), then closes the rest.
+    pub async fn stop(self, grace: Duration) {
+        self.handle.graceful_shutdown(Some(grace));
+        let _ = tokio::time::timeout(grace + Duration::from_secs(1), self.task).await;
+    }
+}
+
 /// Binds `address` and serves in the background on the current runtime, over TLS and behind
-/// basic auth when `web` says so. Returns the bound address (the port is chosen by the system
-/// when `address` has port 0).
-pub async fn serve(address: SocketAddr, state: Arc<HttpState>, web: &WebConfig) -> Result<SocketAddr> {
+/// basic auth when `web` says so.
+pub async fn serve(address: SocketAddr, state: Arc<HttpState>, web: &WebConfig) -> Result<HttpServer> {
     let listener = std::net::TcpListener::bind(address).with_context(|| format!("--http-address {address}"))?;
     let bound = listener.local_addr()?;
     let app = Router::new()
@@ -83,20 +100,21 @@ pub async fn serve(address: SocketAddr, state: Arc<HttpState>, web: &WebConfig) 
         .route("/-/ready", get(ready))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(Arc::new(Guard::new(web)), guard::guard));
+    let handle = axum_server::Handle::new();
     let server = match &web.tls {
         Some(tls) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
-            let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?;
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?.handle(handle.clone());
             tokio::spawn(server.serve(app.into_make_service()))
         }
-        None => tokio::spawn(axum_server::from_tcp(listener)?.serve(app.into_make_service())),
+        None => tokio::spawn(axum_server::from_tcp(listener)?.handle(handle.clone()).serve(app.into_make_service())),
     };
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         match server.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "the HTTP server stopped"),
             Err(error) => tracing::error!(%error, "the HTTP server stopped"),
         }
     });
-    Ok(bound)
+    Ok(HttpServer { address: bound, handle, task })
 }
