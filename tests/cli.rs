@@ -181,8 +181,8 @@ fn continuous_mode_runs_every_interval_and_stops_on_sigterm() {
 }
 
 /// Every flag of `thanos tools bucket replicate`, given as Thanos documents them with their
-/// defaults, runs unchanged; the Thanos flags that would configure what bucketflow cannot do
-/// (traces, TLS) are refused by name when not empty, never ignored.
+/// defaults, runs unchanged; a tracing configuration (bucketflow exports no traces) and a web
+/// configuration it cannot honour are refused by name, never ignored.
 #[test]
 fn thanos_replicate_command_lines_run_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
