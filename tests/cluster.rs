@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{assert_committed_blocks_complete, files, fs_yaml, objects, synth_folder};
-use support::process::{drain, spawn, wait_at_most, wait_for, BIN};
+use support::process::{drain, spawn, wait_at_most, wait_for, wait_for_http_address, BIN};
 use support::servers;
 use support::sidecar::http_get;
 
@@ -217,8 +217,7 @@ fn process_0s_status_page_shows_every_process_of_the_run() {
     let (mut leader, leader_lines) = spawn_process(0);
     let (mut peer, _peer_lines) = spawn_process(1);
     let mut seen = Vec::new();
-    let serving = wait_for(&leader_lines, "serving HTTP", &mut seen);
-    let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let address = wait_for_http_address(&leader_lines, &mut seen);
 
     // While the run goes on, both processes report to process 0.
     let status =

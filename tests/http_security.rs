@@ -13,7 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use support::buckets::synth_folder;
-use support::process::{drain, spawn, wait_at_most, wait_for};
+use support::process::{drain, spawn, wait_at_most, wait_for_http_address};
 
 /// A certificate and its key, both PEM.
 struct Pem {
@@ -129,8 +129,7 @@ fn sidecar(dir: &Path, certs: &Certificates, web_config: &str) -> (std::process:
         config.to_str().unwrap(),
     ]);
     let mut seen = Vec::new();
-    let serving = wait_for(&lines, "serving HTTPS", &mut seen);
-    let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let address = wait_for_http_address(&lines, &mut seen);
     (child, address)
 }
 

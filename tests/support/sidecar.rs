@@ -9,7 +9,7 @@ use std::sync::mpsc::Receiver;
 use bucketflow_dataflows::testkit::synth::SynthSpec;
 
 use super::buckets::synth_folder;
-use super::process::{spawn, wait_for};
+use super::process::{spawn, wait_for, wait_for_http_address};
 
 /// One GET over HTTP/1.0 (so that no answer comes chunked): the status and the body.
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
@@ -56,8 +56,7 @@ pub fn sidecar_after_one_run(dir: &Path, extra: &[&str]) -> (Child, Receiver<Str
     args.extend(extra);
     let (child, lines) = spawn(&args);
     let mut seen = Vec::new();
-    let serving = wait_for(&lines, "serving HTTP", &mut seen);
-    let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let address = wait_for_http_address(&lines, &mut seen);
     wait_for(&lines, "replication run finished", &mut seen);
     (child, lines, address)
 }
