@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the local object-store servers that the integration tests start on 127.0.0.1
-# (tests/support/servers.rs): s3s-fs (S3 on a directory), moto (S3 mock) and azurite (Azure Blob emulator).
+# (tests/support/servers.rs): s3s-fs (S3 on a directory), moto (S3 mock) and azurite (Azure Blob emulator),
+# and the operator tools the tests drive: Prometheus, promtool and headless Chromium.
 # Idempotent: each tool is skipped when it already runs. Quiet unless something fails.
 # Needs cargo, python3 (with pip) and node/npm on PATH; meant for a Debian machine, as root or not.
 set -euo pipefail
@@ -46,4 +47,23 @@ if ! works azurite-blob --version; then
     quiet azurite npm install --global --no-audit --no-fund --loglevel=error azurite
     hash -r
     works azurite-blob --version || { echo "install-test-servers: azurite installed but azurite-blob does not run (npm's global bin not on PATH?)" >&2; exit 1; }
+fi
+
+# Debian's prometheus (prometheus and promtool: the mixin and alert-rule tests) and chromium (the
+# status page rendered headless). apt needs root; a machine without it must have them already.
+missing=()
+works prometheus --version || missing+=(prometheus)
+works promtool --version || missing+=(prometheus)
+works chromium --version || missing+=(chromium)
+if ((${#missing[@]})); then
+    if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo -n); fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log_dir/apt.log" 2>&1; then
+        quiet apt-update "${sudo[@]}" apt-get update -q
+        quiet apt-install "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+    hash -r
+    for tool in prometheus promtool chromium; do
+        works "$tool" --version || { echo "install-test-servers: $tool installed but does not run" >&2; exit 1; }
+    done
 fi

@@ -291,13 +291,13 @@ pub struct ReplicateArgs {
     pub log_level: LogLevel,
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
-    /// Thanos's: how long the HTTP server waits for requests in flight when it stops. Accepted so
-    /// that a Thanos command line runs unchanged; bucketflow's server stops with the process.
+    /// How long the HTTP server waits for requests in flight when the process stops, as in
+    /// Thanos: it stops accepting connections at once.
     #[arg(long = "http-grace-period", value_parser = parse_duration_flag, default_value = "2m")]
     pub http_grace_period: Duration,
-    /// Thanos's web configuration for TLS and basic auth on the HTTP endpoints. Not supported
-    /// yet: a non-empty file is refused rather than ignored, since ignoring it would serve in
-    /// the clear what the operator asked to protect.
+    /// TLS and basic auth for every HTTP endpoint, in the web configuration format of Prometheus
+    /// and Thanos (tls_server_config, http_server_config.headers, basic_auth_users with bcrypt
+    /// hashes). A field bucketflow cannot honour is refused by name, never ignored.
     #[arg(long = "http.config", value_name = "FILE")]
     pub http_config: Option<PathBuf>,
     /// Thanos's tracing configuration (YAML). bucketflow exports no traces: an empty

@@ -9,6 +9,7 @@ use bucketflow_dataflows::{
 };
 
 use crate::cli::{LayoutFlag, ReplicateArgs};
+use crate::http::WebConfig;
 use crate::objstore::Retries;
 
 impl ReplicateArgs {
@@ -66,16 +67,15 @@ impl ReplicateArgs {
                 text.len()
             );
         }
-        if let Some(path) = &self.http_config {
-            if !is_empty_yaml(&read(path, "--http.config")?) {
-                bail!(
-                    "--http.config {}: TLS and basic auth on bucketflow's HTTP endpoints are not supported yet; \
-                     bind --http-address to 127.0.0.1 and serve it through a proxy",
-                    path.display()
-                );
-            }
-        }
         Ok(())
+    }
+
+    /// TLS and basic auth for the HTTP endpoints, from --http.config (none without it).
+    pub fn web_config(&self) -> Result<WebConfig> {
+        match &self.http_config {
+            Some(path) => WebConfig::load(path),
+            None => Ok(WebConfig::default()),
+        }
     }
 
     /// The retries of one request to either bucket, from --retries and --retry-timeout.
@@ -161,6 +161,15 @@ impl ReplicateArgs {
     }
 }
 
+/// Whether a YAML text says nothing: blank, comments only, or an empty map or null.
+fn is_empty_yaml(text: &str) -> bool {
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        Ok(serde_yaml_ng::Value::Null) => true,
+        Ok(serde_yaml_ng::Value::Mapping(map)) => map.is_empty(),
+        _ => text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -192,14 +201,5 @@ mod tests {
         let Layout::Tenants(tenants) = config.layout else { panic!("a tenants layout") };
         assert_eq!(tenants.mapping, BTreeMap::from([("a".to_string(), "b".to_string())]));
         assert!(config.same_store.is_none(), "known only once the buckets are open");
-    }
-}
-
-/// Whether a YAML text says nothing: blank, comments only, or an empty map or null.
-fn is_empty_yaml(text: &str) -> bool {
-    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        Ok(serde_yaml_ng::Value::Null) => true,
-        Ok(serde_yaml_ng::Value::Mapping(map)) => map.is_empty(),
-        _ => text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
     }
 }

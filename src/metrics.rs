@@ -38,6 +38,11 @@ const SYNCED_STATES: [&str; 7] = [
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BlockLabel {
     pub block: String,
 }
@@ -62,6 +67,12 @@ pub struct RunMetrics {
     blocks_late: Counter,
     every_group_held_back_by: Family<BlockLabel, Gauge>,
     meta_synced: Family<StateLabel, Gauge>,
+    origin_iterations: Counter,
+    origin_meta_loads: Counter,
+    origin_partial_meta_reads: Counter,
+    /// Per group with blocks held back in the last run: how many runs in a row it has had some.
+    group_held_back_runs: Family<GroupLabel, Gauge>,
+    last_success: Gauge,
 }
 
 impl RunMetrics {
@@ -78,11 +89,21 @@ impl RunMetrics {
             blocks_late: Counter::default(),
             every_group_held_back_by: Family::default(),
             meta_synced: Family::default(),
+            origin_iterations: Counter::default(),
+            origin_meta_loads: Counter::default(),
+            origin_partial_meta_reads: Counter::default(),
+            group_held_back_runs: Family::default(),
+            last_success: Gauge::default(),
         };
+        // Before the first success, the process's start: an alert on the time since the last
+        // success then measures from when replication could first have succeeded.
+        m.last_success.set(unix_seconds());
         // Both results exist from the start, as in Thanos, so that the mixin's error rate and its
-        // alert see the first failure as a rise from zero.
+        // alert see the first failure as a rise from zero, and its latency panel has a series
+        // before the first success.
         for result in ["success", "error"] {
             m.runs.get_or_create(&ResultLabel { result }).inc_by(0);
+            drop(m.run_duration.get_or_create(&ResultLabel { result }));
         }
         // prometheus-client appends `_total` to counters, which gives Thanos's exact names.
         let thanos = registry.sub_registry_with_prefix("thanos_replicate");
@@ -103,6 +124,22 @@ impl RunMetrics {
         );
         thanos.register("blocks_replicated", "Total number of blocks replicated.", m.blocks_replicated.clone());
         thanos.register("objects_replicated", "Total number of objects replicated.", m.objects_replicated.clone());
+        // The origin series of Thanos's replicate, which its dashboard's metrics panel reads.
+        thanos.register(
+            "origin_iterations",
+            "Total number of objects iterated over in the origin bucket.",
+            m.origin_iterations.clone(),
+        );
+        thanos.register(
+            "origin_meta_loads",
+            "Total number of meta.json reads in the origin bucket.",
+            m.origin_meta_loads.clone(),
+        );
+        thanos.register(
+            "origin_partial_meta_reads",
+            "Total number of partial meta reads encountered.",
+            m.origin_partial_meta_reads.clone(),
+        );
         // Thanos's meta fetcher registers it without a prefix; the replicate dashboard reads it so.
         registry.register("blocks_meta_synced", "Number of block metadata synced", m.meta_synced.clone());
         for state in SYNCED_STATES {
@@ -113,6 +150,16 @@ impl RunMetrics {
             "blocks_held_back",
             "Blocks not committed because an older block of their group failed in the same run.",
             m.blocks_held_back.clone(),
+        );
+        own.register(
+            "group_held_back_runs",
+            "For each compaction group with blocks held back in the last run, how many runs in a row it has had blocks held back.",
+            m.group_held_back_runs.clone(),
+        );
+        own.register(
+            "last_successful_run_timestamp_seconds",
+            "When the last successful run ended (Unix time), or the process started before its first.",
+            m.last_success.clone(),
         );
         own.register("block_failures", "Blocks that failed, by cause.", m.block_failures.clone());
         own.register(
@@ -136,6 +183,11 @@ impl RunMetrics {
     pub fn observe(&self, report: &RunReport) {
         let result = ResultLabel { result: if report.is_failure() { "error" } else { "success" } };
         self.runs.get_or_create(&result).inc();
+        if !report.is_failure() {
+            self.last_success.set(unix_seconds());
+        }
+        self.observe_origin(report);
+        self.observe_held_back_groups(report);
         self.run_duration.get_or_create(&result).observe(report.duration_seconds);
         // A covered block is in the target, merged: Thanos's dashboards count it as replicated.
         self.blocks_already_replicated.inc_by(report.counts.already_replicated + report.counts.covered);
@@ -161,4 +213,43 @@ impl RunMetrics {
             }
         }
     }
+}
+
+impl RunMetrics {
+    /// Thanos counts each block folder of the origin it iterates over, each meta.json it loads,
+    /// and each folder without a readable meta.json (a partial upload); the report says as much
+    /// of every block of the run.
+    fn observe_origin(&self, report: &RunReport) {
+        self.origin_iterations.inc_by(report.blocks.len() as u64);
+        let partial = report.blocks.iter().filter(|b| matches!(b.outcome, Outcome::Skipped { .. })).count() as u64;
+        self.origin_partial_meta_reads.inc_by(partial);
+        self.origin_meta_loads.inc_by(report.blocks.len() as u64 - partial);
+    }
+
+    /// Counts, per group, the runs in a row with blocks held back; a group with none in this
+    /// run leaves the family, so that only groups held back now have a series.
+    fn observe_held_back_groups(&self, report: &RunReport) {
+        let held: std::collections::BTreeSet<&str> = report
+            .blocks
+            .iter()
+            .filter(|b| matches!(b.outcome, Outcome::HeldBack { .. }))
+            .filter_map(|b| b.group.as_deref())
+            .collect();
+        let runs: Vec<(String, i64)> = held
+            .into_iter()
+            .map(|group| {
+                let label = GroupLabel { group: group.to_string() };
+                let before = self.group_held_back_runs.get(&label).map_or(0, |g| g.get());
+                (label.group, before + 1)
+            })
+            .collect();
+        self.group_held_back_runs.clear();
+        for (group, runs) in runs {
+            self.group_held_back_runs.get_or_create(&GroupLabel { group }).set(runs);
+        }
+    }
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

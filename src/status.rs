@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use bucketflow_dataflows::{FailureCause, Outcome, Progress, RunReport};
+use bucketflow_dataflows::{ClusterProgress, FailureCause, Outcome, ProcessProgress, Progress, RunReport};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -75,7 +75,11 @@ pub struct Current {
 /// Everything the page shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// The run in progress; in a cluster, the whole cluster's (on process 0).
     pub current: Option<Current>,
+    /// In a cluster, on process 0: each process's progress in the run in progress, or in the
+    /// last run it took part in. Empty outside cluster mode.
+    pub processes: Vec<ProcessProgress>,
     pub runs: Vec<RunLine>,
     pub groups: Vec<GroupLine>,
 }
@@ -91,11 +95,14 @@ struct Board {
 pub struct StatusBoard {
     board: Mutex<Board>,
     progress: Arc<Progress>,
+    cluster: Arc<ClusterProgress>,
 }
 
 impl StatusBoard {
-    pub fn new(progress: Arc<Progress>) -> Self {
-        StatusBoard { board: Mutex::new(Board::default()), progress }
+    /// A board that reads this process's `progress` and, on process 0 of a cluster, every
+    /// process's (`cluster`, empty otherwise).
+    pub fn new(progress: Arc<Progress>, cluster: Arc<ClusterProgress>) -> Self {
+        StatusBoard { board: Mutex::new(Board::default()), progress, cluster }
     }
 
     pub fn run_started(&self) {
@@ -124,8 +131,10 @@ impl StatusBoard {
 
     pub fn status(&self) -> Status {
         let board = self.board.lock().expect("never poisoned");
+        let processes = self.cluster.processes();
         let current = board.running_since.map(|since| {
-            let (blocks_done, blocks_total, bytes_done, bytes_total) = self.progress.snapshot();
+            let (blocks_done, blocks_total, bytes_done, bytes_total) =
+                cluster_sum(&processes).unwrap_or_else(|| self.progress.snapshot());
             let elapsed = (Utc::now() - since).num_milliseconds().max(1) as f64 / 1000.0;
             let rate = bytes_done as f64 / elapsed;
             let seconds_left = (rate > 0.0).then(|| bytes_total.saturating_sub(bytes_done) as f64 / rate);
@@ -140,8 +149,17 @@ impl StatusBoard {
             }
         });
         let groups = board.last.as_deref().map(groups_of).unwrap_or_default();
-        Status { current, runs: board.runs.iter().cloned().collect(), groups }
+        Status { current, processes, runs: board.runs.iter().cloned().collect(), groups }
     }
+}
+
+/// The whole cluster's progress in the newest run any process reported: (blocks done, blocks
+/// total, bytes done, bytes total), as [`Progress::snapshot`]. `None` outside cluster mode.
+fn cluster_sum(processes: &[ProcessProgress]) -> Option<(u64, u64, u64, u64)> {
+    let run = processes.iter().map(|p| p.run).max()?;
+    Some(processes.iter().filter(|p| p.run == run).fold((0, 0, 0, 0), |(a, b, c, d), p| {
+        (a + p.blocks_done, b + p.blocks_total, c + p.bytes_done, d + p.bytes_total)
+    }))
 }
 
 /// The groups of a run's report, each with its blocks in time order.
@@ -279,6 +297,17 @@ pub fn html(status: &Status) -> String {
             );
         }
         None => page.push_str("<p>No run in progress.</p>"),
+    }
+    if !status.processes.is_empty() {
+        page.push_str("<h2>Processes of the cluster</h2><table><tr><th>process</th><th>run</th><th>blocks</th><th>bytes</th></tr>");
+        for p in &status.processes {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{} of {}</td><td>{} of {}</td></tr>",
+                p.process, p.run, p.blocks_done, p.blocks_total, p.bytes_done, p.bytes_total
+            );
+        }
+        page.push_str("</table>");
     }
     page.push_str("<h2>Last runs</h2><table><tr><th>run</th><th>started</th><th>seconds</th><th>result</th><th>replicated</th><th>already</th><th>covered</th><th>failed</th><th>held back</th><th>bytes</th></tr>");
     for run in &status.runs {

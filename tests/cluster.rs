@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bucketflow_dataflows::testkit::synth::SynthSpec;
 use support::buckets::{assert_committed_blocks_complete, files, fs_yaml, objects, synth_folder};
-use support::process::{drain, spawn, wait_at_most, wait_for, BIN};
+use support::process::{drain, spawn, wait_at_most, wait_for, wait_for_http_address, BIN};
 use support::servers;
+use support::sidecar::http_get;
 
 /// A hostfile of `n` free ports on 127.0.0.1.
 fn hostfile(dir: &Path, n: usize) -> PathBuf {
@@ -196,4 +197,64 @@ fn a_process_with_other_settings_is_refused_by_name() {
     args.drain(at..at + 2);
     let out = Command::new(BIN).args(&args).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers must be given in cluster mode"));
+}
+
+#[test]
+fn process_0s_status_page_shows_every_process_of_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    let n = synth_folder(&src, SynthSpec { groups: 4, blocks_per_group: 6, ..SynthSpec::default() });
+    let (from, to) = (fs_yaml(&src), fs_yaml(&dst));
+    let hosts = hostfile(tmp.path(), 2);
+    // Slow enough that the run lasts a few seconds, and a sidecar (no --single-run) so that
+    // process 0 keeps serving after it.
+    let extra = ["--concurrency", "2", "--debug.latency", "30ms", "--interval", "1h"];
+    let spawn_process = |i| {
+        let args: Vec<String> =
+            process_args(&from, &to, &hosts, 2, i, &extra).into_iter().filter(|a| a != "--single-run").collect();
+        spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (mut leader, leader_lines) = spawn_process(0);
+    let (mut peer, _peer_lines) = spawn_process(1);
+    let mut seen = Vec::new();
+    let address = wait_for_http_address(&leader_lines, &mut seen);
+
+    // While the run goes on, both processes report to process 0.
+    let status =
+        |address: &str| -> serde_json::Value { serde_json::from_str(&http_get(address, "/api/v1/status").1).unwrap() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let during = loop {
+        let now = status(&address);
+        let processes = now["processes"].as_array().unwrap();
+        if processes.len() == 2 && processes.iter().all(|p| p["blocks_total"].as_u64().unwrap() > 0) {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "never heard of both processes: {now}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let sum = |status: &serde_json::Value, field: &str| -> u64 {
+        status["processes"].as_array().unwrap().iter().map(|p| p[field].as_u64().unwrap()).sum()
+    };
+    assert!(sum(&during, "blocks_total") <= n as u64, "{during}");
+
+    wait_for(&leader_lines, "replication run finished", &mut seen);
+    // After the run, each process's last word settles every block the cluster selected.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let now = status(&address);
+        if sum(&now, "blocks_done") == n as u64 {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "the processes' counts never added up to {n}: {now}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sum(&after, "blocks_total"), n as u64, "{after}");
+    let page = http_get(&address, "/").1;
+    assert!(page.contains("Processes of the cluster"), "{page}");
+    assert_eq!(after["groups"].as_array().unwrap().len(), 4, "the last run's groups, from every process: {after}");
+
+    leader.kill().unwrap();
+    peer.kill().unwrap();
+    leader.wait().unwrap();
+    peer.wait().unwrap();
 }

@@ -2,50 +2,18 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bucketflow_dataflows::testkit::synth::SynthSpec;
-use support::buckets::{assert_committed_blocks_complete, files, synth_folder};
+use support::buckets::{assert_committed_blocks_complete, files};
 use support::process::{drain, kill, spawn, wait_for, BIN};
-
-/// A synthetic bucket in a folder; returns the number of blocks.
-fn bucket(dir: &Path, groups: usize, per: usize) -> usize {
-    synth_folder(dir, SynthSpec { groups, blocks_per_group: per, ..SynthSpec::default() })
-}
-
-fn http_get(address: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-/// A sidecar from `dir`/src to `dir`/dst, once its first run is over: the process, its stderr
-/// (kept open, so that the process can go on logging) and its HTTP address.
-fn sidecar_after_one_run(dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>, String) {
-    let from = format!("file://{}", dir.join("src").display());
-    let to = format!("file://{}", dir.join("dst").display());
-    let (child, lines) =
-        spawn(&["replicate", "--from", &from, "--to", &to, "--interval", "1h", "--http-address", "127.0.0.1:0"]);
-    let mut seen = Vec::new();
-    let serving = wait_for(&lines, "serving HTTP", &mut seen);
-    let address = serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    wait_for(&lines, "replication run finished", &mut seen);
-    (child, lines, address)
-}
+use support::sidecar::{bucket, bucket_with_a_broken_block, http_get, sidecar_after_one_run};
 
 #[test]
 fn metrics_and_probes_over_http_after_a_run() {
     let tmp = tempfile::tempdir().unwrap();
     let n = bucket(&tmp.path().join("src"), 2, 3);
-    let (mut child, _lines, address) = sidecar_after_one_run(tmp.path());
+    let (mut child, _lines, address) = sidecar_after_one_run(tmp.path(), &[]);
 
     let (status, body) = http_get(&address, "/-/healthy");
     assert_eq!(status, 200, "{body}");
@@ -147,15 +115,8 @@ fn sigterm_mid_run_leaves_no_incomplete_block_and_a_second_run_completes() {
 #[test]
 fn the_status_page_names_each_group_and_what_is_held_back_behind_what() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    bucket(&src, 2, 3);
-    // The oldest block of one group is broken in the source: it fails, and holds back its group.
-    let in_c0 = |b: &std::path::PathBuf| std::fs::read_to_string(b.join("meta.json")).unwrap().contains("\"c0\"");
-    let mut group_c0: Vec<_> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).filter(in_c0).collect();
-    group_c0.sort();
-    let broken = group_c0[0].file_name().unwrap().to_str().unwrap().to_string();
-    std::fs::write(group_c0[0].join("index"), b"not the listed size").unwrap();
-    let (mut child, _lines, address) = sidecar_after_one_run(tmp.path());
+    let (broken, _, _) = bucket_with_a_broken_block(&tmp.path().join("src"));
+    let (mut child, _lines, address) = sidecar_after_one_run(tmp.path(), &[]);
 
     let (status, json) = http_get(&address, "/api/v1/status");
     assert_eq!(status, 200, "{json}");

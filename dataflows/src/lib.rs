@@ -49,4 +49,6 @@ pub use model::matcher::{parse_matchers, MatchOp, Matcher, MatcherError, Selecto
 pub use model::strategy::{Strategy, UnknownStrategy};
 pub use model::timespec::{format_duration, parse_duration, TimeOrDuration, TimeSpecError};
 pub use report::{BlockOutcome, Counts, Outcome, RunReport};
-pub use telemetry::{CopyLabels, CopyMethod, EngineMetrics, Progress, RequestLabels, Side, Telemetry};
+pub use telemetry::{
+    ClusterProgress, CopyLabels, CopyMethod, EngineMetrics, ProcessProgress, Progress, RequestLabels, Side, Telemetry,
+};

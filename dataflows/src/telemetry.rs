@@ -1,8 +1,9 @@
 //! What the engine reports while it runs: Prometheus metrics (prometheus-client) and the live
 //! progress of the current run, for a shell to expose over HTTP or draw as a progress bar.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
 
 /// Which bucket a request went to.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -148,6 +150,12 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// This process's progress in `run`, to share with process 0.
+    pub fn of_process(&self, process: usize, run: u64) -> ProcessProgress {
+        let (blocks_done, blocks_total, bytes_done, bytes_total) = self.snapshot();
+        ProcessProgress { process, run, blocks_done, blocks_total, bytes_done, bytes_total }
+    }
+
     /// Sets every count back to zero, for the next run.
     pub fn reset(&self) {
         for a in [&self.blocks_total, &self.blocks_done, &self.bytes_total, &self.bytes_done] {
@@ -162,13 +170,53 @@ impl Progress {
     }
 }
 
+/// One process's progress in a run, as it reported it last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessProgress {
+    /// The process's index in the cluster.
+    pub process: usize,
+    /// The run it was in.
+    pub run: u64,
+    /// Blocks of the run the process settled.
+    pub blocks_done: u64,
+    /// Blocks of the run the process selected to copy.
+    pub blocks_total: u64,
+    /// Bytes of those blocks now in the target.
+    pub bytes_done: u64,
+    /// Bytes of those blocks, meta.json aside.
+    pub bytes_total: u64,
+}
+
+/// Every process's progress, gathered on process 0 of a cluster while runs go on; empty
+/// outside cluster mode, where [`Progress`] is the whole story.
+#[derive(Debug, Default)]
+pub struct ClusterProgress {
+    processes: Mutex<BTreeMap<usize, ProcessProgress>>,
+}
+
+impl ClusterProgress {
+    /// Keeps `progress` as its process's latest.
+    pub fn record(&self, progress: ProcessProgress) {
+        if let Ok(mut processes) = self.processes.lock() {
+            processes.insert(progress.process, progress);
+        }
+    }
+
+    /// The latest progress of every process heard from, by process.
+    pub fn processes(&self) -> Vec<ProcessProgress> {
+        self.processes.lock().map(|p| p.values().copied().collect()).unwrap_or_default()
+    }
+}
+
 /// Metrics and progress, shared by the engine and the shell that embeds it.
 #[derive(Clone, Default)]
 pub struct Telemetry {
     /// The engine's Prometheus metrics.
     pub metrics: EngineMetrics,
-    /// The current run's progress.
+    /// The current run's progress in this process.
     pub progress: Arc<Progress>,
+    /// On process 0 of a cluster, every process's progress.
+    pub cluster: Arc<ClusterProgress>,
 }
 
 impl std::fmt::Debug for Telemetry {

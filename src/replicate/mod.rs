@@ -20,13 +20,14 @@ use crate::Finish;
 
 pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     args.check_thanos_only_flags()?;
+    let web = args.web_config()?;
     let mut config = args.engine_config()?;
     let (source, target) = open_buckets(args, &mut config)?;
     warn_of_risks(&config);
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    let (run_metrics, status) = serve::start(&runtime, args.http_address, &config, &source, &target)?;
+    let serving = serve::start(&runtime, args.http_address, &web, &config, &source, &target)?;
     let cancel = config.cancel.clone();
     let interrupt = signals::install(&runtime, args.grace_period, move || cancel.cancel());
 
@@ -35,7 +36,10 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
         tracing::info!(process = cluster.process, addresses = ?cluster.addresses, "joining the cluster");
     }
     let replicator = Replicator::start(source, target, config, runtime.handle().clone())?;
-    runs::run(args, replicator, &progress, &run_metrics, &status, &interrupt)
+    let finish = runs::run(args, replicator, &progress, &serving.run_metrics, &serving.status, &interrupt);
+    // Scrapes and page loads in flight get --http-grace-period to finish, as in Thanos.
+    runtime.block_on(serving.server.stop(args.http_grace_period));
+    finish
 }
 
 /// Opens both buckets, as stores to replicate between. In move mode a target that shares the

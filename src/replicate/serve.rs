@@ -11,30 +11,40 @@ use object_store::ObjectStore;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Runtime;
 
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpServer, HttpState, WebConfig};
 use crate::metrics::RunMetrics;
 use crate::status::StatusBoard;
 
+/// What the run loop tells the HTTP surface, and the server, to stop at the end.
+pub struct Serving {
+    pub run_metrics: RunMetrics,
+    pub status: Arc<StatusBoard>,
+    pub server: HttpServer,
+}
+
 /// Serves `/metrics` (the engine's and the runs'), `/-/healthy`, `/-/ready` and the status page
-/// on `address` from `runtime`, and starts listing both buckets for readiness. Returns the runs'
-/// metrics and the status page's board, for the run loop to tell.
+/// on `address` from `runtime` (with `web`'s TLS and basic auth), and starts listing both
+/// buckets for readiness.
 pub fn start(
     runtime: &Runtime,
     address: SocketAddr,
+    web: &WebConfig,
     config: &EngineConfig,
     source: &Arc<dyn ObjectStore>,
     target: &Arc<dyn ObjectStore>,
-) -> Result<(RunMetrics, Arc<StatusBoard>)> {
+) -> Result<Serving> {
     let mut registry = Registry::default();
     config.telemetry.metrics.register(&mut registry);
     let run_metrics = RunMetrics::new(&mut registry);
-    let status = Arc::new(StatusBoard::new(config.telemetry.progress.clone()));
+    let status = Arc::new(StatusBoard::new(config.telemetry.progress.clone(), config.telemetry.cluster.clone()));
     let state =
         Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false), status: status.clone() });
-    let bound = runtime.block_on(http::serve(address, state.clone()))?;
-    tracing::info!(address = %bound, "serving HTTP: /, /api/v1/status, /metrics, /-/healthy, /-/ready");
+    let server = runtime.block_on(http::serve(address, state.clone(), web))?;
+    let scheme = if web.tls.is_some() { "HTTPS" } else { "HTTP" };
+    let auth = if web.basic_auth_users.is_empty() { "" } else { " behind basic auth" };
+    tracing::info!(address = %server.address, "serving {scheme}{auth}: /, /api/v1/status, /metrics, /-/healthy, /-/ready");
     runtime.spawn(become_ready(source.clone(), target.clone(), state));
-    Ok((run_metrics, status))
+    Ok(Serving { run_metrics, status, server })
 }
 
 /// Ready once both buckets have been listed, retried every few seconds until they can be.

@@ -7,3 +7,4 @@
 pub mod buckets;
 pub mod process;
 pub mod servers;
+pub mod sidecar;

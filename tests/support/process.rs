@@ -36,6 +36,12 @@ pub fn wait_for(lines: &Receiver<String>, needle: &str, seen: &mut Vec<String>) 
     panic!("no line with {needle:?} in: {seen:#?}");
 }
 
+/// Waits for the line saying the process serves HTTP (or HTTPS) and returns its address.
+pub fn wait_for_http_address(lines: &Receiver<String>, seen: &mut Vec<String>) -> String {
+    let serving = wait_for(lines, "serving HTTP", seen);
+    serving.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
 /// Every line still to come, until the stream has been quiet for a moment.
 pub fn drain(lines: &Receiver<String>, seen: &mut Vec<String>) {
     while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {

@@ -176,8 +176,29 @@ pub fn azurite(containers: &[&str]) -> Option<Server> {
     Some(server)
 }
 
+/// A real Prometheus (Debian's package) on 127.0.0.1 with `config` as its configuration; rule
+/// files it names must be absolute paths.
+pub fn prometheus(config: &str) -> Option<Server> {
+    let exe = tool("prometheus", &["--version"])?;
+    Some(start("prometheus", |dir, port| {
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).unwrap();
+        let data = dir.join("data");
+        let mut cmd = Command::new(&exe);
+        cmd.arg(format!("--config.file={}", file.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        (cmd, data)
+    }))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tools and processes
+
+/// `name`'s path when it is installed and `name probe...` exits 0; see [`tool`].
+pub fn installed_tool(name: &'static str, probe: &[&str]) -> Option<PathBuf> {
+    tool(name, probe)
+}
 
 /// The tool's path if it is installed and runs (`probe` args, e.g. `--version`, exit 0); `None`
 /// (after saying so) when it isn't and servers are not required; panics when they are.

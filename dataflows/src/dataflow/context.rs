@@ -14,6 +14,7 @@ use crate::model::filter::BlockFilter;
 use crate::model::group::Grouping;
 use crate::model::layout::Layout;
 use crate::model::strategy::Strategy;
+use crate::telemetry::{ClusterProgress, Progress};
 
 /// Everything the graph needs, shared by all workers of the process.
 pub(crate) struct Context {
@@ -44,4 +45,16 @@ pub(crate) struct Context {
     /// Move mode: marks source blocks for deletion once they are safe in the target.
     pub(crate) source_marker: Option<SourceMarker>,
     pub(crate) runtime: Handle,
+    /// In a cluster: this process's place, and where its progress goes, so that process 0 can
+    /// show the whole cluster's run.
+    pub(crate) cluster_progress: Option<ClusterPlace>,
+}
+
+/// A process's place in a cluster, for sharing its progress.
+pub(crate) struct ClusterPlace {
+    pub(crate) process: usize,
+    /// Workers per process: worker `process * workers` is the process's first.
+    pub(crate) workers: usize,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) cluster: Arc<ClusterProgress>,
 }

@@ -10,7 +10,7 @@ use timely::dataflow::operators::vec::Input;
 use timely::WorkerConfig;
 
 use super::cluster::ClusterConfig;
-use super::context::Context;
+use super::context::{ClusterPlace, Context};
 use super::handshake::{agree, Settings};
 use super::{build, Epoch, RunRequest};
 use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
@@ -267,6 +267,12 @@ impl Replicator {
             layout: config.layout.clone(),
             source_marker,
             runtime,
+            cluster_progress: config.cluster.as_ref().map(|cluster| ClusterPlace {
+                process: cluster.process,
+                workers: config.workers.max(1),
+                progress: config.telemetry.progress.clone(),
+                cluster: config.telemetry.cluster.clone(),
+            }),
         });
         let caches = cache_files.map(|(source, target, settings)| {
             context.target_index.load(&target, &settings);

@@ -37,9 +37,12 @@ use timely::dataflow::operators::Concatenate;
 use timely::dataflow::{Scope, StreamVec};
 
 pub(crate) use context::Context;
-use operators::CollectRuns;
+use operators::{CollectRuns, ShareProgress, Sharing};
 
 use crate::report::Record;
+
+/// How often each process of a cluster looks whether its progress changed, to tell process 0.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A timely epoch: one replication run.
 pub type Epoch = u64;
@@ -83,5 +86,15 @@ pub(crate) fn build<'scope>(
     // that move mode marks.
     let records = scope.concatenate([list_errors, loaded.records, already_replicated, outcomes]);
     let records = mark::mark(records, &ctx);
+    if let Some(place) = &ctx.cluster_progress {
+        records.clone().share_progress(Sharing {
+            process: place.process,
+            speaker: scope.index() == place.process * place.workers,
+            progress: place.progress.clone(),
+            cluster: place.cluster.clone(),
+            every: PROGRESS_EVERY,
+            reset_after_run: place.process != 0,
+        });
+    }
     requests.collect_runs(records, on_run);
 }

@@ -1,9 +1,11 @@
 //! The HTTP surface of the sidecar: `/metrics`, `/-/healthy` and `/-/ready`, as Thanos
-//! components serve them, and the status page at `/` (with its data at `/api/v1/status`).
+//! components serve them, and the status page at `/` (with its data at `/api/v1/status`); all of
+//! them over TLS and behind basic auth when `--http.config` asks for it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::extract::State;
@@ -14,6 +16,11 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 use crate::status::StatusBoard;
+use guard::Guard;
+pub use web_config::WebConfig;
+
+mod guard;
+mod web_config;
 
 pub struct HttpState {
     pub registry: Mutex<Registry>,
@@ -63,10 +70,27 @@ async fn ready(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     }
 }
 
-/// Binds `address` and serves in the background on the current runtime. Returns the bound
-/// address (the port is chosen by the system when `address` has port 0).
-pub async fn serve(address: SocketAddr, state: Arc<HttpState>) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("--http-address {address}"))?;
+/// The HTTP server running in the background.
+pub struct HttpServer {
+    /// Where it listens (the port the system chose, when asked for port 0).
+    pub address: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Stops accepting connections and gives the requests in flight `grace` to finish
+    /// (Thanos's `--http-grace-period`), then closes the rest.
+    pub async fn stop(self, grace: Duration) {
+        self.handle.graceful_shutdown(Some(grace));
+        let _ = tokio::time::timeout(grace + Duration::from_secs(1), self.task).await;
+    }
+}
+
+/// Binds `address` and serves in the background on the current runtime, over TLS and behind
+/// basic auth when `web` says so.
+pub async fn serve(address: SocketAddr, state: Arc<HttpState>, web: &WebConfig) -> Result<HttpServer> {
+    let listener = std::net::TcpListener::bind(address).with_context(|| format!("--http-address {address}"))?;
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/", get(status_page))
@@ -74,11 +98,23 @@ pub async fn serve(address: SocketAddr, state: Arc<HttpState>) -> Result<SocketA
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
-        .with_state(state);
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the HTTP server stopped");
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(Guard::new(web)), guard::guard));
+    let handle = axum_server::Handle::new();
+    let server = match &web.tls {
+        Some(tls) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+            tokio::spawn(server.serve(app.into_make_service()))
+        }
+        None => tokio::spawn(axum_server::from_tcp(listener)?.handle(handle.clone()).serve(app.into_make_service())),
+    };
+    let task = tokio::spawn(async move {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the HTTP server stopped"),
+            Err(error) => tracing::error!(%error, "the HTTP server stopped"),
         }
     });
-    Ok(bound)
+    Ok(HttpServer { address: bound, handle, task })
 }

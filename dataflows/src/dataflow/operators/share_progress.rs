@@ -1,0 +1,115 @@
+//! `share_progress`: every process tells process 0 how far it is in the run, while it runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use crate::dataflow::Epoch;
+use crate::telemetry::{ClusterProgress, ProcessProgress, Progress};
+
+/// Who speaks for a process, and where what it says is kept.
+pub(crate) struct Sharing {
+    /// The process the worker belongs to.
+    pub(crate) process: usize,
+    /// Whether this worker speaks for its process (its first worker does).
+    pub(crate) speaker: bool,
+    /// The process's progress, which every worker of the process adds to.
+    pub(crate) progress: Arc<Progress>,
+    /// Where worker 0 keeps what every process said.
+    pub(crate) cluster: Arc<ClusterProgress>,
+    /// How often a speaker looks at its progress.
+    pub(crate) every: Duration,
+    /// Set the progress back to zero when a run ends. Process 0's shell does it as each run
+    /// starts; the other processes have no run loop of their own, so this does it for them.
+    pub(crate) reset_after_run: bool,
+}
+
+/// Shares each process's progress with worker 0 while a run goes on.
+pub(crate) trait ShareProgress<'scope> {
+    /// While the stream's frontier stands at a run (no record of that run can be ruled out
+    /// yet), the speaker of each process sends its process's progress, stamped with that run,
+    /// to worker 0 whenever it changed, looking every `sharing.every`, and once more when the
+    /// frontier passes the run, so that its last word is its final count; worker 0 records it
+    /// in `sharing.cluster`. The operator holds a capability only at the stream's own frontier,
+    /// and drops it when the frontier is empty, so it never holds back a run or the shutdown.
+    fn share_progress(self, sharing: Sharing);
+}
+
+impl<'scope, D: Clone + 'static> ShareProgress<'scope> for StreamVec<'scope, Epoch, D> {
+    fn share_progress(self, sharing: Sharing) {
+        let scope = self.scope();
+        let Sharing { process, speaker, progress, cluster, every, reset_after_run } = sharing;
+        let shared = self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<ProcessProgress>>, _, _, _>(
+            Pipeline,
+            "ShareProgress",
+            move |initial, info| {
+                let activator = scope.activator_for(info.address.clone());
+                let mut capability = Some(initial);
+                let mut words = Words { progress, process, last_sent: (0, 0, 0, 0) };
+                move |(input, frontier), output| {
+                    // The records themselves go elsewhere; only the frontier matters here.
+                    input.for_each(|_, _| {});
+                    let next = frontier.frontier().first().copied();
+                    let Some(held) = capability.as_mut() else { return };
+                    if next.is_none_or(|run| *held.time() < run) {
+                        // The run at the capability is over: the process's last word on it,
+                        // then (on a process whose shell does not) a fresh start for the next.
+                        if speaker {
+                            if let Some(word) = words.next(*held.time()) {
+                                output.session(&*held).give(word);
+                            }
+                            if reset_after_run {
+                                words.progress.reset();
+                            }
+                        }
+                    }
+                    let Some(run) = next else {
+                        capability = None;
+                        return;
+                    };
+                    if *held.time() < run {
+                        held.downgrade(&run);
+                    }
+                    if speaker {
+                        if let Some(word) = words.next(run) {
+                            output.session(&*held).give(word);
+                        }
+                        activator.activate_after(every);
+                    }
+                }
+            },
+        );
+        shared.sink(Exchange::new(|_: &ProcessProgress| 0), "GatherProgress", move |(input, _frontier)| {
+            input.for_each(|_, data| {
+                for progress in data.drain(..) {
+                    cluster.record(progress);
+                }
+            });
+        });
+    }
+}
+
+/// What a speaker says of its process.
+struct Words {
+    progress: Arc<Progress>,
+    process: usize,
+    /// The counts last sent: a word goes out only when they moved.
+    last_sent: (u64, u64, u64, u64),
+}
+
+impl Words {
+    /// The process's progress stamped with `run`, when its counts moved since the last word
+    /// and the run has begun here (all zeros: it has not, and the last run's word stands).
+    fn next(&mut self, run: Epoch) -> Option<ProcessProgress> {
+        let now = self.progress.of_process(self.process, run);
+        let counts = (now.blocks_done, now.blocks_total, now.bytes_done, now.bytes_total);
+        if counts == self.last_sent || counts == (0, 0, 0, 0) {
+            return None;
+        }
+        self.last_sent = counts;
+        Some(now)
+    }
+}
