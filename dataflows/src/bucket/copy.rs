@@ -593,7 +593,7 @@ impl Copier {
         }
     }
 
-    /// The objects of target block folder `dir`, by one listing (tried again on transient
+    /// The objects of target block folder `dir`, by its folders' listings (tried again on transient
     /// failures).
     pub(crate) async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
         let prefix = folder_path(dir);

@@ -1,6 +1,5 @@
 //! Listing a bucket: its block folders, and the objects of one block folder.
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use ulid::Ulid;
@@ -53,13 +52,31 @@ pub(crate) async fn list_block(store: &dyn ObjectStore, dir: &str) -> Result<Vec
     Ok(objects.into_iter().map(|(rel_path, size, _)| (rel_path, size)).collect())
 }
 
-/// The objects under block folder `dir`, by one listing: path relative to the folder, size and
-/// ETag.
+/// The objects under block folder `dir`: path relative to the folder, size and ETag.
+///
+/// The folder is listed folder by folder (delimiter listings), not by one listing of everything
+/// under its prefix: some S3-compatible servers (s3s-fs among them) answer a prefix listing by
+/// walking the whole bucket, so that one block's listing costs the bucket's time, while a
+/// folder's listing costs that folder's. `chunks/`, which every block has, is listed beside the
+/// block's own folder, so that a block costs one round trip (two requests); any other subfolder
+/// is listed once it is seen.
 pub(crate) async fn list_block_objects(
     store: &dyn ObjectStore,
     dir: &str,
 ) -> object_store::Result<Vec<(String, u64, Option<String>)>> {
-    let objects: Vec<_> = store.list(Some(&folder_path(dir))).try_collect().await?;
+    let folder = folder_path(dir);
+    let chunks = folder.clone().join("chunks");
+    let (top, in_chunks) =
+        futures::join!(store.list_with_delimiter(Some(&folder)), store.list_with_delimiter(Some(&chunks)));
+    let top = top?;
+    let mut objects = top.objects;
+    objects.extend(in_chunks?.objects);
+    let mut folders: Vec<Path> = top.common_prefixes.into_iter().filter(|p| *p != chunks).collect();
+    while let Some(next) = folders.pop() {
+        let listing = store.list_with_delimiter(Some(&next)).await?;
+        objects.extend(listing.objects);
+        folders.extend(listing.common_prefixes);
+    }
     let folder = format!("{dir}/");
     Ok(objects
         .into_iter()
