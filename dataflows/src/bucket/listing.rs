@@ -68,10 +68,11 @@ pub(crate) async fn list_block_objects(
     let chunks = folder.clone().join("chunks");
     let (top, in_chunks) =
         futures::join!(store.list_with_delimiter(Some(&folder)), store.list_with_delimiter(Some(&chunks)));
-    let top = top?;
+    let (top, in_chunks) = (top?, in_chunks?);
     let mut objects = top.objects;
-    objects.extend(in_chunks?.objects);
+    objects.extend(in_chunks.objects);
     let mut folders: Vec<Path> = top.common_prefixes.into_iter().filter(|p| *p != chunks).collect();
+    folders.extend(in_chunks.common_prefixes);
     while let Some(next) = folders.pop() {
         let listing = store.list_with_delimiter(Some(&next)).await?;
         objects.extend(listing.objects);
