@@ -19,6 +19,7 @@ use object_store::path::Path;
 use object_store::ClientOptions;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::copy_request::{retrying, CopyRequestError};
 use super::http::Retries;
 
 /// What Azure leaves unencoded in a blob name in a URL, `/` included.
@@ -84,24 +85,7 @@ impl AzureCopy {
     /// Sends one authorized request, tried again (with backoff, within the retry settings)
     /// while it fails transiently: no answer, 5xx, timeouts or throttling.
     async fn send(&self, method: Method, url: &str, headers: &HeaderMap) -> Result<HeaderMap, AzureError> {
-        let started = Instant::now();
-        let mut tries = 0;
-        loop {
-            match self.send_once(method.clone(), url, headers).await {
-                Err(error)
-                    if error.transient()
-                        && tries < self.retries.retries
-                        && started.elapsed() < self.retries.retry_timeout =>
-                {
-                    let wait =
-                        Duration::from_millis(100).saturating_mul(1 << tries.min(8)).min(Duration::from_secs(15));
-                    tries += 1;
-                    tracing::debug!(%url, attempt = tries, %error, "server-side copy request failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                result => return result,
-            }
-        }
+        retrying(&self.retries, url, || self.send_once(method.clone(), url, headers)).await
     }
 
     async fn send_once(&self, method: Method, url: &str, headers: &HeaderMap) -> Result<HeaderMap, AzureError> {
@@ -226,33 +210,12 @@ fn copy_state(headers: &HeaderMap) -> CopyState {
 #[async_trait]
 impl ServerSideCopy for AzureCopy {
     async fn copy(&self, path: &Path, _size: u64) -> Result<(), ServerSideError> {
-        self.copy_blob(path).await.map_err(|error| {
-            let status = error.status;
-            let (path, source) = (path.to_string(), Box::new(error));
-            match status {
-                Some(403) => ServerSideError::Refused(object_store::Error::PermissionDenied { path, source }),
-                Some(501) => ServerSideError::Refused(object_store::Error::Generic { store: "MicrosoftAzure", source }),
-                Some(404) => ServerSideError::Failed(object_store::Error::NotFound { path, source }),
-                _ => ServerSideError::Failed(object_store::Error::Generic { store: "MicrosoftAzure", source }),
-            }
-        })
+        self.copy_blob(path).await.map_err(|error| error.into_server_side("MicrosoftAzure", path, &[403, 501]))
     }
 }
 
-/// A failed request of a server-side copy; `status` is `None` when no answer came.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {}{message}", status.map(|s| format!("Server returned non-2xx status code: {s}: ")).unwrap_or_default())]
-struct AzureError {
-    what: String,
-    status: Option<u16>,
-    message: String,
-}
-
-impl AzureError {
-    fn transient(&self) -> bool {
-        self.status.is_none_or(|s| s >= 500 || s == 408 || s == 429)
-    }
-}
+/// A failed request of a server-side copy.
+type AzureError = CopyRequestError;
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,6 @@
 //! an [`HttpClient`] from its [`ReqwestConnector`]. The target's credentials must be allowed to
 //! read the source; when they are not (AccessDenied), the engine streams instead.
 
-use std::time::{Duration, Instant};
-
 use async_trait::async_trait;
 use bucketflow_dataflows::{ServerSideCopy, ServerSideError};
 use http::{HeaderValue, Method};
@@ -17,6 +15,7 @@ use object_store::path::Path;
 use object_store::ClientOptions;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+use super::copy_request::{retrying, CopyRequestError};
 use super::http::Retries;
 use super::s3_copy::{error_body, xml_value};
 
@@ -84,24 +83,7 @@ impl GcsCopy {
     /// The copy, tried again (with backoff, within the retry settings) while it fails
     /// transiently: no answer, 5xx, timeouts or throttling.
     async fn copy_object(&self, path: &Path) -> Result<(), GcsError> {
-        let started = Instant::now();
-        let mut tries = 0;
-        loop {
-            match self.copy_once(path).await {
-                Err(error)
-                    if error.transient()
-                        && tries < self.retries.retries
-                        && started.elapsed() < self.retries.retry_timeout =>
-                {
-                    let wait =
-                        Duration::from_millis(100).saturating_mul(1 << tries.min(8)).min(Duration::from_secs(15));
-                    tries += 1;
-                    tracing::debug!(%path, attempt = tries, %error, "server-side copy request failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                result => return result,
-            }
-        }
+        retrying(&self.retries, path.as_ref(), || self.copy_once(path)).await
     }
 
     async fn copy_once(&self, path: &Path) -> Result<(), GcsError> {
@@ -144,36 +126,17 @@ impl GcsCopy {
 #[async_trait]
 impl ServerSideCopy for GcsCopy {
     async fn copy(&self, path: &Path, _size: u64) -> Result<(), ServerSideError> {
-        self.copy_object(path).await.map_err(|error| {
-            let status = error.status;
-            let (path, source) = (path.to_string(), Box::new(error));
-            match status {
-                Some(401 | 403) => ServerSideError::Refused(object_store::Error::PermissionDenied { path, source }),
-                Some(501) => ServerSideError::Refused(object_store::Error::Generic { store: "GCS", source }),
-                Some(404) => ServerSideError::Failed(object_store::Error::NotFound { path, source }),
-                _ => ServerSideError::Failed(object_store::Error::Generic { store: "GCS", source }),
-            }
-        })
+        self.copy_object(path).await.map_err(|error| error.into_server_side("GCS", path, &[401, 403, 501]))
     }
 }
 
-/// A failed copy request; `status` is `None` when no answer came.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {}{message}", status.map(|s| format!("Server returned non-2xx status code: {s}: ")).unwrap_or_default())]
-struct GcsError {
-    what: String,
-    status: Option<u16>,
-    message: String,
-}
-
-impl GcsError {
-    fn transient(&self) -> bool {
-        self.status.is_none_or(|s| s >= 500 || s == 408 || s == 429)
-    }
-}
+/// A failed copy request.
+type GcsError = CopyRequestError;
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use std::sync::Arc;
 
     use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};

@@ -8,6 +8,7 @@
 mod azure;
 mod azure_copy;
 mod bucket;
+mod copy_request;
 #[cfg(test)]
 mod fake_http;
 mod filesystem;

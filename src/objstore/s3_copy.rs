@@ -8,7 +8,6 @@
 //! when they are not (AccessDenied), the engine streams instead.
 
 use std::ops::Range;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bucketflow_dataflows::{ServerSideCopy, ServerSideError};
@@ -20,6 +19,7 @@ use object_store::path::Path;
 use object_store::ClientOptions;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::copy_request::{retrying, CopyRequestError};
 use super::http::Retries;
 
 /// What S3 leaves unencoded in a key (RFC 3986's unreserved characters), and in a path `/`.
@@ -147,29 +147,12 @@ impl S3Copy {
     /// while it fails transiently: no answer, 5xx, throttling, or a 200 whose body is an error,
     /// which S3 sends when a copy fails after it started answering.
     async fn send(&self, method: Method, url: &str, headers: &HeaderMap, body: &str) -> Result<String, S3Error> {
-        let started = Instant::now();
-        let mut tries = 0;
-        loop {
-            match self.send_once(method.clone(), url, headers, body).await {
-                Err(error)
-                    if error.transient()
-                        && tries < self.retries.retries
-                        && started.elapsed() < self.retries.retry_timeout =>
-                {
-                    let wait =
-                        Duration::from_millis(100).saturating_mul(1 << tries.min(8)).min(Duration::from_secs(15));
-                    tries += 1;
-                    tracing::debug!(%url, attempt = tries, %error, "server-side copy request failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                result => return result,
-            }
-        }
+        retrying(&self.retries, url, || self.send_once(method.clone(), url, headers, body)).await
     }
 
     async fn send_once(&self, method: Method, url: &str, headers: &HeaderMap, body: &str) -> Result<String, S3Error> {
         let what = || format!("{method} {url}");
-        let credential = self.credentials.get_credential().await.map_err(|e| S3Error::Request {
+        let credential = self.credentials.get_credential().await.map_err(|e| S3Error {
             what: what(),
             status: None,
             message: format!("credentials: {e}"),
@@ -178,31 +161,33 @@ impl S3Copy {
             .method(method.clone())
             .uri(url)
             .body(HttpRequestBody::from(body.to_string()))
-            .map_err(|e| S3Error::Request { what: what(), status: None, message: e.to_string() })?;
+            .map_err(|e| S3Error { what: what(), status: None, message: e.to_string() })?;
         request.headers_mut().extend(headers.clone());
         let authorizer = AwsAuthorizer::new(&credential, "s3", &self.region).with_request_payer(self.request_payer);
-        authorizer.try_authorize(&mut request, None).map_err(|e| S3Error::Request {
+        authorizer.try_authorize(&mut request, None).map_err(|e| S3Error {
             what: what(),
             status: None,
             message: format!("signing: {e}"),
         })?;
-        let response = self.client.execute(request).await.map_err(|e| S3Error::Request {
+        let response = self.client.execute(request).await.map_err(|e| S3Error {
             what: what(),
             status: None,
             message: e.to_string(),
         })?;
         let status = response.status().as_u16();
-        let text =
-            response.into_body().bytes().await.map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| {
-                S3Error::Request { what: what(), status: None, message: format!("reading the answer: {e}") }
-            })?;
+        let text = response
+            .into_body()
+            .bytes()
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| S3Error { what: what(), status: None, message: format!("reading the answer: {e}") })?;
         // S3 may answer a copy with 200 and report its failure in the body.
         if let Some((code, message)) = error_body(&text) {
             let status = if (200..300).contains(&status) { status_of_code(&code) } else { status };
-            return Err(S3Error::Request { what: what(), status: Some(status), message: format!("{code}: {message}") });
+            return Err(S3Error { what: what(), status: Some(status), message: format!("{code}: {message}") });
         }
         if !(200..300).contains(&status) {
-            return Err(S3Error::Request { what: what(), status: Some(status), message: text });
+            return Err(S3Error { what: what(), status: Some(status), message: text });
         }
         Ok(text)
     }
@@ -215,7 +200,7 @@ impl S3Copy {
         // A successful copy names the new object's ETag.
         match xml_value(&body, "ETag") {
             Some(_) => Ok(()),
-            None => Err(S3Error::Request {
+            None => Err(S3Error {
                 what: format!("PUT {}", self.object_url(to, &[])),
                 status: Some(500),
                 message: format!("no CopyObjectResult in the answer: {body}"),
@@ -227,7 +212,7 @@ impl S3Copy {
     /// that fails is aborted, so that no invisible, billed parts stay behind.
     async fn copy_multipart(&self, from: &Path, to: &Path, size: u64) -> Result<(), S3Error> {
         let created = self.send(Method::POST, &self.object_url(to, &[("uploads", "")]), &self.encryption, "").await?;
-        let upload_id = xml_value(&created, "UploadId").ok_or_else(|| S3Error::Request {
+        let upload_id = xml_value(&created, "UploadId").ok_or_else(|| S3Error {
             what: format!("POST {}", self.object_url(to, &[("uploads", "")])),
             status: Some(500),
             message: format!("no UploadId in the answer: {created}"),
@@ -255,7 +240,7 @@ impl S3Copy {
                     headers.insert(COPY_SOURCE, source);
                     headers.insert(COPY_SOURCE_RANGE, header(&format!("bytes={}-{}", range.start, range.end - 1)));
                     let body = self.send(Method::PUT, &url, &headers, "").await?;
-                    let etag = xml_value(&body, "ETag").ok_or_else(|| S3Error::Request {
+                    let etag = xml_value(&body, "ETag").ok_or_else(|| S3Error {
                         what: format!("PUT {url}"),
                         status: Some(500),
                         message: format!("no ETag in the answer: {body}"),
@@ -283,7 +268,7 @@ impl ServerSideCopy for S3Copy {
         } else {
             self.copy_multipart(&from, &to, size).await
         };
-        result.map_err(|error| error.into_server_side(path))
+        result.map_err(|error| error.into_server_side("S3", path, &[403, 501]))
     }
 }
 
@@ -296,38 +281,7 @@ fn header(text: &str) -> HeaderValue {
 }
 
 /// A failed request of a server-side copy.
-#[derive(Debug, thiserror::Error)]
-enum S3Error {
-    /// `status` is the HTTP status, or the one an error code in a 200 answer stands for; `None`
-    /// when no answer came.
-    #[error("{what}: {}{message}", status.map(|s| format!("Server returned non-2xx status code: {s}: ")).unwrap_or_default())]
-    Request { what: String, status: Option<u16>, message: String },
-}
-
-impl S3Error {
-    fn status(&self) -> Option<u16> {
-        let S3Error::Request { status, .. } = self;
-        *status
-    }
-
-    /// No answer, a 5xx, a timeout or throttling.
-    fn transient(&self) -> bool {
-        self.status().is_none_or(|s| s >= 500 || s == 408 || s == 429)
-    }
-
-    /// As the engine sees it: a 403 (the target's credentials cannot read the source) or a 501
-    /// (no such copy here) is the provider refusing server-side copies; a 404 a missing object.
-    fn into_server_side(self, path: &Path) -> ServerSideError {
-        let status = self.status();
-        let (path, source) = (path.to_string(), Box::new(self));
-        match status {
-            Some(403) => ServerSideError::Refused(object_store::Error::PermissionDenied { path, source }),
-            Some(501) => ServerSideError::Refused(object_store::Error::Generic { store: "S3", source }),
-            Some(404) => ServerSideError::Failed(object_store::Error::NotFound { path, source }),
-            _ => ServerSideError::Failed(object_store::Error::Generic { store: "S3", source }),
-        }
-    }
-}
+type S3Error = CopyRequestError;
 
 /// The HTTP status an S3 error code stands for, for an error in the body of a 200 answer.
 fn status_of_code(code: &str) -> u16 {
