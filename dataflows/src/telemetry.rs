@@ -147,6 +147,9 @@ pub struct Progress {
     pub bytes_total: AtomicU64,
     /// Of those, bytes of the objects now in the target, copied or found there.
     pub bytes_done: AtomicU64,
+    /// How many times the counts were set back to zero: tells a new run's counts from the last
+    /// run's, even when they come out the same.
+    pub resets: AtomicU64,
 }
 
 impl Progress {
@@ -161,6 +164,7 @@ impl Progress {
         for a in [&self.blocks_total, &self.blocks_done, &self.bytes_total, &self.bytes_done] {
             a.store(0, Ordering::Relaxed);
         }
+        self.resets.fetch_add(1, Ordering::Relaxed);
     }
 
     /// (blocks done, blocks total, bytes done, bytes total).

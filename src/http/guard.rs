@@ -21,14 +21,29 @@ pub struct Guard {
     users: BTreeMap<String, String>,
     headers: Vec<(HeaderName, HeaderValue)>,
     accepted: Mutex<HashSet<[u8; 32]>>,
+    /// Checked for an unknown user, at the users' own cost, so that the answer's time does
+    /// not tell which user names exist.
+    decoy: String,
+    /// One bcrypt check at a time, as exporter-toolkit does: a flood of wrong passwords then
+    /// queues here instead of filling the runtime's blocking threads, which the engine uses too.
+    checking: tokio::sync::Semaphore,
 }
 
 impl Guard {
     pub fn new(config: &WebConfig) -> Guard {
+        let cost = config
+            .basic_auth_users
+            .values()
+            .filter_map(|hash| hash.parse::<bcrypt::HashParts>().ok())
+            .map(|parts| parts.get_cost())
+            .max();
+        let decoy = cost.and_then(|cost| bcrypt::hash("not a password of anyone", cost).ok()).unwrap_or_default();
         Guard {
             users: config.basic_auth_users.clone(),
             headers: config.headers.clone(),
             accepted: Mutex::new(HashSet::new()),
+            decoy,
+            checking: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -39,7 +54,10 @@ impl Guard {
             return true;
         }
         let Some((user, password)) = authorization.and_then(basic_credentials) else { return false };
-        let Some(hash) = self.users.get(&user) else { return false };
+        let (hash, known) = match self.users.get(&user) {
+            Some(hash) => (hash.clone(), true),
+            None => (self.decoy.clone(), false),
+        };
         let digest: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0])
@@ -48,14 +66,13 @@ impl Guard {
             .chain_update(hash.as_bytes())
             .finalize()
             .into();
-        if self.accepted.lock().is_ok_and(|accepted| accepted.contains(&digest)) {
+        if known && self.accepted.lock().is_ok_and(|accepted| accepted.contains(&digest)) {
             return true;
         }
+        let Ok(_turn) = self.checking.acquire().await else { return false };
         // bcrypt is slow on purpose; keep it off the async workers.
-        let hash = hash.clone();
-        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let checked = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false));
+        let matches = checked.await.unwrap_or(false) && known;
         if matches {
             if let Ok(mut accepted) = self.accepted.lock() {
                 if accepted.len() >= REMEMBERED_CREDENTIALS {
@@ -113,5 +130,8 @@ mod tests {
         assert!(guard.authorized(Some(&basic("alice", "s3cret"))).await);
         assert!(!guard.authorized(Some(&basic("alice", "s3cret!"))).await);
         assert!(Guard::new(&WebConfig::default()).authorized(None).await);
+        // An unknown user is checked against a decoy of the users' cost, and never passes.
+        assert_eq!(guard.decoy.parse::<bcrypt::HashParts>().unwrap().get_cost(), 4);
+        assert!(!guard.authorized(Some(&basic("mallory", "not a password of anyone"))).await);
     }
 }

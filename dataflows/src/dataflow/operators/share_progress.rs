@@ -48,7 +48,7 @@ impl<'scope, D: Clone + 'static> ShareProgress<'scope> for StreamVec<'scope, Epo
             move |initial, info| {
                 let activator = scope.activator_for(info.address.clone());
                 let mut capability = Some(initial);
-                let mut words = Words { progress, process, last_sent: (0, 0, 0, 0) };
+                let mut words = Words { progress, process, last_sent: (0, (0, 0, 0, 0)) };
                 move |(input, frontier), output| {
                     // The records themselves go elsewhere; only the frontier matters here.
                     input.for_each(|_, _| {});
@@ -96,20 +96,22 @@ impl<'scope, D: Clone + 'static> ShareProgress<'scope> for StreamVec<'scope, Epo
 struct Words {
     progress: Arc<Progress>,
     process: usize,
-    /// The counts last sent: a word goes out only when they moved.
-    last_sent: (u64, u64, u64, u64),
+    /// The counts last sent, and how many resets they followed: a word goes out only when the
+    /// counts moved or were set back to zero since (a run may end with the last run's counts).
+    last_sent: (u64, (u64, u64, u64, u64)),
 }
 
 impl Words {
     /// The process's progress stamped with `run`, when its counts moved since the last word
     /// and the run has begun here (all zeros: it has not, and the last run's word stands).
     fn next(&mut self, run: Epoch) -> Option<ProcessProgress> {
+        let resets = self.progress.resets.load(std::sync::atomic::Ordering::Relaxed);
         let now = self.progress.of_process(self.process, run);
         let counts = (now.blocks_done, now.blocks_total, now.bytes_done, now.bytes_total);
-        if counts == self.last_sent || counts == (0, 0, 0, 0) {
+        if (resets, counts) == self.last_sent || counts == (0, 0, 0, 0) {
             return None;
         }
-        self.last_sent = counts;
+        self.last_sent = (resets, counts);
         Some(now)
     }
 }
