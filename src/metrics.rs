@@ -97,7 +97,7 @@ impl RunMetrics {
         };
         // Before the first success, the process's start: an alert on the time since the last
         // success then measures from when replication could first have succeeded.
-        m.last_success.set(unix_seconds());
+        m.last_success.set(chrono::Utc::now().timestamp());
         // Both results exist from the start, as in Thanos, so that the mixin's error rate and its
         // alert see the first failure as a rise from zero, and its latency panel has a series
         // before the first success.
@@ -184,7 +184,7 @@ impl RunMetrics {
         let result = ResultLabel { result: if report.is_failure() { "error" } else { "success" } };
         self.runs.get_or_create(&result).inc();
         if !report.is_failure() {
-            self.last_success.set(unix_seconds());
+            self.last_success.set(chrono::Utc::now().timestamp());
         }
         self.observe_origin(report);
         self.observe_held_back_groups(report);
@@ -248,8 +248,4 @@ impl RunMetrics {
             self.group_held_back_runs.get_or_create(&GroupLabel { group }).set(runs);
         }
     }
-}
-
-fn unix_seconds() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

@@ -178,15 +178,7 @@ fn copies_large_objects_in_parts(s3: &Server) {
     assert_eq!(metric(&metrics, SERVER_SIDE), bytes, "{metrics:#?}");
     assert_eq!(metric(&metrics, STREAM), 0, "{metrics:#?}");
     // A multipart upload's ETag ends in its number of parts: 11 to 12 MiB make three of 5 MiB.
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name("target")
-        .with_endpoint(&s3.endpoint)
-        .with_region(&s3.region)
-        .with_access_key_id(&s3.access_key)
-        .with_secret_access_key(&s3.secret_key)
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let store = s3.s3_store("target");
     let chunk = files(&origin).into_keys().find(|p| p.to_str().unwrap().contains("chunks/")).unwrap();
     let path = object_store::path::Path::from(format!("replica/{}", chunk.to_str().unwrap()));
     let head = object_store::ObjectStoreExt::head(&store, &path);

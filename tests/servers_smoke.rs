@@ -4,23 +4,13 @@
 
 mod support;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use support::servers;
 
 fn s3(server: &servers::Server, bucket: &str) -> impl ObjectStore {
-    AmazonS3Builder::new()
-        .with_endpoint(&server.endpoint)
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_region(&server.region)
-        .with_access_key_id(&server.access_key)
-        .with_secret_access_key(&server.secret_key)
-        .with_bucket_name(bucket)
-        .build()
-        .expect("S3 store")
+    server.s3_store(bucket)
 }
 
 async fn round_trip(store: &impl ObjectStore, what: &str) {

@@ -117,15 +117,7 @@ fn a_partial_upload_in_an_s3_target_is_resumed() {
     let (origin, n) = source_folder(tmp.path());
     // An earlier run that stopped half way: one block's index, truncated, and no meta.json.
     let index = files(&origin).keys().find(|p| p.ends_with("index")).unwrap().clone();
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name("target")
-        .with_endpoint(&s3.endpoint)
-        .with_region(&s3.region)
-        .with_access_key_id(&s3.access_key)
-        .with_secret_access_key(&s3.secret_key)
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let store = s3.s3_store("target");
     let path = object_store::path::Path::from(index.to_str().unwrap());
     let put = object_store::ObjectStoreExt::put(&store, &path, object_store::PutPayload::from_static(b"trunc"));
     tokio::runtime::Runtime::new().unwrap().block_on(put).unwrap();

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{json, Value};
@@ -270,15 +270,7 @@ impl Target {
             }
             TargetKind::S3 => {
                 let server = servers::s3s_fs(&[S3_BUCKET])?;
-                let store = AmazonS3Builder::new()
-                    .with_bucket_name(S3_BUCKET)
-                    .with_endpoint(&server.endpoint)
-                    .with_region(&server.region)
-                    .with_access_key_id(&server.access_key)
-                    .with_secret_access_key(&server.secret_key)
-                    .with_allow_http(true)
-                    .build()
-                    .expect("S3 client for s3s-fs");
+                let store = server.s3_store(S3_BUCKET);
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 Some(Target::S3(Box::new(S3Target { store, rt, server })))
             }

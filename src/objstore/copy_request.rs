@@ -32,7 +32,7 @@ impl CopyRequestError {
         let status = self.status;
         let (path, source) = (path.to_string(), Box::new(self));
         match status {
-            Some(403) if refused.contains(&403) => {
+            Some(s @ (401 | 403)) if refused.contains(&s) => {
                 ServerSideError::Refused(object_store::Error::PermissionDenied { path, source })
             }
             Some(s) if refused.contains(&s) => ServerSideError::Refused(object_store::Error::Generic { store, source }),

@@ -44,6 +44,21 @@ pub struct Server {
 }
 
 impl Server {
+    /// An object_store client of `bucket` on this S3 server, to look at or prepare a bucket
+    /// beside bucketflow (path-style requests, plain HTTP).
+    pub fn s3_store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_region(&self.region)
+            .with_access_key_id(&self.access_key)
+            .with_secret_access_key(&self.secret_key)
+            .with_bucket_name(bucket)
+            .build()
+            .expect("an S3 client of a test server")
+    }
+
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
