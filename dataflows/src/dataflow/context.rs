@@ -6,6 +6,7 @@ use object_store::ObjectStore;
 use tokio::runtime::Handle;
 
 use super::held_back::HeldBack;
+use super::operators::Sharing;
 use crate::bucket::copy::Copier;
 use crate::bucket::mark_source::SourceMarker;
 use crate::bucket::meta_cache::SourceMetas;
@@ -14,7 +15,6 @@ use crate::model::filter::BlockFilter;
 use crate::model::group::Grouping;
 use crate::model::layout::Layout;
 use crate::model::strategy::Strategy;
-use crate::telemetry::{ClusterProgress, Progress};
 
 /// Everything the graph needs, shared by all workers of the process.
 pub(crate) struct Context {
@@ -47,14 +47,5 @@ pub(crate) struct Context {
     pub(crate) runtime: Handle,
     /// In a cluster: this process's place, and where its progress goes, so that process 0 can
     /// show the whole cluster's run.
-    pub(crate) cluster_progress: Option<ClusterPlace>,
-}
-
-/// A process's place in a cluster, for sharing its progress.
-pub(crate) struct ClusterPlace {
-    pub(crate) process: usize,
-    /// Workers per process: worker `process * workers` is the process's first.
-    pub(crate) workers: usize,
-    pub(crate) progress: Arc<Progress>,
-    pub(crate) cluster: Arc<ClusterProgress>,
+    pub(crate) cluster_progress: Option<Sharing>,
 }

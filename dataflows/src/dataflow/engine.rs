@@ -10,8 +10,9 @@ use timely::dataflow::operators::vec::Input;
 use timely::WorkerConfig;
 
 use super::cluster::ClusterConfig;
-use super::context::{ClusterPlace, Context};
+use super::context::Context;
 use super::handshake::{agree, Settings};
+use super::operators::Sharing;
 use super::{build, Epoch, RunRequest};
 use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
 use crate::bucket::copy::{Copier, RetryPolicy, DEFAULT_PART_SIZE};
@@ -267,7 +268,7 @@ impl Replicator {
             layout: config.layout.clone(),
             source_marker,
             runtime,
-            cluster_progress: config.cluster.as_ref().map(|cluster| ClusterPlace {
+            cluster_progress: config.cluster.as_ref().map(|cluster| Sharing {
                 process: cluster.process,
                 workers: config.workers.max(1),
                 progress: config.telemetry.progress.clone(),

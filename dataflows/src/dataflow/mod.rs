@@ -37,12 +37,9 @@ use timely::dataflow::operators::Concatenate;
 use timely::dataflow::{Scope, StreamVec};
 
 pub(crate) use context::Context;
-use operators::{CollectRuns, ShareProgress, Sharing};
+use operators::{CollectRuns, ShareProgress};
 
 use crate::report::Record;
-
-/// How often each process of a cluster looks whether its progress changed, to tell process 0.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A timely epoch: one replication run.
 pub type Epoch = u64;
@@ -86,15 +83,8 @@ pub(crate) fn build<'scope>(
     // that move mode marks.
     let records = scope.concatenate([list_errors, loaded.records, already_replicated, outcomes]);
     let records = mark::mark(records, &ctx);
-    if let Some(place) = &ctx.cluster_progress {
-        records.clone().share_progress(Sharing {
-            process: place.process,
-            speaker: scope.index() == place.process * place.workers,
-            progress: place.progress.clone(),
-            cluster: place.cluster.clone(),
-            every: PROGRESS_EVERY,
-            reset_after_run: place.process != 0,
-        });
+    if let Some(sharing) = &ctx.cluster_progress {
+        records.clone().share_progress(sharing);
     }
     requests.collect_runs(records, on_run);
 }

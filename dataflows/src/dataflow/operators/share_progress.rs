@@ -10,38 +10,40 @@ use timely::dataflow::StreamVec;
 use crate::dataflow::Epoch;
 use crate::telemetry::{ClusterProgress, ProcessProgress, Progress};
 
-/// Who speaks for a process, and where what it says is kept.
+/// How often each process looks whether its progress changed, to tell process 0.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// A process's place in a cluster, and where its progress is kept and gathered.
 pub(crate) struct Sharing {
-    /// The process the worker belongs to.
+    /// The process.
     pub(crate) process: usize,
-    /// Whether this worker speaks for its process (its first worker does).
-    pub(crate) speaker: bool,
+    /// Workers per process: worker `process * workers`, the process's first, speaks for it.
+    pub(crate) workers: usize,
     /// The process's progress, which every worker of the process adds to.
     pub(crate) progress: Arc<Progress>,
     /// Where worker 0 keeps what every process said.
     pub(crate) cluster: Arc<ClusterProgress>,
-    /// How often a speaker looks at its progress.
-    pub(crate) every: Duration,
-    /// Set the progress back to zero when a run ends. Process 0's shell does it as each run
-    /// starts; the other processes have no run loop of their own, so this does it for them.
-    pub(crate) reset_after_run: bool,
 }
 
 /// Shares each process's progress with worker 0 while a run goes on.
 pub(crate) trait ShareProgress<'scope> {
     /// While the stream's frontier stands at a run (no record of that run can be ruled out
     /// yet), the speaker of each process sends its process's progress, stamped with that run,
-    /// to worker 0 whenever it changed, looking every `sharing.every`, and once more when the
-    /// frontier passes the run, so that its last word is its final count; worker 0 records it
-    /// in `sharing.cluster`. The operator holds a capability only at the stream's own frontier,
+    /// to worker 0 whenever it changed, looking once a second, and once more when the frontier
+    /// passes the run, so that its last word is its final count; worker 0 records it in
+    /// `sharing.cluster`. On every process but process 0, the speaker then sets the progress
+    /// back to zero: process 0's shell does so as each run starts, and the others have no run
+    /// loop of their own. The operator holds a capability only at the stream's own frontier,
     /// and drops it when the frontier is empty, so it never holds back a run or the shutdown.
-    fn share_progress(self, sharing: Sharing);
+    fn share_progress(self, sharing: &Sharing);
 }
 
 impl<'scope, D: Clone + 'static> ShareProgress<'scope> for StreamVec<'scope, Epoch, D> {
-    fn share_progress(self, sharing: Sharing) {
+    fn share_progress(self, sharing: &Sharing) {
         let scope = self.scope();
-        let Sharing { process, speaker, progress, cluster, every, reset_after_run } = sharing;
+        let (process, progress, cluster) = (sharing.process, sharing.progress.clone(), sharing.cluster.clone());
+        let speaker = scope.index() == process * sharing.workers;
+        let reset_after_run = process != 0;
         let shared = self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<ProcessProgress>>, _, _, _>(
             Pipeline,
             "ShareProgress",
@@ -77,7 +79,7 @@ impl<'scope, D: Clone + 'static> ShareProgress<'scope> for StreamVec<'scope, Epo
                         if let Some(word) = words.next(run) {
                             output.session(&*held).give(word);
                         }
-                        activator.activate_after(every);
+                        activator.activate_after(EVERY);
                     }
                 }
             },
