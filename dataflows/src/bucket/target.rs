@@ -19,7 +19,7 @@ use object_store::ObjectStore;
 use tokio::sync::OnceCell;
 use ulid::Ulid;
 
-use super::inventory::{take_inventory, Side, Validator};
+use super::inventory::{take_inventory, Inventory, Side, Validator};
 use super::meta_cache::CacheFile;
 use super::read::read_meta_bytes;
 use crate::model::block::{SourceBlock, TargetListing};
@@ -151,8 +151,15 @@ pub(crate) struct TargetIndex {
     concurrency: usize,
     /// The target meta.json files read so far, by folder.
     known: Mutex<HashMap<String, Known>>,
-    /// Each run's view, built once by whichever worker asks first.
-    runs: Mutex<BTreeMap<u64, Arc<OnceCell<Result<Arc<TargetView>, String>>>>>,
+    /// Each run's listing and view, each made once by whichever worker asks first.
+    runs: Mutex<BTreeMap<u64, Arc<RunCells>>>,
+}
+
+/// One run's listing of the target and its view, made once each per process.
+#[derive(Default)]
+struct RunCells {
+    listing: OnceCell<Result<Arc<Inventory>, String>>,
+    view: OnceCell<Result<Arc<TargetView>, String>>,
 }
 
 impl TargetIndex {
@@ -171,13 +178,26 @@ impl TargetIndex {
     /// not read before read, shared by every worker of the process. An error (the target could
     /// not be listed) is the run's, and every block that needs the view fails on it.
     pub(crate) async fn view(&self, run: u64) -> Result<Arc<TargetView>, String> {
-        let cell = {
-            let mut runs = self.runs.lock().expect("never poisoned");
-            // Earlier runs are over: their views are never asked for again.
-            runs.retain(|&r, _| r >= run);
-            runs.entry(run).or_default().clone()
+        let cells = self.cells(run);
+        cells.view.get_or_init(|| self.build(run)).await.clone()
+    }
+
+    /// The target's block folders at the start of run `run`, as one listing saw them, without
+    /// reading any meta.json: enough to tell the blocks the target holds already.
+    pub(crate) async fn listing(&self, run: u64) -> Result<Arc<Inventory>, String> {
+        let cells = self.cells(run);
+        let list = || async {
+            let inventory = take_inventory(&*self.store, &self.layout, Side::Target).await;
+            inventory.map(Arc::new).map_err(|e| error_chain(&e))
         };
-        cell.get_or_init(|| self.build()).await.clone()
+        cells.listing.get_or_init(list).await.clone()
+    }
+
+    fn cells(&self, run: u64) -> Arc<RunCells> {
+        let mut runs = self.runs.lock().expect("never poisoned");
+        // Earlier runs are over: their listings and views are never asked for again.
+        runs.retain(|&r, _| r >= run);
+        runs.entry(run).or_default().clone()
     }
 
     /// Remembers the meta.json this process just wrote for `block` (with ETag `e_tag`), so that
@@ -213,8 +233,8 @@ impl TargetIndex {
         CacheFile::save(path, settings, entries)
     }
 
-    async fn build(&self) -> Result<Arc<TargetView>, String> {
-        let inventory = take_inventory(&*self.store, &self.layout, Side::Target).await.map_err(|e| error_chain(&e))?;
+    async fn build(&self, run: u64) -> Result<Arc<TargetView>, String> {
+        let inventory = self.listing(run).await?;
         let unread: Vec<(String, Validator)> = {
             let mut known = self.known.lock().expect("never poisoned");
             // A folder gone from the listing, or whose meta.json is gone, is forgotten.
@@ -252,8 +272,9 @@ impl TargetIndex {
             }
         }
         let mut view = TargetView::new(known.values().map(|k| k.block.clone()));
-        for (dir, folder) in inventory {
-            let listing = folder.objects.into_iter().map(|(rel, size, e_tag)| (rel, (size, e_tag))).collect();
+        for (dir, folder) in inventory.iter() {
+            let listing = folder.objects.iter().map(|(rel, size, e_tag)| (rel.clone(), (*size, e_tag.clone()))).collect();
+            let dir = dir.clone();
             let target_folder = TargetFolder {
                 meta_digest: known.get(&dir).map(|k| k.digest),
                 unreadable: unreadable.remove(&dir),

@@ -1,4 +1,6 @@
 //! Stage 1, list: worker 0 lists the source once per run: its block folders, with their objects.
+//! The target is listed at the same time, and a block whose meta.json the target holds already
+//! is settled here, from the two listings alone.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use super::{RunRequest, Stream};
 use crate::bucket::inventory::{take_inventory, Folder, Side};
 use crate::model::failure::error_chain;
 use crate::model::filter::FilterRule;
+use crate::model::markers::{is_marker, DELETION_MARK};
 use crate::report::{Outcome, Record};
 
 /// A block folder of a run, as the source's listing saw it.
@@ -23,7 +26,8 @@ pub(crate) struct Listed {
 
 /// Each run request becomes the run's block folders (`<ULID>` or `<tenant>/<ULID>`), each with
 /// what the listing saw in it. A listing that fails is a run error, and the run then has no
-/// blocks. Folders excluded by `--exclude-block` end here, before their meta.json is read.
+/// blocks. Folders excluded by `--exclude-block` end here, before their meta.json is read, and
+/// so do blocks the target holds already (see [`replicated_by_listing`]).
 pub(crate) fn list<'scope>(
     requests: Stream<'scope, RunRequest>,
     ctx: &Arc<Context>,
@@ -39,15 +43,24 @@ pub(crate) fn list<'scope>(
         move |request: RunRequest| {
             let ctx = ctx.clone();
             async move {
-                match take_inventory(&*ctx.source, &ctx.layout, Side::Source).await {
+                let source = take_inventory(&*ctx.source, &ctx.layout, Side::Source);
+                // A target that cannot be listed settles nothing here: the later stages name the
+                // error, block by block.
+                let (source, target) = futures::join!(source, ctx.target_index.listing(request.run_id));
+                let target = target.ok();
+                match source {
                     Ok(inventory) => inventory
                         .into_iter()
-                        .map(|(dir, folder)| match ctx.filter.excludes(&dir) {
-                            Some(reason) => {
+                        .map(|(dir, folder)| {
+                            if let Some(reason) = ctx.filter.excludes(&dir) {
                                 let rule = FilterRule::Selection;
-                                Err(Record::of_folder(&dir, Outcome::Filtered { reason, rule }))
+                                return Err(Record::of_folder(&dir, Outcome::Filtered { reason, rule }));
                             }
-                            None => Ok(Listed { request, dir, folder }),
+                            let in_target = target.as_ref().and_then(|t| t.get(&dir));
+                            if replicated_by_listing(&ctx, &folder, in_target) {
+                                return Err(Record::of_folder(&dir, Outcome::AlreadyReplicated));
+                            }
+                            Ok(Listed { request, dir, folder })
                         })
                         .collect(),
                     Err(e) => vec![Err(Record::RunError(error_chain(&e)))],
@@ -56,4 +69,22 @@ pub(crate) fn list<'scope>(
         },
     );
     listed.ok_err(|r| r)
+}
+
+/// Whether the target holds block folder `source` already, as far as the two listings tell:
+/// its meta.json is there with the source's size, and so is every mark to copy. A meta.json
+/// never changes (a block's ULID names one version of it), and the commit writes it last, so
+/// neither meta.json is read: an idle run costs the two listings.
+///
+/// Not when the block's plan matters beyond that: move mode marks the source block (the full way
+/// reads it first), and a deletion mark's time is in the mark.
+fn replicated_by_listing(ctx: &Context, source: &Folder, target: Option<&Folder>) -> bool {
+    let (Some(meta), Some(target)) = (source.meta.as_ref(), target) else { return false };
+    if ctx.source_marker.is_some() || (ctx.filter.ignore_marked_for_deletion && source.deletion_marked()) {
+        return false;
+    }
+    let in_target = |rel: &str, size: u64| target.objects.iter().any(|(r, s, _)| r == rel && *s == size);
+    let marks_copied = !ctx.copy_markers
+        || source.objects.iter().filter(|(rel, _, _)| is_marker(rel) && rel != DELETION_MARK).all(|(rel, size, _)| in_target(rel, *size));
+    target.meta.as_ref().is_some_and(|m| m.size == meta.size) && marks_copied
 }
