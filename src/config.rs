@@ -46,6 +46,8 @@ impl ReplicateArgs {
             replica_labels: self.replica_labels()?,
             target_vertical_compaction: self.target_vertical_compaction,
             cache_dir: self.cache_dir.clone(),
+            meta_budget: defaults.meta_budget,
+            single_run: self.is_single_run(),
             cluster,
         })
     }

@@ -11,23 +11,8 @@ use bucketflow_dataflows::testkit::synth::{self, generate, write, BlockShape, Sy
 use bucketflow_dataflows::{EngineConfig, Replicator, Telemetry};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
-use support::runtime;
-
-/// Requests so far, by `bucket/operation`.
-fn requests(registry: &Registry) -> BTreeMap<String, u64> {
-    let mut text = String::new();
-    encode(&mut text, registry).unwrap();
-    let mut counts = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("bucketflow_requests_total{")) {
-        let (labels, value) = line.rsplit_once(' ').unwrap();
-        let field =
-            |name: &str| labels.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string();
-        counts.insert(format!("{}/{}", field("bucket"), field("operation")), value.parse().unwrap());
-    }
-    counts
-}
+use support::{requests, runtime};
 
 /// What happened between two snapshots of `requests`.
 fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -118,7 +103,8 @@ fn a_new_process_reads_no_meta_json_of_replicated_blocks_and_a_cache_dir_spares_
         let mut registry = Registry::default();
         telemetry.metrics.register(&mut registry);
         let filter = filter.clone();
-        let config = EngineConfig { telemetry, workers: 2, cache_dir, filter, replica_labels, ..EngineConfig::default() };
+        let config =
+            EngineConfig { telemetry, workers: 2, cache_dir, filter, replica_labels, ..EngineConfig::default() };
         let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
         let report = replicator.run().unwrap();
         replicator.shutdown().unwrap();

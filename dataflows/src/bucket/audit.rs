@@ -257,13 +257,13 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
             }
         }
     }
-    let meta = &block.meta.meta;
+    let meta = &block.summary;
     let group = block.group.clone();
     Found::Visible(BlockAudit {
         group: Some(group),
         min_time: Some(meta.min_time),
         max_time: Some(meta.max_time),
-        level: Some(meta.compaction.level),
+        level: Some(meta.level),
         marked_for_deletion: block.markers.deletion,
         status: if problems.is_empty() { BlockStatus::Complete } else { BlockStatus::Incomplete { problems } },
         time_note: None,

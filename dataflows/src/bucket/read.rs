@@ -126,7 +126,7 @@ pub(crate) async fn load_block(
             Ok(None) => {}
             Err(e) => {
                 let failure = Failure::new(FailureCause::Source, error_chain(&e));
-                return Ok(SourceBlock::defective(dir, block.meta, failure, grouping));
+                return Ok(block.with_defect(failure));
             }
         }
     }

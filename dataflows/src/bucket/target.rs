@@ -151,6 +151,8 @@ pub(crate) struct TargetIndex {
     concurrency: usize,
     /// The target meta.json files read so far, by folder.
     known: Mutex<HashMap<String, Known>>,
+    /// Whether the metas this process writes are remembered for its next run.
+    remember_commits: bool,
     /// Each run's listing and view, each made once by whichever worker asks first.
     runs: Mutex<BTreeMap<u64, Arc<RunCells>>>,
 }
@@ -171,7 +173,14 @@ impl TargetIndex {
             concurrency: concurrency.max(1),
             known: Mutex::new(HashMap::new()),
             runs: Mutex::new(BTreeMap::new()),
+            remember_commits: true,
         }
+    }
+
+    /// This index, remembering the metas the process writes only when `remember` (a process
+    /// that makes one run has no use for them).
+    pub(crate) fn remembering(self, remember: bool) -> Self {
+        TargetIndex { remember_commits: remember, ..self }
     }
 
     /// The target at the start of run `run`: listed once for the run, with every meta.json
@@ -203,7 +212,10 @@ impl TargetIndex {
     /// Remembers the meta.json this process just wrote for `block` (with ETag `e_tag`), so that
     /// the next run knows it from the listing without reading it back.
     pub(crate) fn committed(&self, block: &SourceBlock, e_tag: Option<String>) {
-        let validator = Validator { size: block.meta.bytes.len() as u64, e_tag, last_modified: None };
+        if !self.remember_commits {
+            return;
+        }
+        let validator = Validator { size: block.meta.size(), e_tag, last_modified: None };
         let known = Known {
             validator,
             digest: block.summary.digest,
@@ -273,7 +285,8 @@ impl TargetIndex {
         }
         let mut view = TargetView::new(known.values().map(|k| k.block.clone()));
         for (dir, folder) in inventory.iter() {
-            let listing = folder.objects.iter().map(|(rel, size, e_tag)| (rel.clone(), (*size, e_tag.clone()))).collect();
+            let listing =
+                folder.objects.iter().map(|(rel, size, e_tag)| (rel.clone(), (*size, e_tag.clone()))).collect();
             let dir = dir.clone();
             let target_folder = TargetFolder {
                 meta_digest: known.get(&dir).map(|k| k.digest),

@@ -86,7 +86,7 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
             return Err(Record::of_block(&block, Outcome::Covered { by }));
         }
         Verdict::Overlaps { with, min_time, max_time } => {
-            let meta = &block.meta.meta;
+            let meta = &block.summary;
             let error = format!(
                 "[{}, {}) overlaps target block {with} [{min_time}, {max_time}) of its group, and neither holds the other: \
                  the target compactor would halt on the overlap (give --target.vertical-compaction if it compacts vertically)",

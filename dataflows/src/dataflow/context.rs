@@ -13,6 +13,7 @@ use crate::bucket::meta_cache::SourceMetas;
 use crate::bucket::target::TargetIndex;
 use crate::model::filter::BlockFilter;
 use crate::model::group::Grouping;
+use crate::model::held_meta::MetaBudget;
 use crate::model::layout::Layout;
 use crate::model::strategy::Strategy;
 
@@ -35,6 +36,10 @@ pub(crate) struct Context {
     /// needs no request for it, and one that cannot read it still knows the one group it holds
     /// back.
     pub(crate) source_metas: SourceMetas,
+    /// Whether the metas read are remembered for a later run.
+    pub(crate) remember_metas: bool,
+    /// What the planned blocks' meta.json bytes may take in memory until their commits.
+    pub(crate) meta_budget: Arc<MetaBudget>,
     /// The target's visible blocks by group, read once per block folder and process.
     pub(crate) target_index: Arc<TargetIndex>,
     /// The target compactor merges overlapping blocks (it compacts vertically), so an overlap

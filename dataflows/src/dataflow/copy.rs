@@ -14,9 +14,10 @@ use super::{route, Stream};
 use crate::model::block::{block_path, ObjectSpec, Seen};
 use crate::model::failure::{Failure, FailureCause};
 
-/// One object to copy, sent to the worker its path hashes to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CopyJob {
+/// The block an object to copy belongs to, shared by the block's objects: every object of a run
+/// may wait in the copy stage at once.
+#[derive(Debug, Serialize, Deserialize)]
+struct JobBlock {
     queue: String,
     group: String,
     dir: String,
@@ -24,6 +25,12 @@ struct CopyJob {
     ulid: Ulid,
     /// The run it is copied in.
     run: u64,
+}
+
+/// One object to copy, sent to the worker its path hashes to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CopyJob {
+    block: Arc<JobBlock>,
     spec: ObjectSpec,
     /// What the target listing said of the object before copying.
     seen: Seen,
@@ -35,20 +42,17 @@ struct CopyJob {
 pub(crate) fn copy<'scope>(blocks: Stream<'scope, CommitBlock>, ctx: &Arc<Context>) -> Stream<'scope, Completion> {
     let jobs = blocks.flat_map(|CommitBlock { queue, block }| {
         let (min_time, ulid) = block.order_key();
+        let (dir, group, run, listing) = (block.dir, block.group, block.run, block.target_listing);
+        let shared = Arc::new(JobBlock { queue, group, dir, min_time, ulid, run });
         block.objects.into_iter().map(move |spec| CopyJob {
-            queue: queue.clone(),
-            group: block.group.clone(),
-            dir: block.dir.clone(),
-            min_time,
-            ulid,
-            run: block.run,
-            seen: Seen::of(block.target_listing.as_ref(), &spec.rel_path),
+            block: shared.clone(),
+            seen: Seen::of(listing.as_ref(), &spec.rel_path),
             spec,
         })
     });
     let c = ctx.clone();
-    let copy_pact = Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.dir, job.spec.rel_path)));
-    let priority = |job: &CopyJob| (job.min_time, job.ulid, job.spec.rank());
+    let copy_pact = Exchange::new(|job: &CopyJob| route(&format!("{}/{}", job.block.dir, job.spec.rel_path)));
+    let priority = |job: &CopyJob| (job.block.min_time, job.block.ulid, job.spec.rank());
     jobs.async_flat_map(
         "Copy",
         copy_pact,
@@ -58,31 +62,40 @@ pub(crate) fn copy<'scope>(blocks: Stream<'scope, CommitBlock>, ctx: &Arc<Contex
         |job, message| {
             let result =
                 Err(Failure::new(FailureCause::Internal, format!("internal error: the copy panicked: {message}")));
-            vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
+            vec![job.completion(result)]
         },
         move |job: CopyJob| {
             let (copier, held_back) = (c.copier.clone(), c.held_back.clone());
             let ordered = c.strategy.ordered_commit();
-            let span = tracing::info_span!("object", block = %job.dir, group = %job.group);
+            let span = tracing::info_span!("object", block = %job.block.dir, group = %job.block.group);
             async move {
-                let path = block_path(&job.dir, &job.spec.rel_path);
-                let key = (job.min_time, job.ulid);
+                let block = &job.block;
+                let path = block_path(&block.dir, &job.spec.rel_path);
+                let key = (block.min_time, block.ulid);
                 let result = if copier.cancel.is_cancelled() {
                     Err(Failure::new(FailureCause::Interrupted, "interrupted before the copy started"))
-                } else if ordered && held_back.is_behind(job.run, &job.queue, key) {
+                } else if ordered && held_back.is_behind(block.run, &block.queue, key) {
                     // Its block will be held back behind the older one that failed: the copy
                     // would be made for nothing, and made again next run.
                     Err(Failure::new(FailureCause::Source, "not copied: an older block of its group failed"))
                 } else {
-                    let result = copier.ensure_seen(&path, &job.spec, job.seen).await.map_err(|e| e.failure());
+                    let result = copier.ensure_seen(&path, &job.spec, job.seen.clone()).await.map_err(|e| e.failure());
                     if result.is_err() && ordered {
-                        held_back.fail(job.run, &job.queue, key);
+                        held_back.fail(block.run, &block.queue, key);
                     }
                     result
                 };
-                vec![Completion { queue: job.queue, dir: job.dir, rel_path: job.spec.rel_path, result }]
+                vec![job.completion(result)]
             }
             .instrument(span)
         },
     )
+}
+
+impl CopyJob {
+    /// The end of this copy, for the worker that owns its block's queue.
+    fn completion(self, result: Result<crate::bucket::copy::ObjectDone, Failure>) -> Completion {
+        let CopyJob { block, spec, .. } = self;
+        Completion { queue: block.queue.clone(), dir: block.dir.clone(), rel_path: spec.rel_path, result }
+    }
 }

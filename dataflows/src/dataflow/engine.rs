@@ -23,6 +23,7 @@ use crate::bucket::store::{InstrumentedStore, ReadOnlyStore, TenantMapStore};
 use crate::bucket::target::TargetIndex;
 use crate::model::filter::BlockFilter;
 use crate::model::group::Grouping;
+use crate::model::held_meta::{MetaBudget, DEFAULT_META_BUDGET};
 use crate::model::layout::Layout;
 use crate::model::strategy::Strategy;
 use crate::report::RunReport;
@@ -78,6 +79,13 @@ pub struct EngineConfig {
     /// Thanos's meta-syncer folder), so that a restarted sidecar or a cron job does not read
     /// every meta.json again. Each process of a cluster keeps its own files there.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Bytes of planned blocks' meta.json files kept in memory until their commit, across the
+    /// process. A block planned beyond it has its meta.json read again (and checked against its
+    /// plan's digest) when it commits, so that memory does not grow with the bucket.
+    pub meta_budget: usize,
+    /// The process makes one run: what it learns of the buckets' metas is kept for a next run
+    /// only in `cache_dir`, and not in memory.
+    pub single_run: bool,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +110,8 @@ impl Default for EngineConfig {
             replica_labels: Vec::new(),
             target_vertical_compaction: false,
             cache_dir: None,
+            meta_budget: DEFAULT_META_BUDGET,
+            single_run: false,
         }
     }
 }
@@ -248,9 +258,14 @@ impl Replicator {
             Some((source, _, settings)) => SourceMetas::load(source, settings),
             None => SourceMetas::default(),
         };
+        // A meta is remembered for the next run: of this process, or of the next, through the
+        // cache folder. A single run without one would only grow with the bucket.
+        let remember_metas = !config.single_run || cache_files.is_some();
+        let target_index = TargetIndex::new(target, config.layout.clone(), grouping.clone(), concurrency);
         let context = Arc::new(Context {
             source,
-            target_index: Arc::new(TargetIndex::new(target, config.layout.clone(), grouping.clone(), concurrency)),
+            target_index: Arc::new(target_index.remembering(remember_metas)),
+            remember_metas,
             copier,
             // Mimir's ingesters upload blocks without external labels.
             filter: BlockFilter {
@@ -259,6 +274,7 @@ impl Replicator {
             },
             grouping,
             source_metas,
+            meta_budget: MetaBudget::new(config.meta_budget),
             held_back: Arc::default(),
             vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty(),
             strategy: config.strategy,

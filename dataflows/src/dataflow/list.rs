@@ -85,6 +85,10 @@ fn replicated_by_listing(ctx: &Context, source: &Folder, target: Option<&Folder>
     }
     let in_target = |rel: &str, size: u64| target.objects.iter().any(|(r, s, _)| r == rel && *s == size);
     let marks_copied = !ctx.copy_markers
-        || source.objects.iter().filter(|(rel, _, _)| is_marker(rel) && rel != DELETION_MARK).all(|(rel, size, _)| in_target(rel, *size));
+        || source
+            .objects
+            .iter()
+            .filter(|(rel, _, _)| is_marker(rel) && rel != DELETION_MARK)
+            .all(|(rel, size, _)| in_target(rel, *size));
     target.meta.as_ref().is_some_and(|m| m.size == meta.size) && marks_copied
 }

@@ -111,15 +111,18 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBl
         return Err(Unloaded::Record(record));
     }
     match load_block(&*ctx.source, &dir, &folder, &ctx.grouping).await {
-        Ok(block) => {
+        Ok(mut block) => {
             let settled = settled(ctx, request, &dir, &folder, &block.group, &block.summary, &block.markers).await;
-            if let Some(validator) = folder.meta {
+            if let Some(validator) = folder.meta.filter(|_| ctx.remember_metas) {
                 ctx.source_metas.remember(request.run_id, &dir, validator, block.group.clone(), block.summary.clone());
             }
             // A block settled here goes no further, and its meta.json is let go at once.
             match settled {
                 Some(record) => Err(Unloaded::Record(record)),
-                None => Ok((request, block)),
+                None => {
+                    block.meta = ctx.meta_budget.keep(block.meta.clone());
+                    Ok((request, block))
+                }
             }
         }
         Err(Unusable::Partial(reason)) => {

@@ -9,6 +9,7 @@ use ulid::Ulid;
 
 use super::failure::{Failure, FailureCause};
 use super::group::Grouping;
+use super::held_meta::HeldMeta;
 use super::markers::{Markers, DELETION_MARK};
 use super::meta::{MetaSummary, RawMeta, META_FILENAME};
 
@@ -60,7 +61,9 @@ pub(crate) enum PlanError {
 pub struct SourceBlock {
     /// The block folder name, which is the block's ULID.
     pub dir: String,
-    pub meta: RawMeta,
+    /// Its meta.json, to write last. The parsed form is let go once the block is planned: what
+    /// the later stages need of it is in `summary`.
+    pub(crate) meta: HeldMeta,
     /// What planning needs of `meta`, as kept across runs.
     pub(crate) summary: MetaSummary,
     pub group: String,
@@ -142,7 +145,7 @@ impl SourceBlock {
         SourceBlock {
             dir: dir.to_string(),
             summary: MetaSummary::of(&meta),
-            meta,
+            meta: HeldMeta::new(meta.bytes),
             group,
             markers,
             objects,
@@ -219,7 +222,7 @@ impl SourceBlock {
         let block = SourceBlock {
             dir: dir.to_string(),
             summary: MetaSummary::of(&meta),
-            meta,
+            meta: HeldMeta::new(meta.bytes),
             group,
             markers: Markers::default(),
             objects: Vec::new(),
@@ -239,7 +242,7 @@ impl SourceBlock {
 
     /// Commit order within a group: ascending minTime, ties broken by ULID.
     pub fn order_key(&self) -> (i64, Ulid) {
-        (self.meta.meta.min_time, self.meta.meta.ulid)
+        (self.summary.min_time, self.summary.ulid)
     }
 
     /// Bytes of all objects but meta.json.

@@ -190,11 +190,31 @@ impl MetaSummary {
             max_time: meta.max_time,
             level: meta.compaction.level,
             resolution: meta.thanos.downsample.resolution,
-            labels: std::sync::Arc::new(meta.thanos.labels.clone()),
+            labels: interned(&meta.thanos.labels),
             sources,
             digest: sha2::Sha256::digest(&raw.bytes).into(),
         }
     }
+}
+
+/// `labels`, shared with every summary that carries the same set: a bucket has few distinct sets
+/// (a group's blocks share one, an HA pair has two), and a summary is kept for every block.
+fn interned(labels: &BTreeMap<String, String>) -> std::sync::Arc<BTreeMap<String, String>> {
+    use std::collections::HashSet;
+    use std::sync::{Arc, LazyLock, Mutex};
+    type Sets = HashSet<Arc<BTreeMap<String, String>>>;
+    static SETS: LazyLock<Mutex<Sets>> = LazyLock::new(Mutex::default);
+    let mut sets = SETS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(set) = sets.get(labels) {
+        return set.clone();
+    }
+    // Sets that no summary holds any more are let go whenever the table has doubled.
+    if sets.len() >= 1024 && sets.len().is_power_of_two() {
+        sets.retain(|set| Arc::strong_count(set) > 1);
+    }
+    let set = Arc::new(labels.clone());
+    sets.insert(set.clone());
+    set
 }
 
 /// A block's meta.json as read from the source: the bytes to copy and their parsed form.

@@ -16,6 +16,7 @@ pub(crate) mod block;
 pub(crate) mod failure;
 pub(crate) mod filter;
 pub(crate) mod group;
+pub(crate) mod held_meta;
 pub(crate) mod layout;
 pub(crate) mod markers;
 pub(crate) mod matcher;

@@ -36,3 +36,17 @@ pub async fn contents(store: &dyn ObjectStore) -> BTreeMap<String, Bytes> {
     }
     out
 }
+
+/// Requests so far, by `bucket/operation`.
+pub fn requests(registry: &prometheus_client::registry::Registry) -> BTreeMap<String, u64> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("bucketflow_requests_total{")) {
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let field =
+            |name: &str| labels.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string();
+        counts.insert(format!("{}/{}", field("bucket"), field("operation")), value.parse().unwrap());
+    }
+    counts
+}

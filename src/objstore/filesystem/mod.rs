@@ -1,5 +1,7 @@
 //! Folders as buckets: Thanos's `type: FILESYSTEM` YAML and `file:///dir` URLs.
 
+mod whole_reads;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,6 +59,6 @@ impl Folder {
             .with_context(|| format!("opening directory {}", directory.display()))?;
         // A failed write leaves no half-written file behind, and empty folders are removed with
         // their last file, as in an object store.
-        Ok(Arc::new(fs.with_automatic_cleanup(true)))
+        Ok(Arc::new(whole_reads::WholeReads::new(fs.with_automatic_cleanup(true))))
     }
 }

@@ -19,6 +19,7 @@ use ulid::Ulid;
 
 use super::tasks::OperatorTasks;
 use crate::bucket::copy::{unchanged, Copier, CopyError, ObjectDone};
+use crate::bucket::read::read_meta_bytes;
 use crate::bucket::target::TargetIndex;
 use crate::dataflow::held_back::HeldBack;
 use crate::dataflow::wire::Wire;
@@ -94,6 +95,12 @@ enum CommitError {
     StillWrong { path: object_store::path::Path },
     #[error("writing meta.json")]
     WriteMeta(#[source] CopyError),
+    #[error("reading meta.json from the source again")]
+    RereadMeta(#[source] crate::bucket::error::SourceError),
+    /// The source's meta.json is not the one the block was planned from (it was rewritten or
+    /// deleted since): writing it could make visible a block that was never checked.
+    #[error("meta.json changed in the source since the block was planned; it is copied on a later run")]
+    MetaChanged,
     /// The block before it in its queue was not committed: it must not be either.
     #[error("the block before it, {0}, was not committed")]
     Behind(String),
@@ -133,9 +140,10 @@ pub(crate) trait OrderedCommit<'scope> {
     ) -> StreamVec<'scope, Epoch, Record>;
 }
 
-/// A block waiting for its objects.
+/// A block waiting for its objects. Boxed: a queue holds every block of its group until their
+/// turns, and a B-tree node of unboxed blocks would reserve room for eleven.
 struct Pending {
-    block: SourceBlock,
+    block: Box<SourceBlock>,
     awaiting: usize,
     done: HashMap<String, ObjectDone>,
     errors: Vec<Failure>,
@@ -186,12 +194,15 @@ struct EpochState {
 }
 
 impl EpochState {
-    fn add_block(&mut self, queue: String, block: SourceBlock) {
+    fn add_block(&mut self, queue: String, mut block: SourceBlock) {
         let key = block.order_key();
+        // Its copies took what the target held already; the commit lists the target again.
+        block.target_listing = None;
         let dir = block.dir.clone();
         // A block found defective before copying fails in its place in the queue's order.
         let errors = block.defect.iter().cloned().collect();
-        let mut pending = Pending { awaiting: block.objects.len(), block, done: HashMap::new(), errors };
+        let mut pending =
+            Pending { awaiting: block.objects.len(), block: Box::new(block), done: HashMap::new(), errors };
         for completion in self.early.remove(&dir).unwrap_or_default() {
             pending.apply(completion);
         }
@@ -414,6 +425,7 @@ fn advance_queue(
                         let cause = match &e {
                             CommitError::Recheck(copy) | CommitError::WriteMeta(copy) => copy.failure().cause,
                             CommitError::StillWrong { .. } => FailureCause::Verification,
+                            CommitError::RereadMeta(_) | CommitError::MetaChanged => FailureCause::Source,
                             CommitError::Behind(_) => FailureCause::Internal,
                         };
                         let error = error_chain(&e);
@@ -482,6 +494,11 @@ async fn commit_block(
             e_tags.insert(rel_path, done.e_tag);
         }
     }
+    // A meta.json let go after planning is read again, off the queue's chain.
+    let meta = match block.meta.bytes() {
+        Some(bytes) => bytes.clone(),
+        None => read_planned_meta(copier, block).await?,
+    };
     // Checked, the block waits for the write of the block before it, which must have succeeded.
     if let Some((before, turn)) = after {
         match turn.await {
@@ -494,11 +511,53 @@ async fn commit_block(
     let meta_path = block.path(META_FILENAME);
     let written = copier
         .retrying(&meta_path, || async {
-            let payload = PutPayload::from(block.meta.bytes.clone());
+            let payload = PutPayload::from(meta.clone());
             let put = copier.target.put(&meta_path, payload).await;
             put.map_err(|source| CopyError::WriteMeta { path: meta_path.clone(), source })
         })
         .await
         .map_err(CommitError::WriteMeta)?;
     Ok((copied, copied_bytes, written.e_tag))
+}
+
+/// The meta.json `block` was planned from, read again from the source: only the same bytes (by
+/// their digest) are written.
+async fn read_planned_meta(copier: &Copier, block: &SourceBlock) -> Result<bytes::Bytes, CommitError> {
+    use sha2::Digest;
+    let bytes = read_meta_bytes(&*copier.source, &block.dir).await.map_err(CommitError::RereadMeta)?;
+    match bytes {
+        Some(bytes) if <[u8; 32]>::from(sha2::Sha256::digest(&bytes)) == block.summary.digest => Ok(bytes),
+        _ => Err(CommitError::MetaChanged),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::group::Grouping;
+    use crate::model::meta::parse_meta;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+
+    const ULID: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
+
+    /// A meta.json let go after planning is written only if it is still the one planned.
+    #[tokio::test]
+    async fn a_meta_json_read_again_must_be_the_one_planned() {
+        let source = Arc::new(InMemory::new());
+        let path = Path::from(format!("{ULID}/meta.json"));
+        let planned =
+            format!(r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,"thanos":{{"labels":{{"a":"b"}}}}}}"#);
+        source.put(&path, PutPayload::from(planned.clone())).await.unwrap();
+        let meta = parse_meta(ULID, bytes::Bytes::from(planned.clone())).unwrap();
+        let block = SourceBlock::plan(ULID, meta, vec![("index".into(), 1)], &Grouping::default());
+        let copier = Copier::new(source.clone(), Arc::new(InMemory::new()), 1, 1 << 20);
+        assert_eq!(read_planned_meta(&copier, &block).await.unwrap(), planned.as_bytes());
+        source.put(&path, PutPayload::from(planned.replace(r#""b""#, r#""c""#))).await.unwrap();
+        let rewritten = read_planned_meta(&copier, &block).await.unwrap_err();
+        assert!(matches!(rewritten, CommitError::MetaChanged), "{rewritten}");
+        source.delete(&path).await.unwrap();
+        let deleted = read_planned_meta(&copier, &block).await.unwrap_err();
+        assert!(matches!(deleted, CommitError::MetaChanged), "{deleted}");
+    }
 }
