@@ -138,22 +138,30 @@ async fn list_into(
 ) -> Result<(), SourceError> {
     let lead = prefix.map(|p| format!("{p}/")).unwrap_or_default();
     let mut objects = store.list(prefix);
+    // A listing gives a folder's objects one after another: the folder being filled is kept
+    // aside, so that an object costs neither a ULID parse nor a map lookup.
+    let mut filling: Option<(String, Folder)> = None;
     while let Some(object) = objects.try_next().await.map_err(SourceError::List)? {
         let Some(rest) = object.location.as_ref().strip_prefix(&lead) else { continue };
         let Some((name, rel_path)) = rest.split_once('/') else { continue };
-        if Ulid::from_string(name).is_err() {
-            // Mimir keeps a tenant's deletion marks in markers/<ULID>-deletion-mark.json.
-            let mark = rel_path.strip_suffix(&format!("-{DELETION_MARK}")).filter(|_| name == "markers");
-            match mark.filter(|id| Ulid::from_string(id).is_ok()) {
-                Some(id) => inventory.entry(format!("{lead}{id}")).or_default().tenant_deletion_mark = true,
-                None if name != "markers" => {
-                    others.insert(format!("{lead}{name}"));
+        if filling.as_ref().is_none_or(|(filled, _)| filled != name) {
+            if Ulid::from_string(name).is_err() {
+                // Mimir keeps a tenant's deletion marks in markers/<ULID>-deletion-mark.json.
+                let mark = rel_path.strip_suffix(&format!("-{DELETION_MARK}")).filter(|_| name == "markers");
+                match mark.filter(|id| Ulid::from_string(id).is_ok()) {
+                    Some(id) => inventory.entry(format!("{lead}{id}")).or_default().tenant_deletion_mark = true,
+                    None if name != "markers" => {
+                        others.insert(format!("{lead}{name}"));
+                    }
+                    None => {}
                 }
-                None => {}
+                continue;
             }
-            continue;
+            if let Some((filled, folder)) = filling.replace((name.to_string(), Folder::default())) {
+                add_folder(inventory, format!("{lead}{filled}"), folder);
+            }
         }
-        let folder = inventory.entry(format!("{lead}{name}")).or_default();
+        let Some((_, folder)) = filling.as_mut() else { continue };
         let e_tag = match side {
             // A source's ETags serve only to know its meta.json again.
             Side::Source if rel_path != META_FILENAME => None,
@@ -165,9 +173,21 @@ async fn list_into(
             folder.objects.push((rel_path.to_string(), object.size, e_tag));
         }
     }
+    if let Some((filled, folder)) = filling {
+        add_folder(inventory, format!("{lead}{filled}"), folder);
+    }
     // A tenant's deletion mark of a block it no longer has names no folder.
     inventory.retain(|_, folder| folder.meta.is_some() || !folder.objects.is_empty());
     Ok(())
+}
+
+/// Adds a folder's objects to what `inventory` knows of it already: a store that lists a
+/// folder's objects apart from each other, or a tenant's deletion mark listed first.
+fn add_folder(inventory: &mut Inventory, dir: String, folder: Folder) {
+    let known = inventory.entry(dir).or_default();
+    known.meta = folder.meta.or(known.meta.take());
+    known.objects.extend(folder.objects);
+    known.tenant_deletion_mark |= folder.tenant_deletion_mark;
 }
 
 #[cfg(test)]

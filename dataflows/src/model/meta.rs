@@ -229,26 +229,34 @@ pub(crate) fn parse_meta(block: &str, bytes: Bytes) -> Result<RawMeta, MetaError
     if bytes.len() > MAX_META_BYTES {
         return Err(MetaError::TooLarge { block: block.to_string(), size: bytes.len(), limit: MAX_META_BYTES });
     }
-    // The version is checked before the full parse so that a future format with other fields gets
-    // the clearer "unsupported version" error rather than a field-level parse error.
     #[derive(Deserialize)]
     struct VersionOnly {
         version: Option<u32>,
     }
     let parse_err = |e: serde_json::Error| MetaError::Parse { block: block.to_string(), reason: e.to_string() };
-    let probe: VersionOnly = serde_json::from_slice(&bytes).map_err(parse_err)?;
     // Before the version: a block of another version is still parsed for its group (so that it
-    // fails in its group's order), and must be able to cross processes like any other.
+    // fails in its group's order), and must be able to cross processes like any other. Bytes
+    // that are no JSON at all are named as such first.
     if nested_deeper_than(&bytes, MAX_META_DEPTH) {
+        serde_json::from_slice::<VersionOnly>(&bytes).map_err(parse_err)?;
         let reason = format!("arrays and objects nest more than {MAX_META_DEPTH} levels deep");
         return Err(MetaError::Parse { block: block.to_string(), reason });
     }
-    match probe.version {
-        Some(SUPPORTED_META_VERSION) => {}
-        Some(version) => return Err(MetaError::UnsupportedVersion { block: block.to_string(), version }),
-        None => return Err(MetaError::Parse { block: block.to_string(), reason: "missing field `version`".into() }),
-    }
-    let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(parse_err)?;
+    // A usable meta.json, nearly every one, is parsed once. One that is not is asked for its
+    // version alone, so that a future format with other fields gets the clearer "unsupported
+    // version" error rather than a field-level parse error.
+    let meta: BlockMeta = match serde_json::from_slice::<BlockMeta>(&bytes) {
+        Ok(meta) if meta.version == SUPPORTED_META_VERSION => meta,
+        Ok(meta) => return Err(MetaError::UnsupportedVersion { block: block.to_string(), version: meta.version }),
+        Err(full) => {
+            let probe: VersionOnly = serde_json::from_slice(&bytes).map_err(parse_err)?;
+            return Err(match probe.version {
+                Some(SUPPORTED_META_VERSION) => parse_err(full),
+                Some(version) => MetaError::UnsupportedVersion { block: block.to_string(), version },
+                None => MetaError::Parse { block: block.to_string(), reason: "missing field `version`".into() },
+            });
+        }
+    };
     if meta.ulid.to_string() != block {
         return Err(MetaError::UlidMismatch { block: block.to_string(), ulid: meta.ulid });
     }
