@@ -1,14 +1,9 @@
 //! Stage 3, check target: what the target already holds of each selected block, and how the
-//! block stands against the target's visible blocks of its group.
-
-use std::sync::Arc;
-
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::OkErr;
+//! block stands against the target's visible blocks of its group. A step of the load stage's
+//! task of each block, not an operator of its own.
 
 use super::context::Context;
-use super::operators::AsyncFlatMap;
-use super::{RunRequest, Stream};
+use super::RunRequest;
 use crate::bucket::copy::Copier;
 use crate::bucket::target::{TargetFolder, Verdict};
 use crate::model::block::{Seen, SourceBlock};
@@ -16,40 +11,26 @@ use crate::model::failure::{Failure, FailureCause};
 use crate::model::markers::is_marker;
 use crate::report::{Outcome, Record};
 
-/// Splits the selected blocks into those to copy and the records of those that go no further:
-/// already replicated (the target's meta.json equals the source's), covered by a block the
-/// target compacted, or refused because they would overlap a visible target block of their
-/// group (which does not hold back the group: waiting cannot fix it). A late block goes on,
-/// marked late. A block to copy carries one listing of its target folder, so that its copies
-/// need not ask the target object by object; a target that cannot be read makes the block
-/// defective, to fail in its place in its group's order.
-pub(crate) fn check_target<'scope>(
-    selected: Stream<'scope, (RunRequest, SourceBlock)>,
-    ctx: &Arc<Context>,
-) -> (Stream<'scope, SourceBlock>, Stream<'scope, Record>) {
-    let c = ctx.clone();
-    let checked = selected.async_flat_map(
-        "CheckTarget",
-        Pipeline,
-        ctx.runtime.clone(),
-        ctx.concurrency,
-        |_| (),
-        |(_, block), message| {
-            let message = format!("internal error: checking the target panicked: {message}");
-            vec![Ok(block.with_defect(Failure::new(FailureCause::Internal, message)))]
-        },
-        move |(request, mut block): (RunRequest, SourceBlock)| {
-            let ctx = c.clone();
-            async move {
-                if ctx.copy_markers && !ctx.dry_run {
-                    // Written before meta.json like every other object of the block.
-                    block.objects.append(&mut block.markers_to_copy);
-                }
-                vec![against_target(&ctx, request, block).await]
-            }
-        },
-    );
-    checked.ok_err(|r| r)
+/// Judges a planned block against the target: a block to copy, or the record of one that goes no
+/// further: already replicated (the target's meta.json equals the source's), covered by a block
+/// the target compacted, or refused because it would overlap a visible target block of its group
+/// (which does not hold back the group: waiting cannot fix it). A late block goes on, marked
+/// late. A block to copy carries one listing of its target folder, so that its copies need not
+/// ask the target object by object; a target that cannot be read makes the block defective, to
+/// fail in its place in its group's order.
+///
+/// It runs in the load stage's task of the block, right after its meta.json is read: the run's
+/// view of the target is shared, so a block needs no task of its own here.
+pub(crate) async fn check_target(
+    ctx: &Context,
+    request: RunRequest,
+    mut block: SourceBlock,
+) -> Result<SourceBlock, Record> {
+    if ctx.copy_markers && !ctx.dry_run {
+        // Written before meta.json like every other object of the block.
+        block.objects.append(&mut block.markers_to_copy);
+    }
+    against_target(ctx, request, block).await
 }
 
 /// A block judged against the target as the run sees it: a block to copy (with what the target

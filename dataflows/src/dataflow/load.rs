@@ -1,6 +1,6 @@
 //! Stage 2, load: each block folder's meta.json is read and its block planned, spread over the
-//! workers by folder name, and the run's filters (matchers, resolutions, levels, ids, time
-//! window, deletion marks) applied. A block the filters leave out, or whose meta.json the target
+//! workers by folder name, the run's filters (matchers, resolutions, levels, ids, time window,
+//! deletion marks) applied, and the block judged against the target (stage 3, in the same task). A block the filters leave out, or whose meta.json the target
 //! holds already, is settled here; one the process read before, unchanged, without a request.
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::OkErr;
 
+use super::check_target::check_target;
 use super::context::Context;
 use super::list::Listed;
 use super::operators::AsyncFlatMap;
@@ -24,9 +25,9 @@ use crate::report::{Outcome, Record};
 
 /// What loading a run's block folders gives.
 pub(crate) struct Loaded<'scope> {
-    /// Blocks whose meta.json was read and which the filters select, each with its plan (or its
-    /// defect), not yet settled.
-    pub(crate) blocks: Stream<'scope, (RunRequest, SourceBlock)>,
+    /// Blocks whose meta.json was read, which the filters select and the target lacks, each with
+    /// its plan (or its defect) and what the target holds of it: the blocks to copy.
+    pub(crate) blocks: Stream<'scope, SourceBlock>,
     /// Folders whose meta.json could not be read, with the one commit queue they hold back
     /// (`None`: every queue, since their compaction group is unknown).
     pub(crate) barriers: Stream<'scope, (String, Option<String>)>,
@@ -97,7 +98,7 @@ pub(crate) fn load<'scope>(listed: Stream<'scope, Listed>, ctx: &Arc<Context>) -
 /// Loads one block folder, logging why it goes no further when it does not. What every block
 /// read says is remembered, so that later runs need not read it again, and one that cannot
 /// read it holds back its group only.
-async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBlock), Unloaded> {
+async fn load_one(ctx: &Context, listed: Listed) -> Result<SourceBlock, Unloaded> {
     let Listed { request, dir, folder } = listed;
     if ctx.copier.cancel.is_cancelled() {
         // A stop ends planning too. A block not read may be older than any block that could
@@ -121,7 +122,7 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<(RunRequest, SourceBl
                 Some(record) => Err(Unloaded::Record(record)),
                 None => {
                     block.meta = ctx.meta_budget.keep(block.meta.clone());
-                    Ok((request, block))
+                    check_target(ctx, request, block).await.map_err(Unloaded::Record)
                 }
             }
         }

@@ -1,16 +1,16 @@
 //! The dataflow: the replication graph on timely, one epoch per run.
 //!
 //! ```text
-//! requests ─► list ─exchange(folder)─► load ─► check target ─► enqueue ─┬─exchange(queue)─────────┐
-//!                                        │                              └─► copy ─exchange(path)─┤
-//!                                        └─ barriers ─broadcast──────────────────────────────────┤
+//! requests ─► list ─exchange(folder)─► load + check target ─► enqueue ─┬─exchange(queue)─────────┐
+//!                                        │                             └─► copy ─exchange(path)─┤
+//!                                        └─ barriers ─broadcast─────────────────────────────────┤
 //!                                                                              commit ◄──────────┘
 //!         collect ◄─exchange(0)─ records of every stage ◄─ mark (move mode) ◄─ commit's records
 //! ```
 //!
 //! One function per stage, in the order a block meets them; [`build`] wires them:
-//! [`list`](list::list), [`load`](load::load) (which also applies the run's filters),
-//! [`check_target`](check_target::check_target), [`enqueue`](commit::enqueue),
+//! [`list`](list::list), [`load`](load::load) (which also applies the run's filters, and runs
+//! [`check_target`](check_target::check_target) in each block's task), [`enqueue`](commit::enqueue),
 //! [`copy`](copy::copy), [`commit`](commit::commit) (or [`plan`](commit::plan) in a dry run),
 //! [`mark`](mark::mark). Each takes streams and the shared [`Context`] and returns streams.
 //! The operators they are made of are in [`operators`], one a file; [`engine`] runs the graph
@@ -71,7 +71,7 @@ pub(crate) fn build<'scope>(
 ) {
     let (folders, list_errors) = list::list(requests.clone(), &ctx);
     let loaded = load::load(folders, &ctx);
-    let (to_copy, already_replicated) = check_target::check_target(loaded.blocks, &ctx);
+    let to_copy = loaded.blocks;
     let outcomes = if ctx.dry_run {
         commit::plan(to_copy)
     } else {
@@ -81,7 +81,7 @@ pub(crate) fn build<'scope>(
     };
     // Every record passes the mark stage: a block settled as early as the load stage may be one
     // that move mode marks.
-    let records = scope.concatenate([list_errors, loaded.records, already_replicated, outcomes]);
+    let records = scope.concatenate([list_errors, loaded.records, outcomes]);
     let records = mark::mark(records, &ctx);
     if let Some(sharing) = &ctx.cluster_progress {
         records.clone().share_progress(sharing);
