@@ -28,6 +28,8 @@ pub enum Endpoint {
     S3(super::s3::S3Endpoint),
     Gcs(super::gcs::GcsEndpoint),
     Azure(super::azure::AzureEndpoint),
+    /// A folder of this machine: the kernel copies between two of them.
+    Folder(std::path::PathBuf),
 }
 
 impl Bucket {
@@ -90,6 +92,10 @@ pub fn provider_copy(
         (Some(Endpoint::Gcs(from)), Some(Endpoint::Gcs(to))) => {
             let copy = super::gcs::server_side_copy(from, &source.prefix, to, &target.prefix)?;
             Ok(Some(Arc::new(copy)))
+        }
+        (Some(Endpoint::Folder(from)), Some(Endpoint::Folder(to))) => {
+            let (from, to) = (from.join(source.prefix.as_ref()), to.join(target.prefix.as_ref()));
+            Ok(Some(Arc::new(super::filesystem::KernelCopy::new(&from, &to)?)))
         }
         (Some(Endpoint::Azure(from)), Some(Endpoint::Azure(to))) => {
             let copy = super::azure::server_side_copy(from, &source.prefix, to, &target.prefix)?;

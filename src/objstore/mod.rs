@@ -92,7 +92,11 @@ impl Provider {
         let mut endpoint = None;
         let (store, identity, place): (Arc<dyn ObjectStore>, _, _) = match self {
             // The place comes after opening, which creates a target's folder to canonicalize.
-            Provider::Filesystem(folder) => (folder.open(side)?, None, Some(folder.place())),
+            Provider::Filesystem(folder) => {
+                let store = folder.open(side)?;
+                endpoint = Some(Endpoint::Folder(folder.directory().to_path_buf()));
+                (store, None, Some(folder.place()))
+            }
             Provider::Memory => (Arc::new(InMemory::new()), None, None),
             Provider::S3(s3) => {
                 let (store, s3_endpoint) = s3.build(retries)?;

@@ -64,7 +64,10 @@ fn open_buckets(
         cluster.settings.insert("source bucket".into(), place(&source));
         cluster.settings.insert("target bucket".into(), place(&target));
     }
-    if args.server_side_copy == ServerSideCopyFlag::Auto {
+    // Between two folders the kernel copies each file, unless --bwlimit is to pace the bytes.
+    let limited_folders = config.bandwidth != Default::default()
+        && [&source, &target].iter().all(|b| matches!(b.endpoint, Some(crate::objstore::Endpoint::Folder(_))));
+    if args.server_side_copy == ServerSideCopyFlag::Auto && !limited_folders {
         config.same_store = same_store(&source, &target);
         if config.same_store.is_some() {
             tracing::info!("source and target are one store; objects are copied server-side");

@@ -1,6 +1,9 @@
 //! Folders as buckets: Thanos's `type: FILESYSTEM` YAML and `file:///dir` URLs.
 
+mod kernel_copy;
 mod whole_reads;
+
+pub use kernel_copy::KernelCopy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +38,11 @@ impl Folder {
             bail!("a file URL needs an absolute path, as in file:///data/bucket");
         }
         Ok(Folder { directory: PathBuf::from(path) })
+    }
+
+    /// The folder itself, for a kernel copy to another folder.
+    pub fn directory(&self) -> &Path {
+        &self.directory
     }
 
     /// The folder's place: its canonical path, segment by segment. A target's folder is only
