@@ -178,7 +178,8 @@ impl Record {
 pub struct Counts {
     /// Blocks replicated in this run.
     pub replicated: u64,
-    /// Blocks whose meta.json in the target already equalled the source's.
+    /// Blocks the target held already: its meta.json equal to the source's (in a single run, of
+    /// the source's size, told from the listings).
     pub already_replicated: u64,
     /// Blocks the target's compactor had already merged into a target block.
     #[serde(default)]

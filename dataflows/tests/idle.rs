@@ -8,7 +8,7 @@ use std::sync::Arc;
 mod support;
 
 use bucketflow_dataflows::testkit::synth::{self, generate, write, BlockShape, SynthSpec};
-use bucketflow_dataflows::{EngineConfig, Replicator, Telemetry};
+use bucketflow_dataflows::{BlockFilter, EngineConfig, Replicator, Telemetry};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use prometheus_client::registry::Registry;
@@ -80,11 +80,12 @@ fn an_idle_run_asks_for_listings_only() {
     replicator.shutdown().unwrap();
 }
 
-/// A new process needs no meta.json for a block the target holds already (the two listings tell
-/// it), but reads every other block's to plan it, such as one the filters leave out; a cache
-/// folder spares those reads too.
+/// A new single-run process needs no meta.json of a block the target holds (the two listings
+/// tell it), unless the selection is narrowed by what a meta.json says. A new continuous process
+/// reads every meta.json once (its later runs and status page need the groups), unless a cache
+/// folder kept them.
 #[test]
-fn a_new_process_reads_no_meta_json_of_replicated_blocks_and_a_cache_dir_spares_the_rest() {
+fn a_single_run_reads_no_meta_json_of_replicated_blocks_and_a_cache_dir_spares_a_new_process_the_rest() {
     let rt = runtime();
     let blocks = generate(&SynthSpec { groups: 4, blocks_per_group: 25, max_chunk_bytes: 512, ..SynthSpec::default() });
     let n = blocks.len() as u64;
@@ -92,36 +93,50 @@ fn a_new_process_reads_no_meta_json_of_replicated_blocks_and_a_cache_dir_spares_
     rt.block_on(write(&source, &blocks)).unwrap();
     let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let cache = tempfile::tempdir().unwrap();
-    // Every other block is selected (`--id`); the rest are read, and left out, every run.
-    let selected: std::collections::BTreeSet<ulid::Ulid> =
-        blocks.iter().step_by(2).map(|b| b.dir.parse().unwrap()).collect();
-    let left_out = n - selected.len() as u64;
-    let filter = bucketflow_dataflows::BlockFilter { ids: selected.clone(), ..Default::default() };
-    // One process per run, as a cron job runs: each starts from the cache folder alone.
-    let run = |cache_dir: Option<std::path::PathBuf>, replica_labels: Vec<String>| {
-        let telemetry = Telemetry::default();
-        let mut registry = Registry::default();
-        telemetry.metrics.register(&mut registry);
-        let filter = filter.clone();
-        let config =
-            EngineConfig { telemetry, workers: 2, cache_dir, filter, replica_labels, ..EngineConfig::default() };
-        let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
-        let report = replicator.run().unwrap();
-        replicator.shutdown().unwrap();
-        (report, requests(&registry))
+    let every_block = bucketflow_dataflows::BlockFilter {
+        ids: blocks.iter().map(|b| b.dir.parse().unwrap()).collect(),
+        ..Default::default()
     };
+    // One process per run, as a cron job runs: each starts from the cache folder alone.
+    let run =
+        |cache_dir: Option<std::path::PathBuf>, single_run: bool, filter: BlockFilter, replica_labels: Vec<String>| {
+            let telemetry = Telemetry::default();
+            let mut registry = Registry::default();
+            telemetry.metrics.register(&mut registry);
+            let config = EngineConfig {
+                telemetry,
+                workers: 2,
+                cache_dir,
+                single_run,
+                filter,
+                replica_labels,
+                ..EngineConfig::default()
+            };
+            let mut replicator =
+                Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+            let report = replicator.run().unwrap();
+            replicator.shutdown().unwrap();
+            (report, requests(&registry))
+        };
     let source_gets = |requests: &BTreeMap<String, u64>| requests.get("source/get").copied().unwrap_or(0);
-    let (first, _) = run(Some(cache.path().to_path_buf()), vec![]);
-    assert_eq!((first.counts.replicated, first.counts.filtered), (selected.len() as u64, left_out));
-    let (again, without_cache) = run(None, vec![]);
-    assert_eq!((again.counts.already_replicated, again.counts.filtered), (selected.len() as u64, left_out));
-    assert_eq!(source_gets(&without_cache), left_out, "only the left-out blocks' metas: {without_cache:?}");
-    assert!(without_cache.keys().all(|op| op == "source/get" || op.ends_with("/list")), "{without_cache:?}");
-    let (again, with_cache) = run(Some(cache.path().to_path_buf()), vec![]);
-    assert_eq!((again.counts.already_replicated, again.counts.filtered), (selected.len() as u64, left_out));
+    let (first, _) = run(Some(cache.path().to_path_buf()), false, BlockFilter::default(), vec![]);
+    assert_eq!(first.counts.replicated, n);
+
+    let (again, single) = run(None, true, BlockFilter::default(), vec![]);
+    assert_eq!(again.counts.already_replicated, n);
+    assert!(single.keys().all(|op| op.ends_with("/list")), "only listings: {single:?}");
+    let (again, narrowed) = run(None, true, every_block, vec![]);
+    assert_eq!(again.counts.already_replicated, n);
+    assert_eq!(source_gets(&narrowed), n, "--id is told from each meta.json: {narrowed:?}");
+
+    let (again, without_cache) = run(None, false, BlockFilter::default(), vec![]);
+    assert_eq!(again.counts.already_replicated, n);
+    assert_eq!(source_gets(&without_cache), n, "{without_cache:?}");
+    let (again, with_cache) = run(Some(cache.path().to_path_buf()), false, BlockFilter::default(), vec![]);
+    assert_eq!(again.counts.already_replicated, n);
     assert!(with_cache.keys().all(|op| op.ends_with("/list")), "only listings: {with_cache:?}");
 
     // A cache made under another grouping is not used: its groups would be wrong.
-    let (_, other_grouping) = run(Some(cache.path().to_path_buf()), vec!["replica".into()]);
-    assert_eq!(source_gets(&other_grouping), left_out, "{other_grouping:?}");
+    let (_, other) = run(Some(cache.path().to_path_buf()), false, BlockFilter::default(), vec!["replica".into()]);
+    assert_eq!(source_gets(&other), n, "{other:?}");
 }

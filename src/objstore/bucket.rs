@@ -94,8 +94,8 @@ pub fn provider_copy(
             Ok(Some(Arc::new(copy)))
         }
         (Some(Endpoint::Folder(from)), Some(Endpoint::Folder(to))) => {
-            let (from, to) = (from.join(source.prefix.as_ref()), to.join(target.prefix.as_ref()));
-            Ok(Some(Arc::new(super::filesystem::KernelCopy::new(&from, &to)?)))
+            let copy = super::filesystem::KernelCopy::new(from, &source.prefix, to, &target.prefix)?;
+            Ok(Some(Arc::new(copy)))
         }
         (Some(Endpoint::Azure(from)), Some(Endpoint::Azure(to))) => {
             let copy = super::azure::server_side_copy(from, &source.prefix, to, &target.prefix)?;

@@ -9,7 +9,8 @@
 //!
 //! Block metas are immutable by ULID, so the index reads each target meta.json once per process
 //! and keeps a small record of it; a run lists the target's block folders and reads only the
-//! metas of folders it has not seen. A folder that disappears from the listing is forgotten.
+//! metas of folders it has not seen, and only once a source block has to be judged against them.
+//! A folder that disappears from the listing is forgotten.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -39,6 +39,7 @@ pub(crate) fn commit<'scope>(
         runtime: ctx.runtime.clone(),
         target_index: ctx.target_index.clone(),
         held_back: ctx.held_back.clone(),
+        meta_budget: ctx.meta_budget.clone(),
     };
     let progress = ctx.copier.telemetry.progress.clone();
     commit_inputs(blocks, barriers).ordered_commit(completions, policy).inspect(move |_| {

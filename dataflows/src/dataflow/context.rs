@@ -38,6 +38,8 @@ pub(crate) struct Context {
     pub(crate) source_metas: SourceMetas,
     /// Whether the metas read are remembered for a later run.
     pub(crate) remember_metas: bool,
+    /// The process makes one run.
+    pub(crate) single_run: bool,
     /// What the planned blocks' meta.json bytes may take in memory until their commits.
     pub(crate) meta_budget: Arc<MetaBudget>,
     /// The target's visible blocks by group, read once per block folder and process.

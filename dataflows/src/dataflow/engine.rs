@@ -266,6 +266,7 @@ impl Replicator {
             source,
             target_index: Arc::new(target_index.remembering(remember_metas)),
             remember_metas,
+            single_run: config.single_run,
             copier,
             // Mimir's ingesters upload blocks without external labels.
             filter: BlockFilter {

@@ -74,13 +74,21 @@ pub(crate) fn list<'scope>(
 /// Whether the target holds block folder `source` already, as far as the two listings tell:
 /// its meta.json is there with the source's size, and so is every mark to copy. A meta.json
 /// never changes (a block's ULID names one version of it), and the commit writes it last, so
-/// neither meta.json is read: an idle run costs the two listings.
+/// neither meta.json is read: an idle single run costs the two listings.
 ///
-/// Not when the block's plan matters beyond that: move mode marks the source block (the full way
-/// reads it first), and a deletion mark's time is in the mark.
+/// Only in a single run whose selection no matcher, `--id` or time window narrows. A continuous
+/// process reads each meta.json once anyway (its later runs and its status page need the block's
+/// group, and it tells a rewritten meta.json by its ETag), and a narrowed selection is told from
+/// the meta.json. Not either where the block's plan matters beyond that: move mode marks the
+/// source block (the full way reads it first), and a deletion mark's time is in the mark. A
+/// block that the defaults leave out (empty labels, an unselected resolution or level) and that
+/// the target holds too is reported as already replicated rather than filtered.
 fn replicated_by_listing(ctx: &Context, source: &Folder, target: Option<&Folder>) -> bool {
     let (Some(meta), Some(target)) = (source.meta.as_ref(), target) else { return false };
-    if ctx.source_marker.is_some() || (ctx.filter.ignore_marked_for_deletion && source.deletion_marked()) {
+    if !ctx.single_run || ctx.filter.is_narrowed() || ctx.source_marker.is_some() {
+        return false;
+    }
+    if ctx.filter.ignore_marked_for_deletion && source.deletion_marked() {
         return false;
     }
     let in_target = |rel: &str, size: u64| target.objects.iter().any(|(r, s, _)| r == rel && *s == size);

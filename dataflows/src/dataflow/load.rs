@@ -1,10 +1,14 @@
 //! Stage 2, load: each block folder's meta.json is read and its block planned, spread over the
 //! workers by folder name, the run's filters (matchers, resolutions, levels, ids, time window,
-//! deletion marks) applied, and the block judged against the target (stage 3, in the same task). A block the filters leave out, or whose meta.json the target
-//! holds already, is settled here; one the process read before, unchanged, without a request.
+//! deletion marks) applied, and the block judged against the target (stage 3, in the same
+//! task). A block the filters leave out, or whose meta.json the target holds already, is
+//! settled here; one the process read before, unchanged, without a request (and, in a single
+//! run, one the target holds is settled before, by the list stage).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::vec::Map;
@@ -122,7 +126,17 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<SourceBlock, Unloaded
                 Some(record) => Err(Unloaded::Record(record)),
                 None => {
                     block.meta = ctx.meta_budget.keep(block.meta.clone());
-                    check_target(ctx, request, block).await.map_err(Unloaded::Record)
+                    let (dir, group) = (block.dir.clone(), block.group.clone());
+                    match AssertUnwindSafe(check_target(ctx, request, block)).catch_unwind().await {
+                        Ok(checked) => checked.map_err(Unloaded::Record),
+                        // Its group is known: that group alone is held back, as by a failed block.
+                        Err(_) => Err(Unloaded::Barrier {
+                            queue: ctx.strategy.queue_of_unread(&dir, &ctx.layout, Some(&group)),
+                            dir,
+                            cause: FailureCause::Internal,
+                            error: "internal error: checking the target panicked".to_string(),
+                        }),
+                    }
                 }
             }
         }

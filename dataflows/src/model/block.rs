@@ -237,7 +237,7 @@ impl SourceBlock {
 
     /// This block, found unfit to copy: nothing of it is copied, and it fails in its place.
     pub fn with_defect(self, defect: Failure) -> Self {
-        SourceBlock { defect: Some(defect), objects: Vec::new(), ..self }
+        SourceBlock { defect: Some(defect), objects: Vec::new(), markers_to_copy: Vec::new(), ..self }
     }
 
     /// Commit order within a group: ascending minTime, ties broken by ULID.

@@ -73,6 +73,12 @@ pub enum FilterRule {
 }
 
 impl BlockFilter {
+    /// Whether the operator narrowed the selection by what a meta.json says: matchers, `--id`
+    /// or a time window.
+    pub(crate) fn is_narrowed(&self) -> bool {
+        !self.selector.matchers.is_empty() || !self.ids.is_empty() || self.min_time.is_some() || self.max_time.is_some()
+    }
+
     /// Whether block folder `dir` is left out entirely; the reason, for the run report.
     pub fn excludes(&self, dir: &str) -> Option<String> {
         let ulid = Ulid::from_string(crate::model::layout::block_id(dir)).ok()?;

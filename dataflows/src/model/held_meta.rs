@@ -29,7 +29,12 @@ impl MetaBudget {
     }
 
     /// `meta`, counted against the budget when it has room for its bytes, else without them.
+    /// Bytes counted already are kept as they are; bytes that crossed from another process are
+    /// counted here, like bytes just read.
     pub(crate) fn keep(self: &Arc<Self>, meta: HeldMeta) -> HeldMeta {
+        if meta.budget.is_some() {
+            return meta;
+        }
         let Some(bytes) = meta.bytes.clone() else { return meta };
         let fits = self
             .held
@@ -117,5 +122,9 @@ mod tests {
         assert_eq!(budget.held(), 0);
         let third = budget.keep(HeldMeta::new(Bytes::from_static(b"abcdef")));
         assert!(third.bytes().is_some(), "room again once the others are gone");
+        let third = budget.keep(third);
+        assert_eq!(budget.held(), 6, "bytes counted already are not counted twice");
+        drop(third);
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -176,7 +176,6 @@ pub(crate) struct MetaSummary {
 
 impl MetaSummary {
     pub(crate) fn of(raw: &RawMeta) -> Self {
-        use sha2::Digest;
         let meta = &raw.meta;
         let mut sources = meta.compaction.sources.clone();
         if sources.is_empty() {
@@ -192,9 +191,15 @@ impl MetaSummary {
             resolution: meta.thanos.downsample.resolution,
             labels: interned(&meta.thanos.labels),
             sources,
-            digest: sha2::Sha256::digest(&raw.bytes).into(),
+            digest: digest_of(&raw.bytes),
         }
     }
+}
+
+/// The SHA256 of a meta.json's bytes, by which an equal one is told without comparing bytes.
+pub(crate) fn digest_of(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// `labels`, shared with every summary that carries the same set: a bucket has few distinct sets
@@ -202,15 +207,18 @@ impl MetaSummary {
 fn interned(labels: &BTreeMap<String, String>) -> std::sync::Arc<BTreeMap<String, String>> {
     use std::collections::HashSet;
     use std::sync::{Arc, LazyLock, Mutex};
-    type Sets = HashSet<Arc<BTreeMap<String, String>>>;
-    static SETS: LazyLock<Mutex<Sets>> = LazyLock::new(Mutex::default);
-    let mut sets = SETS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// The shared sets, and the size at which the next clean-up runs.
+    type Sets = (HashSet<Arc<BTreeMap<String, String>>>, usize);
+    static SETS: LazyLock<Mutex<Sets>> = LazyLock::new(|| Mutex::new((HashSet::new(), 1024)));
+    let mut guard = SETS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (sets, clean_at) = &mut *guard;
     if let Some(set) = sets.get(labels) {
         return set.clone();
     }
-    // Sets that no summary holds any more are let go whenever the table has doubled.
-    if sets.len() >= 1024 && sets.len().is_power_of_two() {
+    // Sets that no summary holds any more are let go whenever the table has doubled since.
+    if sets.len() >= *clean_at {
         sets.retain(|set| Arc::strong_count(set) > 1);
+        *clean_at = (sets.len() * 2).max(1024);
     }
     let set = Arc::new(labels.clone());
     sets.insert(set.clone());

@@ -26,7 +26,8 @@ use crate::dataflow::wire::Wire;
 use crate::dataflow::{route, Epoch};
 use crate::model::block::{ObjectSpec, SourceBlock};
 use crate::model::failure::{error_chain, Failure, FailureCause};
-use crate::model::meta::META_FILENAME;
+use crate::model::held_meta::MetaBudget;
+use crate::model::meta::{digest_of, META_FILENAME};
 use crate::report::{Outcome, Record};
 
 /// A block on its way to the commit, with the queue (partition key) it belongs to.
@@ -54,7 +55,7 @@ pub(crate) fn commit_inputs<'scope>(
     blocks: StreamVec<'scope, Epoch, CommitBlock>,
     barriers: StreamVec<'scope, Epoch, (String, Option<String>)>,
 ) -> StreamVec<'scope, Epoch, CommitInput> {
-    // A block carries its parsed meta.json, which bincode cannot encode: it crosses as JSON.
+    // A block crosses processes as JSON, as the records do (see `Wire`).
     let blocks = blocks
         .map(Wire)
         .exchange(|b: &Wire<CommitBlock>| route(&b.0.queue))
@@ -85,6 +86,8 @@ pub(crate) struct CommitPolicy {
     pub target_index: Arc<TargetIndex>,
     /// Told of every block that fails, so that the later blocks of its queue are not copied.
     pub held_back: Arc<HeldBack>,
+    /// What waiting blocks' meta.json bytes may take, blocks from other processes included.
+    pub meta_budget: Arc<MetaBudget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,10 +100,12 @@ enum CommitError {
     WriteMeta(#[source] CopyError),
     #[error("reading meta.json from the source again")]
     RereadMeta(#[source] crate::bucket::error::SourceError),
-    /// The source's meta.json is not the one the block was planned from (it was rewritten or
-    /// deleted since): writing it could make visible a block that was never checked.
+    /// The source's meta.json is not the one the block was planned from (it was rewritten
+    /// since): writing it could make visible a block that was never checked.
     #[error("meta.json changed in the source since the block was planned; it is copied on a later run")]
     MetaChanged,
+    #[error("meta.json is gone from the source since the block was planned")]
+    MetaGone,
     /// The block before it in its queue was not committed: it must not be either.
     #[error("the block before it, {0}, was not committed")]
     Behind(String),
@@ -194,8 +199,10 @@ struct EpochState {
 }
 
 impl EpochState {
-    fn add_block(&mut self, queue: String, mut block: SourceBlock) {
+    fn add_block(&mut self, queue: String, mut block: SourceBlock, budget: &Arc<MetaBudget>) {
         let key = block.order_key();
+        // A block from another process brings its meta.json bytes, counted nowhere yet.
+        block.meta = budget.keep(block.meta.clone());
         // Its copies took what the target held already; the commit lists the target again.
         block.target_listing = None;
         let dir = block.dir.clone();
@@ -259,7 +266,9 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                         let state = epochs.entry(epoch).or_insert_with(|| new_state(cap.delayed(&epoch, 0)));
                         for input in data.drain(..) {
                             match input {
-                                CommitInput::Block(CommitBlock { queue, block }) => state.add_block(queue, block),
+                                CommitInput::Block(CommitBlock { queue, block }) => {
+                                    state.add_block(queue, block, &policy.meta_budget)
+                                }
                                 CommitInput::Barrier { dir, queue } => state.barriers.push((dir, queue)),
                             }
                         }
@@ -425,7 +434,9 @@ fn advance_queue(
                         let cause = match &e {
                             CommitError::Recheck(copy) | CommitError::WriteMeta(copy) => copy.failure().cause,
                             CommitError::StillWrong { .. } => FailureCause::Verification,
-                            CommitError::RereadMeta(_) | CommitError::MetaChanged => FailureCause::Source,
+                            CommitError::RereadMeta(_) | CommitError::MetaChanged | CommitError::MetaGone => {
+                                FailureCause::Source
+                            }
                             CommitError::Behind(_) => FailureCause::Internal,
                         };
                         let error = error_chain(&e);
@@ -523,11 +534,11 @@ async fn commit_block(
 /// The meta.json `block` was planned from, read again from the source: only the same bytes (by
 /// their digest) are written.
 async fn read_planned_meta(copier: &Copier, block: &SourceBlock) -> Result<bytes::Bytes, CommitError> {
-    use sha2::Digest;
     let bytes = read_meta_bytes(&*copier.source, &block.dir).await.map_err(CommitError::RereadMeta)?;
     match bytes {
-        Some(bytes) if <[u8; 32]>::from(sha2::Sha256::digest(&bytes)) == block.summary.digest => Ok(bytes),
-        _ => Err(CommitError::MetaChanged),
+        Some(bytes) if digest_of(&bytes) == block.summary.digest => Ok(bytes),
+        Some(_) => Err(CommitError::MetaChanged),
+        None => Err(CommitError::MetaGone),
     }
 }
 
@@ -558,6 +569,6 @@ mod tests {
         assert!(matches!(rewritten, CommitError::MetaChanged), "{rewritten}");
         source.delete(&path).await.unwrap();
         let deleted = read_planned_meta(&copier, &block).await.unwrap_err();
-        assert!(matches!(deleted, CommitError::MetaChanged), "{deleted}");
+        assert!(matches!(deleted, CommitError::MetaGone), "{deleted}");
     }
 }
