@@ -125,7 +125,7 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<SourceBlock, Unloaded
             match settled {
                 Some(record) => Err(Unloaded::Record(record)),
                 None => {
-                    block.meta = ctx.meta_budget.keep(block.meta.clone());
+                    ctx.meta_budget.keep(&mut block.meta);
                     let (dir, group) = (block.dir.clone(), block.group.clone());
                     match AssertUnwindSafe(check_target(ctx, request, block)).catch_unwind().await {
                         Ok(checked) => checked.map_err(Unloaded::Record),

@@ -28,22 +28,20 @@ impl MetaBudget {
         Arc::new(MetaBudget { held: AtomicUsize::new(0), limit })
     }
 
-    /// `meta`, counted against the budget when it has room for its bytes, else without them.
-    /// Bytes counted already are kept as they are; bytes that crossed from another process are
-    /// counted here, like bytes just read.
-    pub(crate) fn keep(self: &Arc<Self>, meta: HeldMeta) -> HeldMeta {
-        if meta.budget.is_some() {
-            return meta;
-        }
-        let Some(bytes) = meta.bytes.clone() else { return meta };
+    /// Counts `meta`'s bytes against the budget when it has room for them, and lets them go
+    /// when it has not. Bytes counted already stay as they are; bytes that crossed from another
+    /// process are counted here, like bytes just read.
+    pub(crate) fn keep(self: &Arc<Self>, meta: &mut HeldMeta) {
+        let Some(len) = meta.bytes.as_ref().map(Bytes::len).filter(|_| meta.budget.is_none()) else { return };
         let fits = self
             .held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held + bytes.len() <= self.limit).then_some(held + bytes.len())
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| (held + len <= self.limit).then_some(held + len))
             .is_ok();
-        let budget = fits.then(|| self.clone());
-        HeldMeta { size: meta.size, bytes: fits.then_some(bytes), budget }
+        if fits {
+            meta.budget = Some(self.clone());
+        } else {
+            meta.bytes = None;
+        }
     }
 
     /// The bytes held now, across the process.
@@ -111,18 +109,21 @@ mod tests {
     #[test]
     fn bytes_are_kept_while_the_budget_has_room_and_given_back_when_dropped() {
         let budget = MetaBudget::new(10);
-        let first = budget.keep(HeldMeta::new(Bytes::from_static(b"123456")));
+        let mut first = HeldMeta::new(Bytes::from_static(b"123456"));
+        budget.keep(&mut first);
         assert_eq!((first.bytes().map(|b| b.len()), budget.held()), (Some(6), 6));
-        let second = budget.keep(HeldMeta::new(Bytes::from_static(b"abcdef")));
+        let mut second = HeldMeta::new(Bytes::from_static(b"abcdef"));
+        budget.keep(&mut second);
         assert_eq!((second.bytes(), second.size(), budget.held()), (None, 6, 6), "no room: let go, size kept");
         let copy = first.clone();
         assert_eq!(budget.held(), 12, "a clone counts too");
         drop(first);
         drop(copy);
         assert_eq!(budget.held(), 0);
-        let third = budget.keep(HeldMeta::new(Bytes::from_static(b"abcdef")));
+        let mut third = HeldMeta::new(Bytes::from_static(b"abcdef"));
+        budget.keep(&mut third);
         assert!(third.bytes().is_some(), "room again once the others are gone");
-        let third = budget.keep(third);
+        budget.keep(&mut third);
         assert_eq!(budget.held(), 6, "bytes counted already are not counted twice");
         drop(third);
         assert_eq!(budget.held(), 0);

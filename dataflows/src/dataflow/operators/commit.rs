@@ -202,7 +202,7 @@ impl EpochState {
     fn add_block(&mut self, queue: String, mut block: SourceBlock, budget: &Arc<MetaBudget>) {
         let key = block.order_key();
         // A block from another process brings its meta.json bytes, counted nowhere yet.
-        block.meta = budget.keep(block.meta.clone());
+        budget.keep(&mut block.meta);
         // Its copies took what the target held already; the commit lists the target again.
         block.target_listing = None;
         let dir = block.dir.clone();
