@@ -76,21 +76,32 @@ pub(crate) enum Verdict {
 }
 
 /// One target block folder as the run saw it.
-#[derive(Debug, Default)]
-pub(crate) struct TargetFolder {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TargetFolder<'a> {
     /// Its meta.json's digest, when it has one that could be read and parsed.
     pub(crate) meta_digest: Option<[u8; 32]>,
     /// Its meta.json could not be read: what it says is unknown.
-    pub(crate) unreadable: Option<String>,
+    pub(crate) unreadable: Option<&'a str>,
     /// Its objects but meta.json, as listed.
-    pub(crate) listing: TargetListing,
+    objects: &'a [(String, u64, Option<String>)],
 }
 
-/// The target as one run sees it: its folders, and its visible blocks by group.
+impl TargetFolder<'_> {
+    /// Its objects but meta.json, by path relative to the folder.
+    pub(crate) fn listing(&self) -> TargetListing {
+        self.objects.iter().map(|(rel, size, e_tag)| (rel.clone(), (*size, e_tag.clone()))).collect()
+    }
+}
+
+/// The target as one run sees it: its folders as listed, what their metas said, and its
+/// visible blocks by group.
 #[derive(Debug, Default)]
 pub(crate) struct TargetView {
     groups: HashMap<String, Vec<Arc<TargetBlock>>>,
-    folders: HashMap<String, TargetFolder>,
+    /// The run's listing of the target, shared with the list stage rather than copied.
+    inventory: Arc<Inventory>,
+    digests: HashMap<String, [u8; 32]>,
+    unreadable: HashMap<String, String>,
 }
 
 impl TargetView {
@@ -99,12 +110,17 @@ impl TargetView {
         for block in blocks {
             groups.entry(block.group.clone()).or_default().push(block);
         }
-        TargetView { groups, folders: HashMap::new() }
+        TargetView { groups, ..TargetView::default() }
     }
 
     /// Block folder `dir` in the target, when it has one.
-    pub(crate) fn folder(&self, dir: &str) -> Option<&TargetFolder> {
-        self.folders.get(dir)
+    pub(crate) fn folder(&self, dir: &str) -> Option<TargetFolder<'_>> {
+        let folder = self.inventory.get(dir)?;
+        Some(TargetFolder {
+            meta_digest: self.digests.get(dir).copied(),
+            unreadable: self.unreadable.get(dir).map(String::as_str),
+            objects: &folder.objects,
+        })
     }
 
     /// Judges `block` against the visible blocks of its group, itself aside. Without
@@ -284,18 +300,9 @@ impl TargetIndex {
                 }
             }
         }
-        let mut view = TargetView::new(known.values().map(|k| k.block.clone()));
-        for (dir, folder) in inventory.iter() {
-            let listing =
-                folder.objects.iter().map(|(rel, size, e_tag)| (rel.clone(), (*size, e_tag.clone()))).collect();
-            let dir = dir.clone();
-            let target_folder = TargetFolder {
-                meta_digest: known.get(&dir).map(|k| k.digest),
-                unreadable: unreadable.remove(&dir),
-                listing,
-            };
-            view.folders.insert(dir, target_folder);
-        }
+        let digests = inventory.keys().filter_map(|dir| Some((dir.clone(), known.get(dir)?.digest))).collect();
+        let view =
+            TargetView { inventory, digests, unreadable, ..TargetView::new(known.values().map(|k| k.block.clone())) };
         Ok(Arc::new(view))
     }
 }

@@ -52,12 +52,12 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
         }
     };
     let folder = view.folder(&block.dir);
-    if let Some(error) = folder.and_then(|f| f.unreadable.as_ref()) {
+    if let Some(error) = folder.and_then(|f| f.unreadable) {
         let failure = Failure::new(FailureCause::Target, format!("reading its meta.json in the target: {error}"));
         return Ok(block.with_defect(failure));
     }
     if let Some(folder) = folder.filter(|f| f.meta_digest == Some(block.summary.digest)) {
-        return Err(Record::of_block(&block, already_replicated(&ctx.copier, &block, folder).await));
+        return Err(Record::of_block(&block, already_replicated(&ctx.copier, &block, &folder).await));
     }
     let block = match view.judge(&block, ctx.vertical_compaction) {
         Verdict::Fresh => block,
@@ -78,16 +78,17 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
         }
     };
     // What the target holds of the block already, from the run's listing: no request per block.
-    let listing = folder.map(|f| f.listing.clone()).unwrap_or_default();
+    let listing = folder.map(|f| f.listing()).unwrap_or_default();
     Ok(SourceBlock { target_listing: Some(listing), run: request.run_id, ..block })
 }
 
 /// The outcome of a block already visible in the target. Marks added to the source block since
 /// it was replicated are copied now (when marks are copied at all, they are among its objects):
 /// the block is visible already, so no order is at stake.
-async fn already_replicated(copier: &Copier, block: &SourceBlock, folder: &TargetFolder) -> Outcome {
+async fn already_replicated(copier: &Copier, block: &SourceBlock, folder: &TargetFolder<'_>) -> Outcome {
+    let listing = folder.listing();
     for spec in block.objects.iter().filter(|o| is_marker(&o.rel_path)) {
-        let seen = Seen::of(Some(&folder.listing), &spec.rel_path);
+        let seen = Seen::of(Some(&listing), &spec.rel_path);
         if let Err(e) = copier.ensure_seen(&block.path(&spec.rel_path), spec, seen).await {
             return Outcome::failed(e.failure());
         }
