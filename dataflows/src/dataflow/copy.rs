@@ -62,15 +62,15 @@ pub(crate) fn copy<'scope>(blocks: Stream<'scope, CommitBlock>, ctx: &Arc<Contex
         |job, message| {
             let result =
                 Err(Failure::new(FailureCause::Internal, format!("internal error: the copy panicked: {message}")));
-            vec![job.completion(result)]
+            vec![job.block.completion(job.spec.rel_path, result)]
         },
         move |job: CopyJob| {
             let (copier, held_back) = (c.copier.clone(), c.held_back.clone());
             let ordered = c.strategy.ordered_commit();
             let span = tracing::info_span!("object", block = %job.block.dir, group = %job.block.group);
             async move {
-                let block = &job.block;
-                let path = block_path(&block.dir, &job.spec.rel_path);
+                let CopyJob { block, spec, seen } = job;
+                let path = block_path(&block.dir, &spec.rel_path);
                 let key = (block.min_time, block.ulid);
                 let result = if copier.cancel.is_cancelled() {
                     Err(Failure::new(FailureCause::Interrupted, "interrupted before the copy started"))
@@ -79,23 +79,22 @@ pub(crate) fn copy<'scope>(blocks: Stream<'scope, CommitBlock>, ctx: &Arc<Contex
                     // would be made for nothing, and made again next run.
                     Err(Failure::new(FailureCause::Source, "not copied: an older block of its group failed"))
                 } else {
-                    let result = copier.ensure_seen(&path, &job.spec, job.seen.clone()).await.map_err(|e| e.failure());
+                    let result = copier.ensure_seen(&path, &spec, seen).await.map_err(|e| e.failure());
                     if result.is_err() && ordered {
                         held_back.fail(block.run, &block.queue, key);
                     }
                     result
                 };
-                vec![job.completion(result)]
+                vec![block.completion(spec.rel_path, result)]
             }
             .instrument(span)
         },
     )
 }
 
-impl CopyJob {
-    /// The end of this copy, for the worker that owns its block's queue.
-    fn completion(self, result: Result<crate::bucket::copy::ObjectDone, Failure>) -> Completion {
-        let CopyJob { block, spec, .. } = self;
-        Completion { queue: block.queue.clone(), dir: block.dir.clone(), rel_path: spec.rel_path, result }
+impl JobBlock {
+    /// The end of the copy of its object `rel_path`, for the worker that owns its queue.
+    fn completion(&self, rel_path: String, result: Result<crate::bucket::copy::ObjectDone, Failure>) -> Completion {
+        Completion { queue: self.queue.clone(), dir: self.dir.clone(), rel_path, result }
     }
 }
