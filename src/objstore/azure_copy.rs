@@ -19,7 +19,7 @@ use object_store::path::Path;
 use object_store::ClientOptions;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::copy_request::{retrying, CopyRequestError};
+use super::copy_request::{retrying, under, CopyRequestError};
 use super::http::Retries;
 
 /// What Azure leaves unencoded in a blob name in a URL, `/` included.
@@ -78,7 +78,7 @@ impl AzureCopy {
     }
 
     fn blob_url(container: &str, prefix: &Path, path: &Path) -> String {
-        let name = Path::from_iter(prefix.parts().chain(path.parts()));
+        let name = under(prefix, path);
         format!("{container}/{}", utf8_percent_encode(name.as_ref(), &NAME_ENCODE_SET))
     }
 

@@ -1,5 +1,5 @@
-//! What the providers' server-side copies share: a failed copy request, its retries, and what
-//! the engine makes of a failure.
+//! What the providers' server-side copies share: an object's name in its bucket, a failed copy
+//! request, its retries, and what the engine makes of a failure.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -8,6 +8,12 @@ use bucketflow_dataflows::ServerSideError;
 use object_store::path::Path;
 
 use super::http::Retries;
+
+/// The engine's `path` under a bucket's `prefix`, as object_store's prefixed stores join them:
+/// where the object is in the bucket itself.
+pub(super) fn under(prefix: &Path, path: &Path) -> Path {
+    Path::from_iter(prefix.parts().chain(path.parts()))
+}
 
 /// A failed request of a server-side copy. `status` is the HTTP status (or, for S3, the one an
 /// error code in a 200 answer stands for); `None` when no answer came.

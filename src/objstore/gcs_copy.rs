@@ -15,7 +15,7 @@ use object_store::path::Path;
 use object_store::ClientOptions;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::copy_request::{retrying, CopyRequestError};
+use super::copy_request::{retrying, under, CopyRequestError};
 use super::http::Retries;
 use super::s3_copy::{error_body, xml_value};
 
@@ -61,7 +61,7 @@ impl std::fmt::Debug for GcsCopy {
 /// An object's name as the XML API takes it in a URL or a copy source: every byte but letters
 /// and digits percent-encoded, `/` too, as object_store encodes it.
 fn encoded(prefix: &Path, path: &Path) -> String {
-    let name = Path::from_iter(prefix.parts().chain(path.parts()));
+    let name = under(prefix, path);
     utf8_percent_encode(name.as_ref(), NON_ALPHANUMERIC).to_string()
 }
 

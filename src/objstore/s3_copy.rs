@@ -19,7 +19,7 @@ use object_store::path::Path;
 use object_store::ClientOptions;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::copy_request::{retrying, CopyRequestError};
+use super::copy_request::{retrying, under, CopyRequestError};
 use super::http::Retries;
 
 /// What S3 leaves unencoded in a key (RFC 3986's unreserved characters), and in a path `/`.
@@ -261,8 +261,7 @@ impl S3Copy {
 #[async_trait]
 impl ServerSideCopy for S3Copy {
     async fn copy(&self, path: &Path, size: u64) -> Result<(), ServerSideError> {
-        let join = |prefix: &Path| Path::from_iter(prefix.parts().chain(path.parts()));
-        let (from, to) = (join(&self.source_prefix), join(&self.target_prefix));
+        let (from, to) = (under(&self.source_prefix, path), under(&self.target_prefix, path));
         let result = if size <= self.single_copy_limit {
             self.copy_object(&from, &to).await
         } else {

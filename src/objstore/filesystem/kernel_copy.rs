@@ -13,6 +13,8 @@ use bucketflow_dataflows::{ServerSideCopy, ServerSideError};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
+use super::super::copy_request::under;
+
 /// Files up to this size are streamed; see the module.
 const STREAMED_UP_TO: u64 = 1024 * 1024;
 
@@ -49,11 +51,6 @@ impl KernelCopy {
             folders: (source.to_path_buf(), target.to_path_buf()),
         })
     }
-}
-
-/// `path` under `prefix`, as object_store's prefixed stores join them.
-fn under(prefix: &Path, path: &Path) -> Path {
-    Path::from_iter(prefix.parts().chain(path.parts()))
 }
 
 /// A file being copied is written under `<name>#<digits>` beside its place, the name
