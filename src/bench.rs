@@ -121,7 +121,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let w = &args.workload;
     if let Some(source) = &w.source_config {
         let store = open_yaml(source, Side::Target)?;
-        let runtime = tokio::runtime::Runtime::new()?;
+        let runtime = crate::runtime::start()?;
         if runtime.block_on(list_block_dirs(&*store))?.is_empty() {
             tracing::info!("writing the synthetic bucket into the source");
             runtime.block_on(write(&store, &generate(&spec(w))))?;
@@ -185,7 +185,7 @@ fn rss() -> (u64, u64) {
 pub fn run_one(args: &BenchRunArgs) -> Result<()> {
     let w = &args.workload;
     let blocks: Vec<SynthBlock> = generate(&spec(w));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = crate::runtime::start()?;
     let simulated = w.source_config.is_none();
     let (source, target_base): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match (&w.source_config, &w.target_config)
     {

@@ -21,7 +21,7 @@ pub fn run(args: &GenArgs) -> Result<()> {
     let blocks = generate(&spec);
     let objects: usize = blocks.iter().map(|b| b.objects.len()).sum();
     let bytes: usize = blocks.iter().flat_map(|b| b.objects.values()).map(|o| o.len()).sum();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = crate::runtime::start()?;
     runtime.block_on(write(&bucket.store, &blocks)).context("writing the synthetic bucket")?;
     tracing::info!(blocks = blocks.len(), objects, bytes, "synthetic bucket written");
     Ok(())

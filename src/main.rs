@@ -10,6 +10,7 @@ mod metrics;
 mod objstore;
 mod progress;
 mod replicate;
+mod runtime;
 mod status;
 mod verify;
 

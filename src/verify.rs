@@ -24,7 +24,7 @@ pub fn run(args: &VerifyArgs) -> Result<Finish> {
         replica_labels: args.replica_labels.clone(),
         ..AuditConfig::default()
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = crate::runtime::start()?;
     let report = runtime.block_on(audit(&*bucket.store, &config))?;
     print(&report)?;
     if let Some(path) = &args.report_file {
