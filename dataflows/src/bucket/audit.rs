@@ -248,10 +248,10 @@ async fn audit_block(store: &dyn ObjectStore, dir: String, config: &AuditConfig)
         for object in block.objects.iter().filter(|o| o.sha256.is_some()) {
             let path = block_path(&dir, &object.rel_path);
             match sha256_of(store, &path).await {
-                Ok(actual) if Some(&actual) == object.sha256.as_ref() => {}
+                Ok(actual) if Some(actual) == object.sha256 => {}
                 Ok(actual) => problems.push(format!(
                     "{path}: SHA256 {actual} differs from meta.json's {}",
-                    object.sha256.as_deref().unwrap_or_default()
+                    object.sha256.map(|d| d.to_string()).unwrap_or_default()
                 )),
                 Err(e) => problems.push(format!("reading {path}: {}", error_chain(&e))),
             }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::bandwidth::Bandwidth;
 use super::listing::list_block_objects;
 use super::server_side::{ServerSide, ServerSideCopy, ServerSideError};
-use crate::model::block::{folder_path, ObjectSpec, Seen, TargetListing};
+use crate::model::block::{folder_path, ObjectSpec, Seen, Sha256Digest, TargetListing};
 use crate::model::failure::{error_chain, Failure, FailureCause};
 use crate::telemetry::{CopyMethod, Telemetry};
 
@@ -623,13 +623,13 @@ pub(crate) fn unchanged(spec: &ObjectSpec, copied_e_tag: Option<&str>, size: u64
 }
 
 /// The SHA256 of an object, in lower-case hex, read as a stream (one chunk in memory at a time).
-pub(crate) async fn sha256_of(store: &dyn ObjectStore, path: &Path) -> object_store::Result<String> {
+pub(crate) async fn sha256_of(store: &dyn ObjectStore, path: &Path) -> object_store::Result<Sha256Digest> {
     let mut stream = read_in_pieces(store.get(path).await?);
     let mut hasher = Sha256::new();
     while let Some(chunk) = stream.try_next().await? {
         hasher.update(&chunk);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(Sha256Digest(hasher.finalize().into()))
 }
 
 /// Checks the bytes of a source object as they stream past.
@@ -661,9 +661,10 @@ impl<'a> Verifier<'a> {
             return Err(self.size_error());
         }
         if let (Some(h), Some(expected)) = (self.hasher.take(), &self.spec.sha256) {
-            let actual = hex::encode(h.finalize());
+            let actual = Sha256Digest(h.finalize().into());
             if &actual != expected {
-                return Err(CopyError::SourceHash { path: self.path.clone(), expected: expected.clone(), actual });
+                let (expected, actual) = (expected.to_string(), actual.to_string());
+                return Err(CopyError::SourceHash { path: self.path.clone(), expected, actual });
             }
         }
         Ok(())
@@ -929,7 +930,7 @@ mod tests {
             let rel_path = format!("chunks/{:06}", i + 1);
             let path = Path::from(format!("block/{rel_path}"));
             let data = vec![i as u8; 100 + i];
-            let sha256 = Some(hex::encode(Sha256::digest(&data)));
+            let sha256 = Some(Sha256Digest(Sha256::digest(&data).into()));
             source.put(&path, PutPayload::from(data.clone())).await.unwrap();
             specs.push((path, ObjectSpec { rel_path, size: data.len() as u64, sha256 }));
         }
@@ -1013,7 +1014,7 @@ mod tests {
             Arc::new(FaultyStore::new(inner, vec![FaultRule::truncated_reads("block/index", Some(1))], 1));
         let target = Arc::new(PartCounting::default());
         let copier = Copier::new(source, target.clone(), 4, 1024);
-        let digest = hex::encode(Sha256::digest(&data));
+        let digest = Sha256Digest(Sha256::digest(&data).into());
         let spec = ObjectSpec { rel_path: "index".into(), size: data.len() as u64, sha256: Some(digest) };
         assert!(copier.ensure(&path, &spec).await.unwrap().copied);
         // Ten 1 KiB parts, each sent once: the second half was read from where the first stopped.

@@ -20,8 +20,47 @@ pub struct ObjectSpec {
     pub rel_path: String,
     /// Size in the source listing (which meta.json, where it lists one, must agree with).
     pub size: u64,
-    /// Lower-case hex SHA256 from `thanos.files`, where the uploader recorded one.
-    pub sha256: Option<String>,
+    /// The SHA256 from `thanos.files`, where the uploader recorded one.
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// A SHA256 digest. Kept as its 32 bytes: every object of every block waiting in a run has one,
+/// and the hex form would take a heap string of 64 bytes more. It reads and prints as lower-case
+/// hex, as meta.json and error messages write it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl Sha256Digest {
+    /// The digest written in hex (either case), if `hex` is one.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex, &mut bytes).ok().map(|()| Sha256Digest(bytes))
+    }
+}
+
+impl std::fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sha256Digest({self})")
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(deserializer)?;
+        Sha256Digest::from_hex(&hex).ok_or_else(|| serde::de::Error::custom(format!("not a SHA256 in hex: {hex:?}")))
+    }
 }
 
 impl ObjectSpec {
@@ -47,6 +86,9 @@ pub(crate) enum PlanError {
     SizeMismatch { block: String, rel_path: String, listed: u64, actual: u64 },
     #[error("block {block}: meta.json lists an unusable object path {rel_path:?}")]
     BadPath { block: String, rel_path: String },
+    /// A SHA256 that is not 64 hex digits can match no object: copying would fail on every run.
+    #[error("block {block}: meta.json lists {rel_path} with a SHA256 that is not 64 hex digits: {value:?}")]
+    BadHash { block: String, rel_path: String, value: String },
     /// Every TSDB block has an index; a listing without one is not a block's (or the store's
     /// listing is broken), and copying it would make an empty block visible.
     #[error("block {block}: the listing of the block folder has no index")]
@@ -198,7 +240,10 @@ impl SourceBlock {
                 });
             }
             if let Some(hex) = file.hash.as_ref().and_then(|h| h.sha256_hex()) {
-                hashes.insert(file.rel_path.clone(), hex);
+                let Some(digest) = Sha256Digest::from_hex(&hex) else {
+                    return Err(PlanError::BadHash { block: dir.to_string(), rel_path: file.rel_path.clone(), value: hex });
+                };
+                hashes.insert(file.rel_path.clone(), digest);
             }
         }
         if !sizes.contains_key("index") {
@@ -308,10 +353,14 @@ mod tests {
 
     #[test]
     fn checks_listed_files_against_the_source() {
-        let files =
-            r#"{"rel_path":"index","size_bytes":2,"hash":{"hashFunc":"SHA256","value":"AA"}},{"rel_path":"meta.json"}"#;
+        let upper = "AA".repeat(32);
+        let files = format!(
+            r#"{{"rel_path":"index","size_bytes":2,"hash":{{"hashFunc":"SHA256","value":"{upper}"}}}},{{"rel_path":"meta.json"}}"#
+        );
+        let files = files.as_str();
         let b = SourceBlock::plan(ULID, raw(files), listing(&[("index", 2)]), &Grouping::default());
-        assert_eq!(b.objects[0].sha256.as_deref(), Some("aa"));
+        assert_eq!(b.objects[0].sha256, Some(Sha256Digest([0xaa; 32])));
+        assert_eq!(b.objects[0].sha256.unwrap().to_string(), "aa".repeat(32), "printed in lower case");
         let defect = |l: &[(&str, u64)], files: &str| {
             let b = SourceBlock::plan(ULID, raw(files), listing(l), &Grouping::default());
             assert!(b.objects.is_empty(), "a defective block has nothing to copy");
@@ -322,6 +371,8 @@ mod tests {
         assert!(defect(&[("chunks/000001", 1)], "").contains("has no index"));
         let escaping = r#"{"rel_path":"../other/index","size_bytes":2}"#;
         assert!(defect(&[("index", 2)], escaping).contains("unusable object path \"../other/index\""));
+        let short = r#"{"rel_path":"index","size_bytes":2,"hash":{"hashFunc":"SHA256","value":"aa"}}"#;
+        assert!(defect(&[("index", 2)], short).contains("index with a SHA256 that is not 64 hex digits: \"aa\""));
         let nested = defect(&[("index", 2), ("chunks/sub/000001", 1)], "");
         assert!(nested.contains("chunks/sub/000001 is in a folder under chunks/"), "{nested}");
     }
