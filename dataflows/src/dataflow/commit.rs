@@ -14,20 +14,24 @@ use crate::model::block::SourceBlock;
 use crate::report::{Outcome, Record};
 
 /// Each block to copy joins the commit queue its strategy gives it (counted for progress).
-pub(crate) fn enqueue<'scope>(blocks: Stream<'scope, SourceBlock>, ctx: &Arc<Context>) -> Stream<'scope, CommitBlock> {
+pub(crate) fn enqueue<'scope>(
+    blocks: Stream<'scope, SourceBlock>,
+    ctx: &Arc<Context>,
+) -> Stream<'scope, Arc<CommitBlock>> {
     let (strategy, layout) = (ctx.strategy, ctx.layout.clone());
     let progress = ctx.copier.telemetry.progress.clone();
     blocks.map(move |block| {
         progress.blocks_total.fetch_add(1, Ordering::Relaxed);
         progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
-        CommitBlock { queue: strategy.partition_key(&block, &layout), block }
+        // Shared by the copy stage and the commit, which both hold it until its copies end.
+        Arc::new(CommitBlock { queue: strategy.partition_key(&block, &layout), block })
     })
 }
 
 /// Commits each queue's blocks in order once their `completions` are in; a barrier holds back
 /// its queue (or all). Every block yields one record.
 pub(crate) fn commit<'scope>(
-    blocks: Stream<'scope, CommitBlock>,
+    blocks: Stream<'scope, Arc<CommitBlock>>,
     barriers: Stream<'scope, (String, Option<String>)>,
     completions: Stream<'scope, Completion>,
     ctx: &Arc<Context>,

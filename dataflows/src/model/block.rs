@@ -241,7 +241,11 @@ impl SourceBlock {
             }
             if let Some(hex) = file.hash.as_ref().and_then(|h| h.sha256_hex()) {
                 let Some(digest) = Sha256Digest::from_hex(&hex) else {
-                    return Err(PlanError::BadHash { block: dir.to_string(), rel_path: file.rel_path.clone(), value: hex });
+                    return Err(PlanError::BadHash {
+                        block: dir.to_string(),
+                        rel_path: file.rel_path.clone(),
+                        value: hex,
+                    });
                 };
                 hashes.insert(file.rel_path.clone(), digest);
             }

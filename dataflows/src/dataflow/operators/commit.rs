@@ -40,25 +40,23 @@ pub(crate) struct CommitBlock {
 /// What the commit's first input carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum CommitInput {
-    Block(CommitBlock),
+    /// Shared with the copy stage, which copies its objects meanwhile.
+    Block(Arc<CommitBlock>),
     /// A block of unknown group failed (its meta.json could not be read): the queue it belongs
     /// to, or every queue of the epoch when that is unknown, is held back behind it, since that
     /// queue might have lost an older block.
-    Barrier {
-        dir: String,
-        queue: Option<String>,
-    },
+    Barrier { dir: String, queue: Option<String> },
 }
 
 /// Routes blocks to the worker that owns their queue, and barriers to every worker.
 pub(crate) fn commit_inputs<'scope>(
-    blocks: StreamVec<'scope, Epoch, CommitBlock>,
+    blocks: StreamVec<'scope, Epoch, Arc<CommitBlock>>,
     barriers: StreamVec<'scope, Epoch, (String, Option<String>)>,
 ) -> StreamVec<'scope, Epoch, CommitInput> {
     // A block crosses processes as JSON, as the records do (see `Wire`).
     let blocks = blocks
         .map(Wire)
-        .exchange(|b: &Wire<CommitBlock>| route(&b.0.queue))
+        .exchange(|b: &Wire<Arc<CommitBlock>>| route(&b.0.queue))
         .map(|Wire(block)| CommitInput::Block(block));
     let barriers = barriers.broadcast().map(|(dir, queue)| CommitInput::Barrier { dir, queue });
     blocks.concat(barriers)
@@ -145,16 +143,21 @@ pub(crate) trait OrderedCommit<'scope> {
     ) -> StreamVec<'scope, Epoch, Record>;
 }
 
-/// A block waiting for its objects. Boxed: a queue holds every block of its group until their
-/// turns, and a B-tree node of unboxed blocks would reserve room for eleven.
+/// A block waiting for its objects. Its block is shared with the copy stage (and a pointer: a
+/// queue holds every block of its group until their turns, and a B-tree node reserves room for
+/// eleven).
 struct Pending {
-    block: Box<SourceBlock>,
+    commit: Arc<CommitBlock>,
     awaiting: usize,
     done: HashMap<String, ObjectDone>,
     errors: Vec<Failure>,
 }
 
 impl Pending {
+    fn block(&self) -> &SourceBlock {
+        &self.commit.block
+    }
+
     fn apply(&mut self, completion: Completion) {
         self.awaiting = self.awaiting.saturating_sub(1);
         match completion.result {
@@ -173,7 +176,7 @@ impl Pending {
 
     fn failed(&self, failure: Failure) -> Record {
         let (objects_copied, bytes_copied, _) = self.copied();
-        Record::of_block(&self.block, Outcome::failed_after(failure, objects_copied, bytes_copied))
+        Record::of_block(self.block(), Outcome::failed_after(failure, objects_copied, bytes_copied))
     }
 }
 
@@ -199,17 +202,21 @@ struct EpochState {
 }
 
 impl EpochState {
-    fn add_block(&mut self, queue: String, mut block: SourceBlock, budget: &Arc<MetaBudget>) {
+    fn add_block(&mut self, mut commit: Arc<CommitBlock>, budget: &Arc<MetaBudget>) {
+        // Only this operator holds a block that came from another process (or whose copies have
+        // all ended): its meta.json bytes were counted nowhere yet, and its copies took what the
+        // target held already (the commit lists the target again). A block the copy stage still
+        // shares came from this process's load stage, which counted its bytes.
+        if let Some(CommitBlock { block, .. }) = Arc::get_mut(&mut commit) {
+            budget.keep(&mut block.meta);
+            block.target_listing = None;
+        }
+        let (queue, block) = (commit.queue.clone(), &commit.block);
         let key = block.order_key();
-        // A block from another process brings its meta.json bytes, counted nowhere yet.
-        budget.keep(&mut block.meta);
-        // Its copies took what the target held already; the commit lists the target again.
-        block.target_listing = None;
         let dir = block.dir.clone();
         // A block found defective before copying fails in its place in the queue's order.
         let errors = block.defect.iter().cloned().collect();
-        let mut pending =
-            Pending { awaiting: block.objects.len(), block: Box::new(block), done: HashMap::new(), errors };
+        let mut pending = Pending { awaiting: block.objects.len(), commit, done: HashMap::new(), errors };
         for completion in self.early.remove(&dir).unwrap_or_default() {
             pending.apply(completion);
         }
@@ -266,9 +273,7 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                         let state = epochs.entry(epoch).or_insert_with(|| new_state(cap.delayed(&epoch, 0)));
                         for input in data.drain(..) {
                             match input {
-                                CommitInput::Block(CommitBlock { queue, block }) => {
-                                    state.add_block(queue, block, &policy.meta_budget)
-                                }
+                                CommitInput::Block(block) => state.add_block(block, &policy.meta_budget),
                                 CommitInput::Barrier { dir, queue } => state.barriers.push((dir, queue)),
                             }
                         }
@@ -360,7 +365,7 @@ fn advance_queue(
             return;
         };
         if let Some(behind) = &queue.failed_at {
-            records.push(Record::of_block(&entry.get().block, Outcome::HeldBack { behind: behind.clone() }));
+            records.push(Record::of_block(entry.get().block(), Outcome::HeldBack { behind: behind.clone() }));
             entry.remove();
             continue;
         }
@@ -385,18 +390,18 @@ fn advance_queue(
         let pending = entry.remove();
         if let Some(failure) = failure {
             let error = &failure.error;
-            tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
+            tracing::warn!(block = %pending.block().dir, group = %pending.block().group, run = epoch, %error, "block failed");
             records.push(pending.failed(failure));
             if policy.ordered {
-                queue.failed_at = Some(pending.block.dir.clone());
-                policy.held_back.fail(epoch, queue_key, pending.block.order_key());
+                queue.failed_at = Some(pending.block().dir.clone());
+                policy.held_back.fail(epoch, queue_key, pending.block().order_key());
             }
             continue;
         }
         queue.committing += 1;
         let (turn_done, turn) = tokio::sync::oneshot::channel();
-        let after = if policy.ordered { queue.last.replace((pending.block.dir.clone(), turn)) } else { None };
-        let (queue_name, dir) = (queue_key.to_string(), pending.block.dir.clone());
+        let after = if policy.ordered { queue.last.replace((pending.block().dir.clone(), turn)) } else { None };
+        let (queue_name, dir) = (queue_key.to_string(), pending.block().dir.clone());
         let (panic_queue, panic_dir) = (queue_name.clone(), dir.clone());
         let panic_record =
             pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
@@ -409,18 +414,18 @@ fn advance_queue(
                 let _ = turn_done.send(match &result {
                     Ok(_) => Ok(()),
                     Err(CommitError::Behind(behind)) => Err(behind.clone()),
-                    Err(_) => Err(pending.block.dir.clone()),
+                    Err(_) => Err(pending.block().dir.clone()),
                 });
                 let record = match result {
                     Ok((repaired, repaired_bytes, e_tag)) => {
-                        index.committed(&pending.block, e_tag);
+                        index.committed(pending.block(), e_tag);
                         let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
-                        let late_behind = pending.block.late_behind.clone();
+                        let late_behind = pending.block().late_behind.clone();
                         match &late_behind {
-                            Some(behind) => tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first"),
-                            None => tracing::info!(block = %pending.block.dir, group = %pending.block.group, run = epoch, "block replicated"),
+                            Some(behind) => tracing::warn!(block = %pending.block().dir, group = %pending.block().group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first"),
+                            None => tracing::info!(block = %pending.block().dir, group = %pending.block().group, run = epoch, "block replicated"),
                         }
-                        Record::of_block(&pending.block, Outcome::Replicated {
+                        Record::of_block(pending.block(), Outcome::Replicated {
                             objects_copied: objects_copied + repaired,
                             bytes_copied: bytes_copied + repaired_bytes,
                             objects_already_present,
@@ -428,7 +433,7 @@ fn advance_queue(
                         })
                     }
                     Err(CommitError::Behind(behind)) => {
-                        Record::of_block(&pending.block, Outcome::HeldBack { behind })
+                        Record::of_block(pending.block(), Outcome::HeldBack { behind })
                     }
                     Err(e) => {
                         let cause = match &e {
@@ -440,7 +445,7 @@ fn advance_queue(
                             CommitError::Behind(_) => FailureCause::Internal,
                         };
                         let error = error_chain(&e);
-                        tracing::warn!(block = %pending.block.dir, group = %pending.block.group, run = epoch, %error, "block failed");
+                        tracing::warn!(block = %pending.block().dir, group = %pending.block().group, run = epoch, %error, "block failed");
                         pending.failed(Failure::new(cause, error))
                     }
                 };
@@ -462,7 +467,7 @@ async fn commit_block(
     concurrency: usize,
     after: Option<(String, Turn)>,
 ) -> Result<(u64, u64, Option<String>), CommitError> {
-    let block = &pending.block;
+    let block = pending.block();
     // The ETag each object had when it was last written, to notice it being replaced.
     let mut e_tags: HashMap<String, Option<String>> =
         pending.done.iter().map(|(rel, done)| (rel.clone(), done.e_tag.clone())).collect();
