@@ -87,6 +87,7 @@ impl CopyJob {
         Completion {
             queue: job.queue.to_string(),
             dir: job.dir.to_string(),
+            key: job.key,
             rel_path: job.spec.rel_path.clone(),
             result,
         }

@@ -67,6 +67,8 @@ pub(crate) fn commit_inputs<'scope>(
 pub(crate) struct Completion {
     pub queue: String,
     pub dir: String,
+    /// The block's place in its queue, (minTime, ULID).
+    pub key: (i64, Ulid),
     pub rel_path: String,
     pub result: Result<ObjectDone, Failure>,
 }
@@ -188,13 +190,14 @@ struct Queue {
     /// The last commit started: its block, and the end of its write.
     last: Option<(String, Turn)>,
     failed_at: Option<String>,
+    /// Blocks held back before every copy of theirs reported: how many reports are still to
+    /// come, to be dropped as they arrive.
+    gone: HashMap<String, usize>,
 }
 
 struct EpochState {
     capability: Capability<Epoch>,
     queues: BTreeMap<String, Queue>,
-    /// Where each block of the epoch waits: its queue and order key.
-    index: HashMap<String, (String, (i64, Ulid))>,
     /// Completions that arrived before their block.
     early: HashMap<String, Vec<Completion>>,
     /// Blocks of unknown group, each holding back its queue (all queues when `None`).
@@ -213,28 +216,32 @@ impl EpochState {
         }
         let (queue, block) = (commit.queue.clone(), &commit.block);
         let key = block.order_key();
-        let dir = block.dir.clone();
+        let early = self.early.remove(&block.dir).unwrap_or_default();
         // A block found defective before copying fails in its place in the queue's order.
         let errors = block.defect.iter().cloned().collect();
         let mut pending = Pending { awaiting: block.objects.len(), commit, done: HashMap::new(), errors };
-        for completion in self.early.remove(&dir).unwrap_or_default() {
+        for completion in early {
             pending.apply(completion);
         }
-        self.index.insert(dir, (queue.clone(), key));
         self.queues.entry(queue).or_default().blocks.insert(key, pending);
     }
 
+    /// A completion names its block's queue and place, so the commit keeps no index of blocks.
     fn add_completion(&mut self, completion: Completion) {
-        match self.index.get(&completion.dir) {
-            Some((queue, key)) => {
-                // A block that was already held back or failed has no pending entry: its late
-                // completions have nothing left to decide.
-                if let Some(pending) = self.queues.get_mut(queue).and_then(|q| q.blocks.get_mut(key)) {
-                    pending.apply(completion);
-                }
+        if let Some(queue) = self.queues.get_mut(&completion.queue) {
+            if let Some(pending) = queue.blocks.get_mut(&completion.key) {
+                return pending.apply(completion);
             }
-            None => self.early.entry(completion.dir.clone()).or_default().push(completion),
+            // A block held back already has nothing left to decide.
+            if let Some(left) = queue.gone.get_mut(&completion.dir) {
+                *left -= 1;
+                if *left == 0 {
+                    queue.gone.remove(&completion.dir);
+                }
+                return;
+            }
         }
+        self.early.entry(completion.dir.clone()).or_default().push(completion);
     }
 
     fn is_idle(&self) -> bool {
@@ -263,7 +270,6 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                 let new_state = |capability| EpochState {
                     capability,
                     queues: BTreeMap::new(),
-                    index: HashMap::new(),
                     early: HashMap::new(),
                     barriers: Vec::new(),
                 };
@@ -365,8 +371,11 @@ fn advance_queue(
             return;
         };
         if let Some(behind) = &queue.failed_at {
-            records.push(Record::of_block(entry.get().block(), Outcome::HeldBack { behind: behind.clone() }));
-            entry.remove();
+            let pending = entry.remove();
+            records.push(Record::of_block(pending.block(), Outcome::HeldBack { behind: behind.clone() }));
+            if pending.awaiting > 0 {
+                queue.gone.insert(pending.block().dir.clone(), pending.awaiting);
+            }
             continue;
         }
         if policy.ordered && !blocks_done {
