@@ -31,6 +31,7 @@ impl ReplicateArgs {
             retry: RetryPolicy { retries: self.retries, timeout: self.retry_timeout, ..RetryPolicy::default() },
             same_store: None,
             server_side_copy: None,
+            target_parts: None,
             telemetry: Default::default(),
             cancel: Default::default(),
             strategy: self.strategy,

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bucketflow_dataflows::PartStore;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
@@ -52,6 +54,19 @@ impl Bucket {
             place
         });
         Bucket { store: prefixed, base: identity.map(|id| (id, store)), prefix, place, endpoint: None }
+    }
+
+    /// The bucket's uploads by part number, under its prefix, where its provider has them.
+    pub fn part_store(&self) -> Option<PartStore> {
+        fn under<T: MultipartStore + Clone>(store: &T, prefix: &ObjectPath) -> PartStore {
+            PartStore(Arc::new(PrefixStore::new(store.clone(), prefix.clone())))
+        }
+        match self.endpoint.as_ref()? {
+            Endpoint::S3(s3) => Some(under(&s3.store, &self.prefix)),
+            Endpoint::Gcs(gcs) => Some(under(&gcs.store, &self.prefix)),
+            Endpoint::Azure(azure) => Some(under(&azure.store, &self.prefix)),
+            Endpoint::Folder(_) => None,
+        }
     }
 
     /// Whether the two buckets may share objects: one's place is the other's, or inside it.

@@ -81,6 +81,15 @@ fn open_buckets(
             }
         }
     }
+    // Parts sent by number would bypass the latency the target's requests are given.
+    if args.debug_latency.is_none() {
+        config.target_parts = target.part_store();
+        if config.target_parts.is_some() {
+            tracing::info!(
+                "large objects are uploaded by part number: a failed part is read again and sent again alone"
+            );
+        }
+    }
     Ok(match args.debug_latency {
         Some(latency) => (with_latency(source.store, latency), with_latency(target.store, latency)),
         None => (source.store, target.store),

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -34,7 +34,8 @@ pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 pub struct RetryPolicy {
     /// Retries of a transiently failed object copy after its first attempt.
     pub retries: usize,
-    /// Time after which no further retry of an object copy starts, counted from its first attempt.
+    /// Time after which no further retry of an object copy (or of one part) starts, counted
+    /// from the attempt's start, once it has its copy slot (or its part buffer).
     pub timeout: Duration,
     /// The longest wait before the first retry; it doubles with each retry after that.
     pub initial_backoff: Duration,
@@ -78,6 +79,14 @@ pub(crate) enum CopyError {
     ServerSide { path: Path, source: object_store::Error },
     #[error("{path}: the target does not hold the expected object after a server-side copy")]
     ServerSideMismatch { path: Path },
+    /// A part read again to be sent again is not the bytes the object's check saw the first
+    /// time: the object is copied again from its start, under the full check.
+    #[error("{path}: part {part} read again from the source differs from its first read")]
+    PartChanged { path: Path, part: usize },
+    /// One part failed on every try: the upload is given up, and the object not tried again
+    /// (its part had the object's retries already).
+    #[error("{path}: part {part} failed on every try")]
+    PartSpent { path: Path, part: usize, source: Box<CopyError> },
 }
 
 impl CopyError {
@@ -87,9 +96,11 @@ impl CopyError {
         let cause = match self {
             CopyError::Source { .. } => Source,
             CopyError::Target { .. } | CopyError::WriteMeta { .. } | CopyError::ServerSide { .. } => Target,
-            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => {
-                Verification
-            }
+            CopyError::SourceSize { .. }
+            | CopyError::SourceHash { .. }
+            | CopyError::ServerSideMismatch { .. }
+            | CopyError::PartChanged { .. } => Verification,
+            CopyError::PartSpent { source, .. } => source.failure().cause,
         };
         Failure::new(cause, error_chain(self))
     }
@@ -103,9 +114,11 @@ impl CopyError {
             | CopyError::Target { source, .. }
             | CopyError::ServerSide { source, .. }
             | CopyError::WriteMeta { source, .. } => source,
-            CopyError::SourceSize { .. } | CopyError::SourceHash { .. } | CopyError::ServerSideMismatch { .. } => {
-                return true
-            }
+            CopyError::SourceSize { .. }
+            | CopyError::SourceHash { .. }
+            | CopyError::ServerSideMismatch { .. }
+            | CopyError::PartChanged { .. } => return true,
+            CopyError::PartSpent { .. } => return false,
         };
         let permanent = matches!(
             store_error,
@@ -145,7 +158,9 @@ const FILE_PIECE: usize = 1024 * 1024;
 
 /// The bytes of a GET as a stream: a local file read a [`FILE_PIECE`] at a time, anything else
 /// as the store streams it.
-fn read_in_pieces(result: object_store::GetResult) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>> {
+pub(super) fn read_in_pieces(
+    result: object_store::GetResult,
+) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>> {
     use std::io::{Read, Seek, SeekFrom};
     let range = result.range.clone();
     let (file, path) = match result.payload {
@@ -174,14 +189,6 @@ fn read_in_pieces(result: object_store::GetResult) -> futures::stream::BoxStream
     .boxed()
 }
 
-/// The end of one part's upload, as a copy error when it failed.
-fn part_done(done: Option<object_store::Result<()>>, path: &Path) -> Result<(), CopyError> {
-    match done {
-        Some(Err(source)) => Err(CopyError::Target { operation: "uploading a part of", path: path.clone(), source }),
-        _ => Ok(()),
-    }
-}
-
 /// S3 takes at most this many parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -203,6 +210,17 @@ pub(crate) struct ObjectDone {
     pub e_tag: Option<String>,
 }
 
+/// A target's uploads by part number: the store under the bucket's prefix, as the engine's
+/// target store writes it (see [`super::parts`]).
+#[derive(Clone)]
+pub struct PartStore(pub Arc<dyn object_store::multipart::MultipartStore>);
+
+impl std::fmt::Debug for PartStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartStore")
+    }
+}
+
 /// Copies objects between two stores under one process-wide limit of objects in flight.
 #[derive(Debug, Clone)]
 pub(crate) struct Copier {
@@ -212,6 +230,9 @@ pub(crate) struct Copier {
     pub retry: RetryPolicy,
     /// The provider's own copy, while it has not refused one.
     pub(crate) server_side: Option<ServerSide>,
+    /// The target's uploads by part number, where the store has them: a failed part is then
+    /// sent again alone, and the upload kept.
+    pub(crate) parts: Option<PartStore>,
     pub telemetry: Telemetry,
     /// Once cancelled, no new copy starts and no failure is retried.
     pub cancel: CancellationToken,
@@ -221,11 +242,11 @@ pub(crate) struct Copier {
     /// Part buffers in memory across the process, one permit a part: as many as objects may be
     /// in flight, so that `concurrency x part size` bounds memory however the parts are spread.
     /// A large object uploads several parts at once only with permits no other copy holds.
-    part_budget: Arc<Semaphore>,
+    pub(super) part_budget: Arc<Semaphore>,
 }
 
 /// Parts of one object being uploaded at once, at most, when the part budget allows.
-const PARTS_IN_FLIGHT: usize = 4;
+pub(super) const PARTS_IN_FLIGHT: usize = 4;
 
 impl Copier {
     pub(crate) fn new(
@@ -240,6 +261,7 @@ impl Copier {
             part_size: part_size.max(1),
             retry: RetryPolicy::default(),
             server_side: None,
+            parts: None,
             telemetry: Telemetry::default(),
             cancel: CancellationToken::new(),
             bandwidth: Bandwidth::default(),
@@ -254,6 +276,10 @@ impl Copier {
 
     pub(crate) fn with_server_side(self, copy: Option<Arc<dyn ServerSideCopy>>) -> Self {
         Copier { server_side: copy.map(ServerSide::new), ..self }
+    }
+
+    pub(crate) fn with_parts(self, parts: Option<PartStore>) -> Self {
+        Copier { parts, ..self }
     }
 
     pub(crate) fn with_telemetry(self, telemetry: Telemetry, cancel: CancellationToken) -> Self {
@@ -330,21 +356,35 @@ impl Copier {
             let result = attempt().await;
             drop(permit);
             match result {
-                Err(error)
-                    if error.is_transient()
-                        && tries < self.retry.retries
-                        && Instant::now() < deadline
-                        && !self.cancel.is_cancelled() =>
-                {
-                    self.telemetry.metrics.retries.inc();
-                    let wait = self.retry.backoff(tries).min(deadline.saturating_duration_since(Instant::now()));
-                    tries += 1;
-                    tracing::warn!(%path, attempt = tries, error = %error_chain(&error), "request failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                result => return result,
+                Err(error) => match self.retry_wait(path, &error, tries, deadline) {
+                    Some(wait) => {
+                        tries += 1;
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => return Err(error),
+                },
+                done => return done,
             }
         }
+    }
+
+    /// How long to wait before trying again after the `tries`-th retry failed with `error`, or
+    /// `None` when it is not tried again: a permanent error, the retries spent, the attempt
+    /// past its `deadline`, or the run cancelled.
+    pub(super) fn retry_wait(
+        &self,
+        path: &Path,
+        error: &CopyError,
+        tries: usize,
+        deadline: Instant,
+    ) -> Option<Duration> {
+        let again = error.is_transient() && tries < self.retry.retries && Instant::now() < deadline;
+        if !again || self.cancel.is_cancelled() {
+            return None;
+        }
+        self.telemetry.metrics.retries.inc();
+        tracing::warn!(%path, attempt = tries + 1, error = %error_chain(error), "request failed; retrying");
+        Some(self.retry.backoff(tries).min(deadline.saturating_duration_since(Instant::now())))
     }
 
     async fn ensure_once(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {
@@ -436,7 +476,10 @@ impl Copier {
     /// Copies `path` from the source, verifying size and hash before the upload completes.
     async fn copy(&self, path: &Path, spec: &ObjectSpec) -> Result<ObjectDone, CopyError> {
         let source_err = |source| CopyError::Source { path: path.clone(), source };
-        let mut stream = read_in_pieces(self.source.get(path).await.map_err(source_err)?);
+        let got = self.source.get(path).await.map_err(source_err)?;
+        // A part read again must come from this version of the object.
+        let pin = got.meta.e_tag.clone();
+        let mut stream = read_in_pieces(got);
         let mut verifier = Verifier::new(path, spec);
         let e_tag = if spec.size as usize <= self.part_size {
             let _part = self.part_budget.acquire().await.expect("the part budget is never closed");
@@ -451,94 +494,16 @@ impl Copier {
             put.map_err(|source| CopyError::Target { operation: "writing", path: path.clone(), source })?.e_tag
         } else {
             let part_size = part_size_for(spec.size, self.part_size);
-            self.copy_multipart(path, &mut stream, &mut verifier, part_size).await?
+            self.copy_multipart(path, pin, &mut stream, &mut verifier, part_size).await?
         };
         Ok(ObjectDone { copied: true, bytes: spec.size, e_tag })
-    }
-
-    async fn copy_multipart(
-        &self,
-        path: &Path,
-        stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
-        verifier: &mut Verifier<'_>,
-        part_size: usize,
-    ) -> Result<Option<String>, CopyError> {
-        let target_err = |operation, source| CopyError::Target { operation, path: path.clone(), source };
-        let mut upload = self.target.put_multipart(path).await.map_err(|e| target_err("starting upload of", e))?;
-        let outcome: Result<(), CopyError> = async {
-            // A part is built from the stream's own chunks, without copying them into a growing
-            // buffer. Each part holds a permit of the part budget until it is uploaded; while a
-            // part uploads, the next one is read.
-            let mut uploading: futures::stream::FuturesUnordered<
-                futures::future::BoxFuture<'static, object_store::Result<()>>,
-            > = futures::stream::FuturesUnordered::new();
-            let mut part = PutPayloadMut::new();
-            let mut part_len = 0;
-            let mut permit = Some(self.part_permit(&mut uploading, path).await?);
-            let mut resumes = 0;
-            while let Some(mut chunk) = self.next_chunk(path, stream, verifier, &mut resumes).await? {
-                self.bandwidth.admit(chunk.len()).await;
-                verifier.update(&chunk)?;
-                while !chunk.is_empty() {
-                    let take = chunk.len().min(part_size - part_len);
-                    part.push(chunk.split_to(take));
-                    part_len += take;
-                    if part_len == part_size {
-                        let full = std::mem::take(&mut part).freeze();
-                        part_len = 0;
-                        let held = permit.take().expect("a part being built holds a permit");
-                        let sent = upload.put_part(full);
-                        uploading.push(
-                            async move {
-                                let result = sent.await;
-                                drop(held);
-                                result
-                            }
-                            .boxed(),
-                        );
-                        while uploading.len() >= PARTS_IN_FLIGHT {
-                            part_done(uploading.next().await, path)?;
-                        }
-                        permit = Some(self.part_permit(&mut uploading, path).await?);
-                    }
-                }
-            }
-            verifier.finish()?;
-            if part_len > 0 {
-                let sent = upload.put_part(part.freeze());
-                uploading.push(
-                    async move {
-                        let result = sent.await;
-                        drop(permit);
-                        result
-                    }
-                    .boxed(),
-                );
-            }
-            while let Some(done) = uploading.next().await {
-                part_done(Some(done), path)?;
-            }
-            Ok(())
-        }
-        .await;
-        match outcome {
-            Ok(()) => Ok(upload.complete().await.map_err(|e| target_err("completing upload of", e))?.e_tag),
-            Err(error) => {
-                // An abandoned upload must not linger as a billed, invisible object; a failed abort
-                // is only logged because the copy error is the one that matters.
-                if let Err(abort) = upload.abort().await {
-                    tracing::warn!(%path, error = %abort, "aborting a failed multipart upload");
-                }
-                Err(error)
-            }
-        }
     }
 
     /// The next chunk of a source object being read for a multipart upload. A read that fails
     /// or ends early is resumed where it stopped, by a ranged read, so that a failure at 90% of
     /// a large object re-sends what was not sent yet, not the whole object: the upload is kept.
     /// Resumes count against `--retries`; past them, the error is the copy's.
-    async fn next_chunk(
+    pub(super) async fn next_chunk(
         &self,
         path: &Path,
         stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
@@ -567,29 +532,6 @@ impl Copier {
             let range = GetOptions { range: Some((read..size).into()), ..GetOptions::default() };
             let resumed = self.source.get_opts(path, range).await;
             *stream = read_in_pieces(resumed.map_err(|source| CopyError::Source { path: path.clone(), source })?);
-        }
-    }
-
-    /// A permit of the part budget, for the next part to build; parts uploading meanwhile are
-    /// seen to, so that one that failed ends the copy at once.
-    async fn part_permit<F>(
-        &self,
-        uploading: &mut futures::stream::FuturesUnordered<F>,
-        path: &Path,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, CopyError>
-    where
-        F: std::future::Future<Output = object_store::Result<()>>,
-    {
-        let budget = self.part_budget.clone();
-        let acquire = budget.acquire_owned();
-        tokio::pin!(acquire);
-        loop {
-            tokio::select! {
-                permit = &mut acquire => return Ok(permit.expect("the part budget is never closed")),
-                Some(done) = uploading.next(), if !uploading.is_empty() => {
-                    part_done(Some(done), path)?;
-                }
-            }
         }
     }
 
@@ -633,7 +575,7 @@ pub(crate) async fn sha256_of(store: &dyn ObjectStore, path: &Path) -> object_st
 }
 
 /// Checks the bytes of a source object as they stream past.
-struct Verifier<'a> {
+pub(super) struct Verifier<'a> {
     path: &'a Path,
     spec: &'a ObjectSpec,
     seen: u64,
@@ -645,7 +587,7 @@ impl<'a> Verifier<'a> {
         Verifier { path, spec, seen: 0, hasher: spec.sha256.as_ref().map(|_| Sha256::new()) }
     }
 
-    fn update(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
+    pub(super) fn update(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
         self.seen += chunk.len() as u64;
         if self.seen > self.spec.size {
             return Err(self.size_error());
@@ -656,7 +598,7 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), CopyError> {
+    pub(super) fn finish(&mut self) -> Result<(), CopyError> {
         if self.seen != self.spec.size {
             return Err(self.size_error());
         }
@@ -682,9 +624,10 @@ mod tests {
     use async_trait::async_trait;
     use futures::stream::BoxStream;
     use object_store::memory::InMemory;
+    use object_store::multipart::{MultipartStore, PartId};
     use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions,
-        PutResult, UploadPart,
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartId, MultipartUpload, ObjectMeta, PutMultipartOptions,
+        PutOptions, PutResult, UploadPart,
     };
 
     use super::*;
@@ -776,6 +719,167 @@ mod tests {
         async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
             self.inner.copy_opts(from, to, options).await
         }
+    }
+
+    /// A source that counts the bytes its reads give, and can change the bytes of every ranged
+    /// read (as if the object had been replaced between reads).
+    #[derive(Debug, Default)]
+    struct ByteCounting {
+        inner: InMemory,
+        read: Arc<AtomicUsize>,
+        change_ranged_reads: bool,
+    }
+
+    impl std::fmt::Display for ByteCounting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "ByteCounting({})", self.inner)
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for ByteCounting {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+            let ranged = options.range.is_some();
+            let got = self.inner.get_opts(location, options).await?;
+            let (meta, range) = (got.meta.clone(), got.range.clone());
+            let (attributes, extensions) = (got.attributes.clone(), got.extensions.clone());
+            let (read, change) = (self.read.clone(), ranged && self.change_ranged_reads);
+            let stream = got.into_stream().map_ok(move |chunk| {
+                read.fetch_add(chunk.len(), Ordering::SeqCst);
+                if change {
+                    Bytes::from(chunk.iter().map(|b| b ^ 0xff).collect::<Vec<u8>>())
+                } else {
+                    chunk
+                }
+            });
+            let payload = object_store::GetResultPayload::Stream(stream.boxed());
+            Ok(GetResult { payload, meta, range, attributes, extensions })
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A target's uploads by number that fail the listed parts once each (as a connection
+    /// reset), and record every part sent with its bytes.
+    #[derive(Default)]
+    struct FlakyParts {
+        target: InMemory,
+        fail_once: std::sync::Mutex<Vec<usize>>,
+        sent: std::sync::Mutex<Vec<(usize, Bytes)>>,
+        aborted: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl MultipartStore for FlakyParts {
+        async fn create_multipart(&self, path: &Path) -> object_store::Result<MultipartId> {
+            self.target.create_multipart(path).await
+        }
+        async fn put_part(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            part_idx: usize,
+            data: PutPayload,
+        ) -> object_store::Result<PartId> {
+            self.sent
+                .lock()
+                .unwrap()
+                .push((part_idx, Bytes::from(data.iter().flatten().copied().collect::<Vec<u8>>())));
+            let fails = {
+                let mut failing = self.fail_once.lock().unwrap();
+                let at = failing.iter().position(|&i| i == part_idx);
+                at.map(|at| failing.remove(at)).is_some()
+            };
+            if fails {
+                let source = "connection reset by peer".into();
+                return Err(object_store::Error::Generic { store: "FlakyParts", source });
+            }
+            self.target.put_part(path, id, part_idx, data).await
+        }
+        async fn complete_multipart(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            parts: Vec<PartId>,
+        ) -> object_store::Result<PutResult> {
+            self.target.complete_multipart(path, id, parts).await
+        }
+        async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> object_store::Result<()> {
+            self.aborted.fetch_add(1, Ordering::SeqCst);
+            self.target.abort_multipart(path, id).await
+        }
+    }
+
+    /// 10 KiB in ten parts of 1 KiB, part 3 failing once; the copier, the source and the parts.
+    async fn flaky_part_three(change_ranged_reads: bool) -> (Copier, Arc<ByteCounting>, Arc<FlakyParts>, Vec<u8>) {
+        let data: Vec<u8> = (0..10 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+        let source = Arc::new(ByteCounting { change_ranged_reads, ..ByteCounting::default() });
+        source.inner.put(&Path::from("block/index"), PutPayload::from(data.clone())).await.unwrap();
+        let parts = Arc::new(FlakyParts { fail_once: std::sync::Mutex::new(vec![3]), ..FlakyParts::default() });
+        let target: Arc<dyn ObjectStore> = Arc::new(parts.target.clone());
+        let copier = Copier::new(source.clone(), target, 4, 1024)
+            .with_retry(RetryPolicy { initial_backoff: Duration::ZERO, ..RetryPolicy::default() })
+            .with_parts(Some(PartStore(parts.clone())));
+        (copier, source, parts, data)
+    }
+
+    fn spec_of(data: &[u8]) -> ObjectSpec {
+        let sha256 = Some(Sha256Digest(Sha256::digest(data).into()));
+        ObjectSpec { rel_path: "index".into(), size: data.len() as u64, sha256 }
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_is_read_again_by_its_range_and_sent_again_alone() {
+        let (copier, source, parts, data) = flaky_part_three(false).await;
+        let path = Path::from("block/index");
+        assert!(copier.ensure(&path, &spec_of(&data)).await.unwrap().copied);
+        assert_eq!(source.read.load(Ordering::SeqCst), data.len() + 1024, "the object once, and part 3 again");
+        let mut sent: Vec<usize> = parts.sent.lock().unwrap().iter().map(|(i, _)| *i).collect();
+        sent.sort();
+        assert_eq!(sent, [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9], "part 3 alone is sent twice, in one upload");
+        assert_eq!(parts.aborted.load(Ordering::SeqCst), 0);
+        assert_eq!(copier.telemetry.metrics.retries.get(), 1);
+        assert_eq!(parts.target.get(&path).await.unwrap().bytes().await.unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn a_part_read_again_that_differs_is_never_sent_and_the_object_starts_again() {
+        let (copier, _source, parts, data) = flaky_part_three(true).await;
+        let path = Path::from("block/index");
+        assert!(copier.ensure(&path, &spec_of(&data)).await.unwrap().copied);
+        for (index, bytes) in parts.sent.lock().unwrap().iter() {
+            assert_eq!(bytes[..], data[index * 1024..(index + 1) * 1024], "part {index} went out as first read");
+        }
+        assert_eq!(parts.aborted.load(Ordering::SeqCst), 1, "the first upload is given up");
+        assert_eq!(parts.target.get(&path).await.unwrap().bytes().await.unwrap(), data);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! - [`listing`]: block folders, and the objects of one folder.
 //! - [`read`]: a source block's meta.json, deletion mark and plan.
 //! - [`copy`]: one object copied, verified, retried; the commit's re-check listing.
+//! - [`parts`]: a large object's upload part by part; by number, a failed part is sent again alone.
 //! - [`server_side`]: copies the provider makes itself, between two prefixes or two buckets.
 //! - [`bandwidth`]: the process's token buckets (`--bwlimit`).
 //! - [`mark_source`]: move mode's deletion marks in the source.
@@ -23,6 +24,7 @@ pub(crate) mod inventory;
 pub(crate) mod listing;
 pub(crate) mod mark_source;
 pub(crate) mod meta_cache;
+pub(crate) mod parts;
 pub(crate) mod read;
 pub(crate) mod server_side;
 pub(crate) mod store;

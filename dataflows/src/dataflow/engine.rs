@@ -15,6 +15,7 @@ use super::handshake::{agree, Settings};
 use super::operators::Sharing;
 use super::{build, Epoch, RunRequest};
 use crate::bucket::bandwidth::{Bandwidth, BandwidthLimit};
+use crate::bucket::copy::PartStore;
 use crate::bucket::copy::{Copier, RetryPolicy, DEFAULT_PART_SIZE};
 use crate::bucket::mark_source::SourceMarker;
 use crate::bucket::meta_cache::SourceMetas;
@@ -52,6 +53,9 @@ pub struct EngineConfig {
     /// The provider's copy between the source and the target bucket, for server-side copies
     /// between two buckets; used where `same_store` is not set.
     pub server_side_copy: Option<Arc<dyn ServerSideCopy>>,
+    /// The target bucket's uploads by part number (the store the target is, under its prefix),
+    /// where its provider has them: a large object's failed part is then sent again alone.
+    pub target_parts: Option<PartStore>,
     /// Metrics and progress, for the embedding program to expose.
     pub telemetry: Telemetry,
     /// Cancelling stops a run gracefully: no new copy starts, copies in flight finish, and a block
@@ -100,6 +104,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             same_store: None,
             server_side_copy: None,
+            target_parts: None,
             telemetry: Telemetry::default(),
             cancel: CancellationToken::new(),
             cluster: None,
@@ -232,6 +237,13 @@ impl Replicator {
             (None, Some(copy)) => Some(Arc::new(CountedCopy::new(copy.clone(), metrics.clone()))),
             (None, None) => None,
         };
+        // Parts go to the target's own paths too: none with renamed tenants.
+        let target_parts = match (&mapping, &config.target_parts) {
+            (None, Some(parts)) => {
+                Some(PartStore(Arc::new(InstrumentedStore::new(parts.clone(), Side::Target, metrics.clone()))))
+            }
+            _ => None,
+        };
         let copier = Copier::new(
             source.clone(),
             target.clone(),
@@ -240,6 +252,7 @@ impl Replicator {
         )
         .with_retry(config.retry)
         .with_server_side(server_side)
+        .with_parts(target_parts)
         .with_telemetry(config.telemetry.clone(), config.cancel.clone())
         .with_bandwidth(Bandwidth::new(config.bandwidth));
         let tenants = matches!(config.layout, Layout::Tenants(_));

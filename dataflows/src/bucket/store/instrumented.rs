@@ -9,12 +9,15 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
+use object_store::MultipartId;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
+use crate::bucket::copy::PartStore;
 use crate::telemetry::{EngineMetrics, RequestLabels, Side};
 
 #[derive(Clone)]
@@ -100,5 +103,29 @@ impl<T: ObjectStore> ObjectStore for InstrumentedStore<T> {
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.timed("rename", self.inner.rename_opts(from, to, options)).await
+    }
+}
+
+/// A target's uploads by part number, counted like its other requests.
+#[async_trait]
+impl MultipartStore for InstrumentedStore<PartStore> {
+    async fn create_multipart(&self, path: &Path) -> Result<MultipartId> {
+        self.timed("put_multipart", self.inner.0.create_multipart(path)).await
+    }
+
+    async fn create_multipart_opts(&self, path: &Path, opts: PutMultipartOptions) -> Result<MultipartId> {
+        self.timed("put_multipart", self.inner.0.create_multipart_opts(path, opts)).await
+    }
+
+    async fn put_part(&self, path: &Path, id: &MultipartId, part_idx: usize, data: PutPayload) -> Result<PartId> {
+        self.timed("put_part", self.inner.0.put_part(path, id, part_idx, data)).await
+    }
+
+    async fn complete_multipart(&self, path: &Path, id: &MultipartId, parts: Vec<PartId>) -> Result<PutResult> {
+        self.timed("complete_multipart", self.inner.0.complete_multipart(path, id, parts)).await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> Result<()> {
+        self.timed("abort_multipart", self.inner.0.abort_multipart(path, id)).await
     }
 }

@@ -1,0 +1,317 @@
+//! A large object's upload, part by part.
+//!
+//! object_store's `MultipartUpload` numbers a part when it is sent, so a part that failed cannot
+//! be sent again: the whole upload is given up. Stores that take parts by number
+//! (`MultipartStore`: S3, GCS, Azure) let one failed part be read again from the source, by its
+//! range, and sent again under its number, the upload and every other part kept.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use object_store::multipart::PartId;
+use object_store::path::Path;
+use object_store::{GetOptions, MultipartId, MultipartUpload, ObjectStoreExt, PutPayload, PutPayloadMut};
+use tokio::sync::OwnedSemaphorePermit;
+use xxhash_rust::xxh64::Xxh64;
+
+use super::copy::{read_in_pieces, Copier, CopyError, PartStore, Verifier, PARTS_IN_FLIGHT};
+
+/// The part being built: its number, where it starts in the object, and its bytes so far.
+pub(super) struct PartAt {
+    index: usize,
+    offset: u64,
+    pieces: PutPayloadMut,
+    len: usize,
+    /// Of the bytes as first read, so that a part read again is known to be the same bytes,
+    /// which the object's check (size, SHA256) saw.
+    hasher: Xxh64,
+}
+
+/// A part ready to send.
+pub(super) struct Part {
+    index: usize,
+    range: Range<u64>,
+    digest: u64,
+    /// Let go once sent: a retry reads the part again rather than hold it while it waits.
+    bytes: Option<PutPayload>,
+}
+
+/// What sending one part gave: its id where the upload goes by number.
+pub(super) type Sent = Option<(usize, PartId)>;
+
+impl PartAt {
+    pub(super) fn first() -> Self {
+        PartAt { index: 0, offset: 0, pieces: PutPayloadMut::new(), len: 0, hasher: Xxh64::new(0) }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn push(&mut self, piece: Bytes) {
+        self.hasher.update(&piece);
+        self.len += piece.len();
+        self.pieces.push(piece);
+    }
+
+    /// The part as built, and the next one started after it.
+    pub(super) fn take_and_advance(&mut self) -> Part {
+        let end = self.offset + self.len as u64;
+        let part = Part {
+            index: self.index,
+            range: self.offset..end,
+            digest: self.hasher.digest(),
+            bytes: Some(std::mem::take(&mut self.pieces).freeze()),
+        };
+        *self = PartAt { index: self.index + 1, offset: end, ..PartAt::first() };
+        part
+    }
+}
+
+/// A large object's upload in the target.
+pub(super) enum Upload {
+    /// object_store's upload: a part that fails fails the upload.
+    Whole(Box<dyn MultipartUpload>),
+    /// By number: a part that fails is sent again alone. `pin` is the source object's ETag as
+    /// first read, which a part read again must still have.
+    Numbered { store: PartStore, id: MultipartId, pin: Option<String>, ids: Vec<Option<PartId>> },
+}
+
+impl Upload {
+    pub(super) async fn start(copier: &Copier, path: &Path, pin: Option<String>) -> Result<Upload, CopyError> {
+        let started = match &copier.parts {
+            Some(store) => store.0.create_multipart(path).await.map(|id| Upload::Numbered {
+                store: store.clone(),
+                id,
+                pin,
+                ids: Vec::new(),
+            }),
+            None => copier.target.put_multipart(path).await.map(Upload::Whole),
+        };
+        started.map_err(|source| target_error("starting upload of", path, source))
+    }
+
+    /// Sends `part`, holding `held` (its part buffer's permit) until the first try ends.
+    pub(super) fn send<'a>(
+        &mut self,
+        copier: &'a Copier,
+        path: &'a Path,
+        mut part: Part,
+        held: OwnedSemaphorePermit,
+    ) -> BoxFuture<'a, Result<Sent, CopyError>> {
+        match self {
+            Upload::Whole(upload) => {
+                let sent = upload.put_part(part.bytes.take().expect("a part to send has its bytes"));
+                async move {
+                    let result = sent.await;
+                    drop(held);
+                    result.map(|()| None).map_err(|source| target_error("uploading a part of", path, source))
+                }
+                .boxed()
+            }
+            Upload::Numbered { store, id, pin, .. } => {
+                let (store, id, pin) = (store.clone(), id.clone(), pin.clone());
+                async move { copier.send_part(&store, path, &id, pin.as_deref(), part, held).await.map(Some) }.boxed()
+            }
+        }
+    }
+
+    /// Takes note of a part's end: an error ends the upload.
+    pub(super) fn sent(&mut self, done: Result<Sent, CopyError>) -> Result<(), CopyError> {
+        if let (Some((index, part)), Upload::Numbered { ids, .. }) = (done?, self) {
+            if ids.len() <= index {
+                ids.resize(index + 1, None);
+            }
+            ids[index] = Some(part);
+        }
+        Ok(())
+    }
+
+    /// Completes the upload once every part is sent; returns the object's ETag.
+    pub(super) async fn complete(self, path: &Path) -> Result<Option<String>, CopyError> {
+        let done = match self {
+            Upload::Whole(mut upload) => upload.complete().await,
+            Upload::Numbered { store, id, ids, .. } => {
+                let ids = ids.into_iter().collect::<Option<Vec<_>>>().expect("every part was sent");
+                store.0.complete_multipart(path, &id, ids).await
+            }
+        };
+        Ok(done.map_err(|source| target_error("completing upload of", path, source))?.e_tag)
+    }
+
+    /// Gives the upload up, so that its parts are not kept (and billed) as an invisible object.
+    /// A failed abort is only logged: the copy's own error is the one that matters.
+    pub(super) async fn abort(self, path: &Path) {
+        let aborted = match self {
+            Upload::Whole(mut upload) => upload.abort().await,
+            Upload::Numbered { store, id, .. } => store.0.abort_multipart(path, &id).await,
+        };
+        if let Err(error) = aborted {
+            tracing::warn!(%path, %error, "aborting a failed multipart upload");
+        }
+    }
+}
+
+fn target_error(operation: &'static str, path: &Path, source: object_store::Error) -> CopyError {
+    CopyError::Target { operation, path: path.clone(), source }
+}
+
+impl Copier {
+    /// Uploads a large object in parts, built from the stream's own chunks without copying them
+    /// into a growing buffer. Each part holds a permit of the part budget until it is uploaded;
+    /// while a part uploads, the next one is read. With a store that takes parts by number, a
+    /// failed part is sent again alone (see [`Copier::send_part`]); otherwise it fails the upload.
+    pub(super) async fn copy_multipart(
+        &self,
+        path: &Path,
+        pin: Option<String>,
+        stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+        verifier: &mut Verifier<'_>,
+        part_size: usize,
+    ) -> Result<Option<String>, CopyError> {
+        let mut upload = Upload::start(self, path, pin).await?;
+        let outcome: Result<(), CopyError> = async {
+            let mut uploading = futures::stream::FuturesUnordered::new();
+            let mut part = PartAt::first();
+            let mut permit = Some(self.part_permit(&mut uploading, &mut upload).await?);
+            let mut resumes = 0;
+            while let Some(mut chunk) = self.next_chunk(path, stream, verifier, &mut resumes).await? {
+                self.bandwidth.admit(chunk.len()).await;
+                verifier.update(&chunk)?;
+                while !chunk.is_empty() {
+                    part.push(chunk.split_to(chunk.len().min(part_size - part.len())));
+                    if part.len() == part_size {
+                        let held = permit.take().expect("a part being built holds a permit");
+                        uploading.push(upload.send(self, path, part.take_and_advance(), held));
+                        while uploading.len() >= PARTS_IN_FLIGHT {
+                            upload.sent(uploading.next().await.expect("parts are uploading"))?;
+                        }
+                        permit = Some(self.part_permit(&mut uploading, &mut upload).await?);
+                    }
+                }
+            }
+            verifier.finish()?;
+            if part.len() > 0 {
+                let held = permit.take().expect("a part being built holds a permit");
+                uploading.push(upload.send(self, path, part.take_and_advance(), held));
+            }
+            drop(permit);
+            while let Some(done) = uploading.next().await {
+                upload.sent(done)?;
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => upload.complete(path).await,
+            Err(error) => {
+                // An abandoned upload must not linger as a billed, invisible object; a failed abort
+                // is only logged because the copy error is the one that matters.
+                upload.abort(path).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// A permit of the part budget, for the next part to build; parts uploading meanwhile are
+    /// seen to, so that one that failed ends the copy at once.
+    async fn part_permit<F>(
+        &self,
+        uploading: &mut futures::stream::FuturesUnordered<F>,
+        upload: &mut Upload,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, CopyError>
+    where
+        F: std::future::Future<Output = Result<super::parts::Sent, CopyError>>,
+    {
+        let budget = self.part_budget.clone();
+        let acquire = budget.acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => return Ok(permit.expect("the part budget is never closed")),
+                Some(done) = uploading.next(), if !uploading.is_empty() => upload.sent(done)?,
+            }
+        }
+    }
+
+    /// Sends `part` under its number, and again alone when that fails transiently, up to the
+    /// retry policy. The first try sends the bytes already read, holding `held`. A failed try
+    /// lets its bytes and permit go; each retry takes a part permit again, then (its deadline
+    /// counting from there) reads the part's range from the source, checks that it is the bytes
+    /// first read, and sends it. A part whose retries are spent fails the object for the run.
+    async fn send_part(
+        &self,
+        store: &PartStore,
+        path: &Path,
+        id: &MultipartId,
+        pin: Option<&str>,
+        mut part: Part,
+        held: OwnedSemaphorePermit,
+    ) -> Result<(usize, PartId), CopyError> {
+        let (mut held, mut tries) = (Some(held), 0);
+        loop {
+            let permit = match held.take() {
+                Some(permit) => permit,
+                None => self.part_budget.clone().acquire_owned().await.expect("the part budget is never closed"),
+            };
+            let deadline = Instant::now() + self.retry.timeout;
+            let first = part.bytes.take();
+            let result = async {
+                let bytes = match first {
+                    Some(bytes) => bytes,
+                    None => self.reread_part(path, pin, &part).await?,
+                };
+                let sent = store.0.put_part(path, id, part.index, bytes).await;
+                sent.map_err(|source| target_error("uploading a part of", path, source))
+            }
+            .await;
+            drop(permit);
+            let error = match result {
+                Ok(sent) => return Ok((part.index, sent)),
+                // The object starts again, under its full check.
+                Err(error @ CopyError::PartChanged { .. }) => return Err(error),
+                Err(error) => error,
+            };
+            match self.retry_wait(path, &error, tries, deadline) {
+                Some(wait) => {
+                    tries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                None if error.is_transient() && !self.cancel.is_cancelled() => {
+                    return Err(CopyError::PartSpent { path: path.clone(), part: part.index, source: Box::new(error) });
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    /// `part` read again from the source: the version first read (by its ETag, where the store
+    /// gave one), and the same bytes.
+    async fn reread_part(&self, path: &Path, pin: Option<&str>, part: &Part) -> Result<PutPayload, CopyError> {
+        let changed = || CopyError::PartChanged { path: path.clone(), part: part.index };
+        let source_error = |source| CopyError::Source { path: path.clone(), source };
+        let options = GetOptions {
+            range: Some(part.range.clone().into()),
+            if_match: pin.map(str::to_string),
+            ..GetOptions::default()
+        };
+        let got = match self.source.get_opts(path, options).await {
+            Err(object_store::Error::Precondition { .. }) => return Err(changed()),
+            got => got.map_err(source_error)?,
+        };
+        let mut stream = read_in_pieces(got);
+        let mut again = PartAt::first();
+        while let Some(chunk) = stream.try_next().await.map_err(source_error)? {
+            self.bandwidth.admit(chunk.len()).await;
+            again.push(chunk);
+        }
+        let same = again.len() as u64 == part.range.end - part.range.start && again.hasher.digest() == part.digest;
+        if !same {
+            return Err(changed());
+        }
+        Ok(again.take_and_advance().bytes.expect("a part just built has its bytes"))
+    }
+}
