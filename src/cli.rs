@@ -321,6 +321,10 @@ pub struct ReplicateArgs {
     /// Timely worker threads (default: the number of cores).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
+    /// Threads for a folder bucket's file calls (default: twice the cores, at least 4). Raise it
+    /// for a network file system, whose calls wait on the network rather than use the CPU.
+    #[arg(long = "io-threads", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub io_threads: Option<u32>,
     /// Multipart part size in bytes, from 5 MiB (S3's smallest part) to 5 GiB; with
     /// --concurrency it bounds the memory used by copies.
     #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024))]

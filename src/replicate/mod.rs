@@ -25,7 +25,7 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     let (source, target) = open_buckets(args, &mut config)?;
     warn_of_risks(&config);
 
-    let runtime = crate::runtime::start()?;
+    let runtime = crate::runtime::start_with(args.io_threads.map(|n| n as usize))?;
     let serving = serve::start(&runtime, args.http_address, &web, &config, &source, &target)?;
     let cancel = config.cancel.clone();
     let interrupt = signals::install(&runtime, args.grace_period, move || cancel.cancel());

@@ -130,8 +130,11 @@ impl CopyError {
                 | object_store::Error::InvalidPath { .. }
         );
         // A request the store refused as wrong (a 4xx) fails the same way again, but for a
-        // timeout (408) and throttling (429).
-        let refused = http_status(store_error).is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+        // timeout (408, and S3's 400 `RequestTimeout`: a body it waited for in vain) and
+        // throttling (429).
+        let timed_out =
+            |s: u16| s == 408 || (s == 400 && error_chain(store_error).contains("<Code>RequestTimeout</Code>"));
+        let refused = http_status(store_error).is_some_and(|s| (400..500).contains(&s) && !timed_out(s) && s != 429);
         !permanent && !refused
     }
 }
@@ -508,6 +511,7 @@ impl Copier {
         path: &Path,
         stream: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
         verifier: &Verifier<'_>,
+        pin: Option<&str>,
         resumes: &mut usize,
     ) -> Result<Option<Bytes>, CopyError> {
         loop {
@@ -529,7 +533,9 @@ impl Copier {
             *resumes += 1;
             self.telemetry.metrics.retries.inc();
             tracing::warn!(%path, at = read, of = size, "reading the source object stopped early; resuming where it stopped");
-            let range = GetOptions { range: Some((read..size).into()), ..GetOptions::default() };
+            // The rest must come from the version read so far (by its ETag, where known).
+            let if_match = pin.map(str::to_string);
+            let range = GetOptions { range: Some((read..size).into()), if_match, ..GetOptions::default() };
             let resumed = self.source.get_opts(path, range).await;
             *stream = read_in_pieces(resumed.map_err(|source| CopyError::Source { path: path.clone(), source })?);
         }
@@ -1144,6 +1150,8 @@ mod tests {
         assert!(!target("400 Bad Request").is_transient());
         assert!(!target("409 Conflict").is_transient());
         assert!(target("408 Request Timeout").is_transient());
+        let s3_timeout = "400 Bad Request: <Error><Code>RequestTimeout</Code><Message>Your socket connection to the server was not read from or written to within the timeout period.</Message></Error>";
+        assert!(target(s3_timeout).is_transient());
         assert!(target("429 Too Many Requests").is_transient());
         assert!(target("503 Service Unavailable").is_transient());
         let reset = object_store::Error::Generic { store: "S3", source: "connection reset".into() };

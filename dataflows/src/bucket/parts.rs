@@ -130,16 +130,23 @@ impl Upload {
         Ok(())
     }
 
-    /// Completes the upload once every part is sent; returns the object's ETag.
-    pub(super) async fn complete(self, path: &Path) -> Result<Option<String>, CopyError> {
-        let done = match self {
-            Upload::Whole(mut upload) => upload.complete().await,
+    /// Completes the upload once every part is sent; returns the object's ETag. An upload that
+    /// fails to complete is aborted, as a failed one is.
+    pub(super) async fn complete(mut self, path: &Path) -> Result<Option<String>, CopyError> {
+        let done = match &mut self {
+            Upload::Whole(upload) => upload.complete().await,
             Upload::Numbered { store, id, ids, .. } => {
-                let ids = ids.into_iter().collect::<Option<Vec<_>>>().expect("every part was sent");
-                store.0.complete_multipart(path, &id, ids).await
+                let ids = std::mem::take(ids).into_iter().collect::<Option<Vec<_>>>().expect("every part was sent");
+                store.0.complete_multipart(path, id, ids).await
             }
         };
-        Ok(done.map_err(|source| target_error("completing upload of", path, source))?.e_tag)
+        match done {
+            Ok(done) => Ok(done.e_tag),
+            Err(source) => {
+                self.abort(path).await;
+                Err(target_error("completing upload of", path, source))
+            }
+        }
     }
 
     /// Gives the upload up, so that its parts are not kept (and billed) as an invisible object.
@@ -172,13 +179,13 @@ impl Copier {
         verifier: &mut Verifier<'_>,
         part_size: usize,
     ) -> Result<Option<String>, CopyError> {
-        let mut upload = Upload::start(self, path, pin).await?;
+        let mut upload = Upload::start(self, path, pin.clone()).await?;
         let outcome: Result<(), CopyError> = async {
             let mut uploading = futures::stream::FuturesUnordered::new();
             let mut part = PartAt::first();
             let mut permit = Some(self.part_permit(&mut uploading, &mut upload).await?);
             let mut resumes = 0;
-            while let Some(mut chunk) = self.next_chunk(path, stream, verifier, &mut resumes).await? {
+            while let Some(mut chunk) = self.next_chunk(path, stream, verifier, pin.as_deref(), &mut resumes).await? {
                 self.bandwidth.admit(chunk.len()).await;
                 verifier.update(&chunk)?;
                 while !chunk.is_empty() {
@@ -304,11 +311,16 @@ impl Copier {
         };
         let mut stream = read_in_pieces(got);
         let mut again = PartAt::first();
+        let want = part.range.end - part.range.start;
         while let Some(chunk) = stream.try_next().await.map_err(source_error)? {
             self.bandwidth.admit(chunk.len()).await;
             again.push(chunk);
+            // A store that gives more than the range is not giving the part: hold no more of it.
+            if again.len() as u64 > want {
+                return Err(changed());
+            }
         }
-        let same = again.len() as u64 == part.range.end - part.range.start && again.hasher.digest() == part.digest;
+        let same = again.len() as u64 == want && again.hasher.digest() == part.digest;
         if !same {
             return Err(changed());
         }
