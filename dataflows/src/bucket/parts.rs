@@ -9,12 +9,12 @@ use std::ops::Range;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::multipart::PartId;
 use object_store::path::Path;
 use object_store::{GetOptions, MultipartId, MultipartUpload, ObjectStoreExt, PutPayload, PutPayloadMut};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::{JoinError, JoinSet};
 use xxhash_rust::xxh64::Xxh64;
 
 use super::copy::{read_in_pieces, Copier, CopyError, PartStore, Verifier, PARTS_IN_FLIGHT};
@@ -41,6 +41,9 @@ pub(super) struct Part {
 
 /// What sending one part gave: its id where the upload goes by number.
 pub(super) type Sent = Option<(usize, PartId)>;
+
+/// The parts of one object being sent, each in a task.
+pub(super) type Uploading = JoinSet<Result<Sent, CopyError>>;
 
 impl PartAt {
     pub(super) fn first() -> Self {
@@ -94,33 +97,44 @@ impl Upload {
         started.map_err(|source| target_error("starting upload of", path, source))
     }
 
-    /// Sends `part`, holding `held` (its part buffer's permit) until the first try ends.
-    pub(super) fn send<'a>(
+    /// Sends `part` in a task of its own, holding `held` (its part buffer's permit) until the
+    /// first try ends. A task moves on while the copy reads the next part (a future would only
+    /// when polled), and dropping `uploading` stops every part still being sent.
+    pub(super) fn send(
         &mut self,
-        copier: &'a Copier,
-        path: &'a Path,
+        copier: &Copier,
+        path: &Path,
         mut part: Part,
         held: OwnedSemaphorePermit,
-    ) -> BoxFuture<'a, Result<Sent, CopyError>> {
+        uploading: &mut Uploading,
+    ) {
+        let path = path.clone();
         match self {
             Upload::Whole(upload) => {
                 let sent = upload.put_part(part.bytes.take().expect("a part to send has its bytes"));
-                async move {
+                uploading.spawn(async move {
                     let result = sent.await;
                     drop(held);
-                    result.map(|()| None).map_err(|source| target_error("uploading a part of", path, source))
-                }
-                .boxed()
+                    result.map(|()| None).map_err(|source| target_error("uploading a part of", &path, source))
+                });
             }
             Upload::Numbered { store, id, pin, .. } => {
-                let (store, id, pin) = (store.clone(), id.clone(), pin.clone());
-                async move { copier.send_part(&store, path, &id, pin.as_deref(), part, held).await.map(Some) }.boxed()
+                let (store, id, pin, copier) = (store.clone(), id.clone(), pin.clone(), copier.clone());
+                uploading.spawn(async move {
+                    copier.send_part(&store, &path, &id, pin.as_deref(), part, held).await.map(Some)
+                });
             }
         }
     }
 
     /// Takes note of a part's end: an error ends the upload.
-    pub(super) fn sent(&mut self, done: Result<Sent, CopyError>) -> Result<(), CopyError> {
+    pub(super) fn sent(
+        &mut self,
+        path: &Path,
+        done: Result<Result<Sent, CopyError>, JoinError>,
+    ) -> Result<(), CopyError> {
+        let done = done
+            .map_err(|source| target_error("uploading a part of", path, object_store::Error::JoinError { source }))?;
         if let (Some((index, part)), Upload::Numbered { ids, .. }) = (done?, self) {
             if ids.len() <= index {
                 ids.resize(index + 1, None);
@@ -169,7 +183,8 @@ fn target_error(operation: &'static str, path: &Path, source: object_store::Erro
 impl Copier {
     /// Uploads a large object in parts, built from the stream's own chunks without copying them
     /// into a growing buffer. Each part holds a permit of the part budget until it is uploaded;
-    /// while a part uploads, the next one is read. With a store that takes parts by number, a
+    /// while parts upload, each in a task, the next one is read. A failed copy stops the parts
+    /// still being sent (their tasks end with `uploading`) before it aborts the upload. With a store that takes parts by number, a
     /// failed part is sent again alone (see [`Copier::send_part`]); otherwise it fails the upload.
     pub(super) async fn copy_multipart(
         &self,
@@ -181,9 +196,9 @@ impl Copier {
     ) -> Result<Option<String>, CopyError> {
         let mut upload = Upload::start(self, path, pin.clone()).await?;
         let outcome: Result<(), CopyError> = async {
-            let mut uploading = futures::stream::FuturesUnordered::new();
+            let mut uploading = Uploading::new();
             let mut part = PartAt::first();
-            let mut permit = Some(self.part_permit(&mut uploading, &mut upload).await?);
+            let mut permit = Some(self.part_permit(&mut uploading, &mut upload, path).await?);
             let mut resumes = 0;
             while let Some(mut chunk) = self.next_chunk(path, stream, verifier, pin.as_deref(), &mut resumes).await? {
                 self.bandwidth.admit(chunk.len()).await;
@@ -192,22 +207,22 @@ impl Copier {
                     part.push(chunk.split_to(chunk.len().min(part_size - part.len())));
                     if part.len() == part_size {
                         let held = permit.take().expect("a part being built holds a permit");
-                        uploading.push(upload.send(self, path, part.take_and_advance(), held));
+                        upload.send(self, path, part.take_and_advance(), held, &mut uploading);
                         while uploading.len() >= PARTS_IN_FLIGHT {
-                            upload.sent(uploading.next().await.expect("parts are uploading"))?;
+                            upload.sent(path, uploading.join_next().await.expect("parts are uploading"))?;
                         }
-                        permit = Some(self.part_permit(&mut uploading, &mut upload).await?);
+                        permit = Some(self.part_permit(&mut uploading, &mut upload, path).await?);
                     }
                 }
             }
             verifier.finish()?;
             if part.len() > 0 {
                 let held = permit.take().expect("a part being built holds a permit");
-                uploading.push(upload.send(self, path, part.take_and_advance(), held));
+                upload.send(self, path, part.take_and_advance(), held, &mut uploading);
             }
             drop(permit);
-            while let Some(done) = uploading.next().await {
-                upload.sent(done)?;
+            while let Some(done) = uploading.join_next().await {
+                upload.sent(path, done)?;
             }
             Ok(())
         }
@@ -225,21 +240,19 @@ impl Copier {
 
     /// A permit of the part budget, for the next part to build; parts uploading meanwhile are
     /// seen to, so that one that failed ends the copy at once.
-    async fn part_permit<F>(
+    async fn part_permit(
         &self,
-        uploading: &mut futures::stream::FuturesUnordered<F>,
+        uploading: &mut Uploading,
         upload: &mut Upload,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, CopyError>
-    where
-        F: std::future::Future<Output = Result<super::parts::Sent, CopyError>>,
-    {
+        path: &Path,
+    ) -> Result<OwnedSemaphorePermit, CopyError> {
         let budget = self.part_budget.clone();
         let acquire = budget.acquire_owned();
         tokio::pin!(acquire);
         loop {
             tokio::select! {
                 permit = &mut acquire => return Ok(permit.expect("the part budget is never closed")),
-                Some(done) = uploading.next(), if !uploading.is_empty() => upload.sent(done)?,
+                Some(done) = uploading.join_next(), if !uploading.is_empty() => upload.sent(path, done)?,
             }
         }
     }
