@@ -639,20 +639,24 @@ mod tests {
     use super::*;
 
     /// An in-memory store that counts the parts of its multipart uploads, and how many of them
-    /// were uploading at once at most (each part taking a few milliseconds).
+    /// were uploading at once at most (each part taking a few milliseconds); as a source, the
+    /// bytes its reads give, and it can change the bytes of every ranged read (as if the object
+    /// had been replaced between reads).
     #[derive(Debug, Default)]
-    struct PartCounting {
+    struct Counting {
         inner: InMemory,
         parts: Arc<AtomicUsize>,
         uploading: Arc<AtomicUsize>,
         most_at_once: Arc<AtomicUsize>,
         /// How long each part takes.
         delay: std::time::Duration,
+        read: Arc<AtomicUsize>,
+        change_ranged_reads: bool,
     }
 
-    impl std::fmt::Display for PartCounting {
+    impl std::fmt::Display for Counting {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "PartCounting({})", self.inner)
+            write!(f, "Counting({})", self.inner)
         }
     }
 
@@ -688,7 +692,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl ObjectStore for PartCounting {
+    impl ObjectStore for Counting {
         async fn put_opts(
             &self,
             location: &Path,
@@ -706,58 +710,6 @@ mod tests {
             let (parts, uploading, most_at_once) =
                 (self.parts.clone(), self.uploading.clone(), self.most_at_once.clone());
             Ok(Box::new(CountedUpload { inner, parts, uploading, most_at_once, delay: self.delay }))
-        }
-        async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-            self.inner.get_opts(location, options).await
-        }
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<Path>>,
-        ) -> BoxStream<'static, object_store::Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-            self.inner.copy_opts(from, to, options).await
-        }
-    }
-
-    /// A source that counts the bytes its reads give, and can change the bytes of every ranged
-    /// read (as if the object had been replaced between reads).
-    #[derive(Debug, Default)]
-    struct ByteCounting {
-        inner: InMemory,
-        read: Arc<AtomicUsize>,
-        change_ranged_reads: bool,
-    }
-
-    impl std::fmt::Display for ByteCounting {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "ByteCounting({})", self.inner)
-        }
-    }
-
-    #[async_trait]
-    impl ObjectStore for ByteCounting {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> object_store::Result<PutResult> {
-            self.inner.put_opts(location, payload, opts).await
-        }
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
         }
         async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
             let ranged = options.range.is_some();
@@ -845,9 +797,9 @@ mod tests {
     }
 
     /// 10 KiB in ten parts of 1 KiB, part 3 failing once; the copier, the source and the parts.
-    async fn flaky_part_three(change_ranged_reads: bool) -> (Copier, Arc<ByteCounting>, Arc<FlakyParts>, Vec<u8>) {
+    async fn flaky_part_three(change_ranged_reads: bool) -> (Copier, Arc<Counting>, Arc<FlakyParts>, Vec<u8>) {
         let data: Vec<u8> = (0..10 * 1024).map(|i| (i * 7 % 251) as u8).collect();
-        let source = Arc::new(ByteCounting { change_ranged_reads, ..ByteCounting::default() });
+        let source = Arc::new(Counting { change_ranged_reads, ..Counting::default() });
         source.inner.put(&Path::from("block/index"), PutPayload::from(data.clone())).await.unwrap();
         let parts = Arc::new(FlakyParts { fail_once: std::sync::Mutex::new(vec![3]), ..FlakyParts::default() });
         let target: Arc<dyn ObjectStore> = Arc::new(parts.target.clone());
@@ -894,7 +846,7 @@ mod tests {
         let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = Path::from("block/chunks/000001");
         source.put(&path, PutPayload::from(vec![7u8; size as usize])).await.unwrap();
-        let target = Arc::new(PartCounting::default());
+        let target = Arc::new(Counting::default());
         // One byte a part would take 25,000 parts.
         let copier = Copier::new(source, target.clone(), 4, 1);
         let spec = ObjectSpec { rel_path: "chunks/000001".into(), size, sha256: None };
@@ -934,8 +886,7 @@ mod tests {
         source.put(&path, PutPayload::from(vec![1u8; size as usize])).await.unwrap();
         let spec = ObjectSpec { rel_path: "index".into(), size, sha256: None };
         for (concurrency, most) in [(8, PARTS_IN_FLIGHT), (1, 1)] {
-            let target =
-                Arc::new(PartCounting { delay: std::time::Duration::from_millis(3), ..PartCounting::default() });
+            let target = Arc::new(Counting { delay: std::time::Duration::from_millis(3), ..Counting::default() });
             // 1 KiB parts: 40 of them.
             let copier = Copier::new(source.clone(), target.clone(), concurrency, 1024);
             copier.ensure(&path, &spec).await.unwrap();
@@ -953,7 +904,7 @@ mod tests {
         assert_eq!(MAX_SERVER_SIDE_COPY, 5 << 30, "S3's CopyObject limit");
         // Within one store: an object under the limit is copied by the store (no part goes
         // through the copier); one over it (the limit lowered here to 4 KiB) is streamed.
-        let store = Arc::new(PartCounting::default());
+        let store = Arc::new(Counting::default());
         let shared: Arc<dyn ObjectStore> = store.clone();
         let same =
             SameStore { store: shared.clone(), source_prefix: Path::from("from"), target_prefix: Path::from("to") };
@@ -1122,7 +1073,7 @@ mod tests {
         // The first read of the object ends, without an error, after half of it.
         let source: Arc<dyn ObjectStore> =
             Arc::new(FaultyStore::new(inner, vec![FaultRule::truncated_reads("block/index", Some(1))], 1));
-        let target = Arc::new(PartCounting::default());
+        let target = Arc::new(Counting::default());
         let copier = Copier::new(source, target.clone(), 4, 1024);
         let digest = Sha256Digest(Sha256::digest(&data).into());
         let spec = ObjectSpec { rel_path: "index".into(), size: data.len() as u64, sha256: Some(digest) };
