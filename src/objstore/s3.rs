@@ -217,14 +217,30 @@ impl S3Bucket {
         parts.join("|")
     }
 
-    /// The store, and what a server-side copy to or from this bucket needs to know of it.
-    pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, S3Endpoint)> {
+    /// The store's builder: the environment, bucketflow's client options, then the bucket's own
+    /// settings.
+    fn builder(&self, retries: Retries) -> AmazonS3Builder {
         let builder = AmazonS3Builder::from_env()
             .with_client_options(self.http.client_options())
             .with_retry(retries.limited_to(self.max_retries).config())
             // A conditional copy through multipart works on every S3 implementation tested.
             .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
         let builder = self.settings.apply(builder, |b, key, value| b.with_config(key, value));
+        // Over TLS a request's body is protected in transit, so its SHA256 is not also computed
+        // for the signature (by bucketflow, and again by the server): minio-go, Thanos's client,
+        // sends UNSIGNED-PAYLOAD over HTTPS too. Over plain HTTP the signature is the body's one
+        // check in transit, so it stays. A setting in the bucket's options wins either way.
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_default().to_ascii_lowercase();
+        let tls = endpoint.is_empty() || endpoint.starts_with("https://");
+        match self.settings.get(AmazonS3ConfigKey::UnsignedPayload) {
+            None if tls => builder.with_unsigned_payload(true),
+            _ => builder,
+        }
+    }
+
+    /// The store, and what a server-side copy to or from this bucket needs to know of it.
+    pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, S3Endpoint)> {
+        let builder = self.builder(retries);
         let store = builder.clone().build()?;
         let endpoint =
             S3Endpoint::of(&builder, store.clone(), self.http.client_options(), retries.limited_to(self.max_retries));
@@ -350,6 +366,23 @@ mod tests {
 
     const YAML: &str = "type: S3\nconfig:\n  bucket: blocks\n  endpoint: 127.0.0.1:9000\n  region: eu-west-1\n  insecure: true\n  access_key: AK\n  secret_key: SK\nprefix: from\n";
     const URL: &str = "s3://blocks/to?endpoint=HTTP://127.0.0.1:9000/&region=eu-west-1&allow_http=true&access_key_id=AK&secret_access_key=SK";
+
+    #[test]
+    fn request_bodies_are_signed_over_plain_http_only() {
+        use object_store::aws::AmazonS3ConfigKey;
+        let unsigned = |url: &str| {
+            let (bucket, query) = url.trim_start_matches("s3://").split_once('?').unwrap();
+            let options: Vec<(String, String)> =
+                query.split('&').map(|kv| kv.split_once('=').unwrap()).map(|(k, v)| (k.into(), v.into())).collect();
+            let s3 = super::S3Bucket::from_url(bucket, &options).unwrap();
+            s3.builder(Default::default()).get_config_value(&AmazonS3ConfigKey::UnsignedPayload).unwrap()
+        };
+        assert_eq!(unsigned(URL), "false", "plain HTTP keeps the body's SHA256 in the signature");
+        let tls = URL.replace("HTTP://", "https://");
+        assert_eq!(unsigned(&tls), "true");
+        assert_eq!(unsigned(&format!("{tls}&unsigned_payload=false")), "false", "the bucket's setting wins");
+        assert_eq!(unsigned(&format!("{URL}&unsigned_payload=true")), "true");
+    }
 
     #[test]
     fn one_bucket_as_yaml_and_as_url_is_one_store() {
