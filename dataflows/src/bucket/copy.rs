@@ -570,7 +570,7 @@ pub(crate) fn unchanged(spec: &ObjectSpec, copied_e_tag: Option<&str>, size: u64
         }
 }
 
-/// The SHA256 of an object, in lower-case hex, read as a stream (one chunk in memory at a time).
+/// The SHA256 of an object, read as a stream (one chunk in memory at a time).
 pub(crate) async fn sha256_of(store: &dyn ObjectStore, path: &Path) -> object_store::Result<Sha256Digest> {
     let mut stream = read_in_pieces(store.get(path).await?);
     let mut hasher = Sha256::new();

@@ -183,9 +183,10 @@ fn target_error(operation: &'static str, path: &Path, source: object_store::Erro
 impl Copier {
     /// Uploads a large object in parts, built from the stream's own chunks without copying them
     /// into a growing buffer. Each part holds a permit of the part budget until it is uploaded;
-    /// while parts upload, each in a task, the next one is read. A failed copy stops the parts
-    /// still being sent (their tasks end with `uploading`) before it aborts the upload. With a store that takes parts by number, a
-    /// failed part is sent again alone (see [`Copier::send_part`]); otherwise it fails the upload.
+    /// while parts upload, each in a task, the next one is read. With a store that takes parts by
+    /// number, a failed part is sent again alone (see [`Copier::send_part`]); otherwise it fails
+    /// the upload. A failed copy stops the parts still being sent (their tasks end with
+    /// `uploading`) before it aborts the upload.
     pub(super) async fn copy_multipart(
         &self,
         path: &Path,

@@ -227,10 +227,13 @@ impl EpochState {
     }
 
     /// A completion names its block's queue and place, so the commit keeps no index of blocks.
+    /// It applies to the block at that place only if it is the same folder: two folders can
+    /// share a place (one block under two tenants, in one `serial` queue).
     fn add_completion(&mut self, completion: Completion) {
         if let Some(queue) = self.queues.get_mut(&completion.queue) {
-            if let Some(pending) = queue.blocks.get_mut(&completion.key) {
-                return pending.apply(completion);
+            match queue.blocks.get_mut(&completion.key) {
+                Some(pending) if pending.block().dir == completion.dir => return pending.apply(completion),
+                _ => {}
             }
             // A block held back already has nothing left to decide.
             if let Some(left) = queue.gone.get_mut(&completion.dir) {
