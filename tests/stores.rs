@@ -214,3 +214,97 @@ fn an_sse_c_bucket_on_moto_is_written_and_read_back_with_the_customer_key() {
     assert_eq!(count(&report, "replicated"), n as u64, "{report}");
     assert_eq!(files(&back), files(&origin), "read back with the key, byte for byte");
 }
+
+/// Over plain HTTP each request body carries a CRC64NVME checksum that the server verifies, in
+/// place of the body's SHA256 in the signature. A byte damaged on its way (by a proxy, as a
+/// faulty link would) is refused by the server and the object is sent again, so the target holds
+/// the source's bytes. Without the checksum, the damaged object would be stored with its right
+/// size and pass every check bucketflow makes of a block without SHA256s in its meta.json.
+#[test]
+fn a_body_damaged_on_its_way_to_a_plain_http_target_is_refused_by_its_checksum_and_sent_again() {
+    let Some(s3) = servers::s3s_fs(&["target"]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, n) = source_folder(tmp.path());
+    let proxy = DamagingProxy::to(s3.port());
+    let direct = s3_yaml(&s3, "target", "");
+    let proxied = direct.replace(&format!(":{}\n", s3.port()), &format!(":{}\n", proxy.port));
+    assert_ne!(direct, proxied);
+    let (report, log) = replicate(&fs_yaml(&origin), &proxied, &[]);
+    assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1, "one body was damaged");
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    let back = tmp.path().join("back");
+    replicate(&direct, &fs_yaml(&back), &[]);
+    assert!(files(&back) == files(&origin), "the damaged body was kept");
+    assert!(log.contains("BadDigest"), "the server refused the damaged body: {log}");
+}
+
+/// A TCP proxy before a server that flips one bit in the first request body of 1 KiB or more
+/// sent with a PUT, and forwards everything else as it comes.
+struct DamagingProxy {
+    port: u16,
+    damaged: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DamagingProxy {
+    fn to(upstream: u16) -> DamagingProxy {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let damaged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = damaged.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+                let (to_client, from_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut &from_server, &mut &to_client);
+                    let _ = to_client.shutdown(Shutdown::Write);
+                });
+                let count = count.clone();
+                std::thread::spawn(move || forward_requests(client, server, &count));
+            }
+        });
+        DamagingProxy { port, damaged }
+    }
+}
+
+/// Forwards one connection's requests in turn: each head to its blank line, then as many body
+/// bytes as its Content-Length says (object_store sends no chunked bodies).
+fn forward_requests(client: std::net::TcpStream, mut server: std::net::TcpStream, damaged: &std::sync::atomic::AtomicUsize) {
+    use std::io::{BufRead, Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut client = std::io::BufReader::new(client);
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let before = head.len();
+            if client.read_until(b'\n', &mut head).unwrap_or(0) == 0 {
+                let _ = server.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            if &head[before..] == b"\r\n" {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length: usize = text
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if client.read_exact(&mut body).is_err() {
+            return;
+        }
+        if text.starts_with("put ")
+            && length >= 1024
+            && damaged.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            body[length / 2] ^= 1;
+        }
+        if server.write_all(&head).and_then(|()| server.write_all(&body)).is_err() {
+            return;
+        }
+    }
+}

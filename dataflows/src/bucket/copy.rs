@@ -130,14 +130,22 @@ impl CopyError {
                 | object_store::Error::InvalidPath { .. }
         );
         // A request the store refused as wrong (a 4xx) fails the same way again, but for a
-        // timeout (408, and S3's 400 `RequestTimeout`: a body it waited for in vain) and
-        // throttling (429).
-        let timed_out =
-            |s: u16| s == 408 || (s == 400 && error_chain(store_error).contains("<Code>RequestTimeout</Code>"));
-        let refused = http_status(store_error).is_some_and(|s| (400..500).contains(&s) && !timed_out(s) && s != 429);
+        // timeout (408, and S3's 400 `RequestTimeout`: a body it waited for in vain), a body
+        // damaged in transit (S3's 400 `BadDigest` or `XAmzContentSHA256Mismatch`: what arrived
+        // does not match the checksum or the signature's hash sent with it) and throttling (429).
+        let again = |s: u16| {
+            let chain = || error_chain(store_error);
+            let code = |code: &str| chain().contains(&format!("<Code>{code}</Code>"));
+            s == 408 || s == 429 || (s == 400 && IN_TRANSIT.iter().any(|c| code(c)))
+        };
+        let refused = http_status(store_error).is_some_and(|s| (400..500).contains(&s) && !again(s));
         !permanent && !refused
     }
 }
+
+/// The codes of S3's 400s that tell of a request's trip rather than of the request: a body the
+/// server waited for in vain, and a body damaged on its way.
+const IN_TRANSIT: [&str; 3] = ["RequestTimeout", "BadDigest", "XAmzContentSHA256Mismatch"];
 
 /// The HTTP status a store answered with, found in an error's chain. object_store keeps it in a
 /// type of its own that it does not export, so it is read from that error's message, which
@@ -1103,6 +1111,11 @@ mod tests {
         assert!(target("408 Request Timeout").is_transient());
         let s3_timeout = "400 Bad Request: <Error><Code>RequestTimeout</Code><Message>Your socket connection to the server was not read from or written to within the timeout period.</Message></Error>";
         assert!(target(s3_timeout).is_transient());
+        let damaged = "400 Bad Request: <Error><Code>BadDigest</Code><Message>checksum_crc64nvme mismatch</Message></Error>";
+        assert!(target(damaged).is_transient(), "a body damaged in transit is sent again");
+        let resigned = "400 Bad Request: <Error><Code>XAmzContentSHA256Mismatch</Code></Error>";
+        assert!(target(resigned).is_transient());
+        assert!(!target("400 Bad Request: <Error><Code>InvalidArgument</Code></Error>").is_transient());
         assert!(target("429 Too Many Requests").is_transient());
         assert!(target("503 Service Unavailable").is_transient());
         let reset = object_store::Error::Generic { store: "S3", source: "connection reset".into() };
