@@ -10,7 +10,7 @@ use bucketflow_dataflows::testkit::synth::{blocks, write, BlockShape, SynthBlock
 use bucketflow_dataflows::testkit::{
     block_path, ExpectedBlock, FaultRule, FaultyStore, Op, RecordingStore, SafetyChecker,
 };
-use bucketflow_dataflows::{EngineConfig, FailureCause, FilterRule, Layout, Outcome, Replicator, RunReport};
+use bucketflow_dataflows::{EngineConfig, FailureCause, FilterRule, Layout, Outcome, Replicator, RunReport, Strategy};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use support::{replicate, runtime};
@@ -253,6 +253,23 @@ fn mimir_and_cortex_tenant_blocks_without_labels_are_replicated_per_tenant() {
     assert_eq!(group(&bs[0]), group(&bs[1]), "the shard label is not part of Mimir's group");
     assert_ne!(group(&bs[0]), group(&bs[2]), "out-of-order blocks are a group of their own");
     assert!(group(&bs[0]).starts_with("team-a/") && group(&bs[3]).starts_with("team-b/"));
+}
+
+/// One block under two tenants (Mimir's tools copy blocks between tenants with their ULIDs) is
+/// replicated under both by every strategy: `serial` too, whose one queue holds every tenant.
+#[test]
+fn one_block_under_two_tenants_is_replicated_under_both_by_every_strategy() {
+    let rt = runtime();
+    let shape = |tenant: &str| BlockShape::new(&[], at(0), at(2), 1).in_tenant(tenant);
+    let bs = blocks(vec![shape("team-a"), shape("team-b")], &SynthSpec::default());
+    assert_eq!(bs[0].dir.rsplit('/').next(), bs[1].dir.rsplit('/').next(), "one ULID: {:?}", (&bs[0].dir, &bs[1].dir));
+    for strategy in Strategy::ALL {
+        let layout = Layout::Tenants(Default::default());
+        let config = EngineConfig { layout, strategy, ..config() };
+        let report = replicate(&rt, store_with(&rt, &bs), Arc::new(InMemory::new()), config);
+        assert_eq!(report.counts.replicated, 2, "{strategy}: {:#?}", report.blocks);
+        assert_eq!(report.blocks.len(), 2, "{strategy}: a record for each");
+    }
 }
 
 #[test]

@@ -6,12 +6,11 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::vec::Map;
 use tracing::Instrument;
-use ulid::Ulid;
 
 use super::context::Context;
 use super::operators::{AsyncFlatMap, CommitBlock, Completion};
 use super::{route, Stream};
-use crate::model::block::{block_path, ObjectSpec, Seen};
+use crate::model::block::{block_path, ObjectSpec, OrderKey, Seen};
 use crate::model::failure::{Failure, FailureCause};
 
 /// One object to copy. Within a process it points into its block, which the commit holds too:
@@ -30,8 +29,8 @@ struct LoneJob {
     queue: String,
     group: String,
     dir: String,
-    min_time: i64,
-    ulid: Ulid,
+    /// Its block's place in its queue.
+    key: OrderKey,
     /// The run it is copied in.
     run: u64,
     spec: ObjectSpec,
@@ -44,7 +43,7 @@ struct JobView<'a> {
     queue: &'a str,
     group: &'a str,
     dir: &'a str,
-    key: (i64, Ulid),
+    key: OrderKey,
     run: u64,
     spec: &'a ObjectSpec,
 }
@@ -64,7 +63,7 @@ impl CopyJob {
                 queue: &job.queue,
                 group: &job.group,
                 dir: &job.dir,
-                key: (job.min_time, job.ulid),
+                key: job.key,
                 run: job.run,
                 spec: &job.spec,
             },
@@ -104,8 +103,7 @@ impl From<CopyJob> for LoneJob {
             queue: view.queue.to_string(),
             group: view.group.to_string(),
             dir: view.dir.to_string(),
-            min_time: view.key.0,
-            ulid: view.key.1,
+            key: view.key,
             run: view.run,
             spec: view.spec.clone(),
             seen,

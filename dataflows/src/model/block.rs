@@ -98,6 +98,11 @@ pub(crate) enum PlanError {
     NestedChunks { block: String, rel_path: String },
 }
 
+/// A block's place in its commit queue: ascending minTime, ties broken by ULID, then by a hash of
+/// its folder. One block can sit under two tenants (Mimir's tools copy blocks between tenants
+/// with their ULIDs), and a `serial` queue holds every tenant: the hash keeps them two places.
+pub(crate) type OrderKey = (i64, Ulid, u64);
+
 /// A block selected from the source listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceBlock {
@@ -289,9 +294,9 @@ impl SourceBlock {
         SourceBlock { defect: Some(defect), objects: Vec::new(), markers_to_copy: Vec::new(), ..self }
     }
 
-    /// Commit order within a group: ascending minTime, ties broken by ULID.
-    pub fn order_key(&self) -> (i64, Ulid) {
-        (self.summary.min_time, self.summary.ulid)
+    /// Commit order within a group: ascending minTime, ties broken by ULID (see [`OrderKey`]).
+    pub fn order_key(&self) -> OrderKey {
+        (self.summary.min_time, self.summary.ulid, xxhash_rust::xxh64::xxh64(self.dir.as_bytes(), 0))
     }
 
     /// Bytes of all objects but meta.json.

@@ -15,7 +15,6 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 use tokio::runtime::Handle;
-use ulid::Ulid;
 
 use super::tasks::OperatorTasks;
 use crate::bucket::copy::{unchanged, Copier, CopyError, ObjectDone};
@@ -24,7 +23,7 @@ use crate::bucket::target::TargetIndex;
 use crate::dataflow::held_back::HeldBack;
 use crate::dataflow::wire::Wire;
 use crate::dataflow::{route, Epoch};
-use crate::model::block::{ObjectSpec, SourceBlock};
+use crate::model::block::{ObjectSpec, OrderKey, SourceBlock};
 use crate::model::failure::{error_chain, Failure, FailureCause};
 use crate::model::held_meta::MetaBudget;
 use crate::model::meta::{digest_of, META_FILENAME};
@@ -67,8 +66,8 @@ pub(crate) fn commit_inputs<'scope>(
 pub(crate) struct Completion {
     pub queue: String,
     pub dir: String,
-    /// The block's place in its queue, (minTime, ULID).
-    pub key: (i64, Ulid),
+    /// The block's place in its queue (see `OrderKey`).
+    pub key: OrderKey,
     pub rel_path: String,
     pub result: Result<ObjectDone, Failure>,
 }
@@ -184,7 +183,7 @@ impl Pending {
 
 #[derive(Default)]
 struct Queue {
-    blocks: BTreeMap<(i64, Ulid), Pending>,
+    blocks: BTreeMap<OrderKey, Pending>,
     /// Commits started and not yet reported.
     committing: usize,
     /// The last commit started: its block, and the end of its write.
@@ -227,8 +226,8 @@ impl EpochState {
     }
 
     /// A completion names its block's queue and place, so the commit keeps no index of blocks.
-    /// It applies to the block at that place only if it is the same folder: two folders can
-    /// share a place (one block under two tenants, in one `serial` queue).
+    /// It applies to the block at that place only if it is the same folder: a place holds a hash
+    /// of its folder, which two folders could share, however unlikely.
     fn add_completion(&mut self, completion: Completion) {
         if let Some(queue) = self.queues.get_mut(&completion.queue) {
             match queue.blocks.get_mut(&completion.key) {
