@@ -234,7 +234,7 @@ impl S3Bucket {
     /// cores (measured against p2's limit). So bodies go as UNSIGNED-PAYLOAD. Over TLS the
     /// transport checks them, as minio-go (Thanos's client) assumes. Over plain HTTP each body
     /// carries a CRC64NVME checksum instead, which the server verifies before it stores the
-    /// object (AWS S3, MinIO and s3s do; current AWS SDKs checksum every upload by default too):
+    /// object (AWS S3, MinIO, SeaweedFS and s3s do; current AWS SDKs checksum every upload too):
     /// the same check in transit for a fraction of the CPU. A setting in the bucket's options or the environment
     /// (`AWS_UNSIGNED_PAYLOAD`, `AWS_CHECKSUM_ALGORITHM`) wins, for a server that refuses the
     /// checksum.
