@@ -337,7 +337,8 @@ pub struct ReplicateArgs {
     #[arg(long = "server-side-copy", value_enum, default_value = "auto")]
     pub server_side_copy: ServerSideCopyFlag,
     /// Retries of a failed request or object copy (transient failures only: 5xx, throttling,
-    /// timeouts, resets); a missing or forbidden object fails its block at once.
+    /// timeouts, resets, bodies damaged in transit); a missing or forbidden object fails its
+    /// block at once.
     #[arg(long, default_value_t = 10)]
     pub retries: usize,
     /// How long one request or object copy may keep retrying.

@@ -157,8 +157,8 @@ fn objects_larger_than_a_part_go_through_multipart_uploads() {
     let back = tmp.path().join("back");
     replicate(&az, &fs_yaml(&back), &part);
     assert_eq!(files(&back), files(&origin));
-    // moto as well: its parts each carry a CRC64NVME checksum too, and their list completes the
-    // upload.
+    // moto as well, whose parts are sent with a CRC64NVME checksum each, listed again in the
+    // request that completes the upload.
     let Some(moto) = servers::moto(&["big"]) else { return };
     let moto = s3_yaml(&moto, "big", "");
     let (report, _) = replicate(&s3, &moto, &part);
@@ -264,7 +264,7 @@ impl DamagingProxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
                 let (to_client, from_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut &from_server, &mut &to_client);
@@ -280,7 +280,11 @@ impl DamagingProxy {
 
 /// Forwards one connection's requests in turn: each head to its blank line, then as many body
 /// bytes as its Content-Length says (object_store sends no chunked bodies).
-fn forward_requests(client: std::net::TcpStream, mut server: std::net::TcpStream, damaged: &std::sync::atomic::AtomicUsize) {
+fn forward_requests(
+    client: std::net::TcpStream,
+    mut server: std::net::TcpStream,
+    damaged: &std::sync::atomic::AtomicUsize,
+) {
     use std::io::{BufRead, Read, Write};
     use std::sync::atomic::Ordering;
     let mut client = std::io::BufReader::new(client);

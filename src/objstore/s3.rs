@@ -235,7 +235,9 @@ impl S3Bucket {
     /// transport checks them, as minio-go (Thanos's client) assumes. Over plain HTTP each body
     /// carries a CRC64NVME checksum instead, which the server verifies before it stores the
     /// object (AWS S3, MinIO, SeaweedFS and s3s do; current AWS SDKs checksum every upload too):
-    /// the same check in transit for a fraction of the CPU. A setting in the bucket's options or the environment
+    /// a check against accidental damage in transit for a fraction of the CPU. (Unlike the
+    /// signed hash, a CRC does not stop someone on the path who means to alter a body: that is
+    /// what TLS is for.) A setting in the bucket's options or the environment
     /// (`AWS_UNSIGNED_PAYLOAD`, `AWS_CHECKSUM_ALGORITHM`) wins, for a server that refuses the
     /// checksum.
     fn body_checks(&self, builder: AmazonS3Builder) -> AmazonS3Builder {
@@ -245,11 +247,16 @@ impl S3Bucket {
             self.settings.get(key).is_some() || std::env::var_os(env).is_some()
         };
         let value = |builder: &AmazonS3Builder, key: &Key| builder.get_config_value(key).unwrap_or_default();
-        let builder =
-            if chosen(Key::UnsignedPayload) { builder } else { builder.with_unsigned_payload(true) };
-        let endpoint = value(&builder, &Key::Endpoint).to_ascii_lowercase();
+        let builder = if chosen(Key::UnsignedPayload) { builder } else { builder.with_unsigned_payload(true) };
+        // The endpoint requests go to, as object_store picks it: the S3-specific one first.
+        let endpoint = Some(value(&builder, &Key::S3Endpoint))
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| value(&builder, &Key::Endpoint))
+            .to_ascii_lowercase();
         let tls = endpoint.is_empty() || endpoint.starts_with("https://");
-        let signed = !value(&builder, &Key::UnsignedPayload).eq_ignore_ascii_case("true");
+        // object_store reads a flag's `1`, `on`, `yes` and `y` as true too.
+        let unsigned = value(&builder, &Key::UnsignedPayload).to_ascii_lowercase();
+        let signed = !matches!(unsigned.as_str(), "true" | "1" | "on" | "yes" | "y");
         if tls || signed || chosen(Key::Checksum) {
             builder
         } else {
@@ -405,6 +412,10 @@ mod tests {
         assert_eq!(checks(&format!("{URL}&unsigned_payload=false")), ("false".into(), None));
         assert_eq!(checks(&format!("{tls}&unsigned_payload=false")), ("false".into(), None));
         assert_eq!(checks(&format!("{URL}&checksum_algorithm=sha256")), ("true".into(), Some("sha256".into())));
+        // object_store's other words for true, and its S3-specific endpoint, which it prefers.
+        assert_eq!(checks(&format!("{URL}&unsigned_payload=1")).1, Some("crc64nvme".into()));
+        assert_eq!(checks(&format!("{tls}&aws_endpoint_url_s3=http://127.0.0.1:9000")).1, Some("crc64nvme".into()));
+        assert_eq!(checks(&format!("{URL}&aws_endpoint_url_s3=https://s3.example.com")).1, None);
     }
 
     #[test]

@@ -131,8 +131,10 @@ impl CopyError {
         );
         // A request the store refused as wrong (a 4xx) fails the same way again, but for a
         // timeout (408, and S3's 400 `RequestTimeout`: a body it waited for in vain), a body
-        // damaged in transit (S3's 400 `BadDigest` or `XAmzContentSHA256Mismatch`: what arrived
-        // does not match the checksum or the signature's hash sent with it) and throttling (429).
+        // damaged in transit (S3's 400 `BadDigest`, MinIO's `XAmzContentChecksumMismatch`, or
+        // `XAmzContentSHA256Mismatch`: what arrived does not match the checksum or the signature's
+        // hash sent with it) and throttling (429). A damaged body is sent again at most
+        // `--retries` times, like any transient failure.
         let again = |s: u16| {
             let chain = || error_chain(store_error);
             let code = |code: &str| chain().contains(&format!("<Code>{code}</Code>"));
@@ -145,7 +147,8 @@ impl CopyError {
 
 /// The codes of S3's 400s that tell of a request's trip rather than of the request: a body the
 /// server waited for in vain, and a body damaged on its way.
-const IN_TRANSIT: [&str; 3] = ["RequestTimeout", "BadDigest", "XAmzContentSHA256Mismatch"];
+const IN_TRANSIT: [&str; 4] =
+    ["RequestTimeout", "BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"];
 
 /// The HTTP status a store answered with, found in an error's chain. object_store keeps it in a
 /// type of its own that it does not export, so it is read from that error's message, which
@@ -1111,10 +1114,12 @@ mod tests {
         assert!(target("408 Request Timeout").is_transient());
         let s3_timeout = "400 Bad Request: <Error><Code>RequestTimeout</Code><Message>Your socket connection to the server was not read from or written to within the timeout period.</Message></Error>";
         assert!(target(s3_timeout).is_transient());
-        let damaged = "400 Bad Request: <Error><Code>BadDigest</Code><Message>checksum_crc64nvme mismatch</Message></Error>";
+        let damaged =
+            "400 Bad Request: <Error><Code>BadDigest</Code><Message>checksum_crc64nvme mismatch</Message></Error>";
         assert!(target(damaged).is_transient(), "a body damaged in transit is sent again");
-        let resigned = "400 Bad Request: <Error><Code>XAmzContentSHA256Mismatch</Code></Error>";
-        assert!(target(resigned).is_transient());
+        for code in ["XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"] {
+            assert!(target(&format!("400 Bad Request: <Error><Code>{code}</Code></Error>")).is_transient(), "{code}");
+        }
         assert!(!target("400 Bad Request: <Error><Code>InvalidArgument</Code></Error>").is_transient());
         assert!(target("429 Too Many Requests").is_transient());
         assert!(target("503 Service Unavailable").is_transient());

@@ -132,7 +132,7 @@ pub(crate) fn copy<'scope>(blocks: Stream<'scope, Arc<CommitBlock>>, ctx: &Arc<C
     });
     let priority = |job: &CopyJob| {
         let job = job.view();
-        (job.key.0, job.key.1, job.spec.rank())
+        (job.key, job.spec.rank())
     };
     jobs.async_flat_map(
         "Copy",

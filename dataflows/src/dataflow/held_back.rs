@@ -41,7 +41,8 @@ mod tests {
     #[test]
     fn later_blocks_of_the_queue_and_run_are_behind() {
         let held = HeldBack::default();
-        let (a, b, c) = ((1, Ulid::from_parts(1, 1), 0), (2, Ulid::from_parts(2, 2), 0), (3, Ulid::from_parts(3, 3), 0));
+        let (a, b, c) =
+            ((1, Ulid::from_parts(1, 1), 0), (2, Ulid::from_parts(2, 2), 0), (3, Ulid::from_parts(3, 3), 0));
         held.fail(0, "q", b);
         assert!(!held.is_behind(0, "q", a) && !held.is_behind(0, "q", b) && held.is_behind(0, "q", c));
         assert!(!held.is_behind(0, "other", c) && !held.is_behind(1, "q", c));

@@ -294,7 +294,7 @@ impl SourceBlock {
         SourceBlock { defect: Some(defect), objects: Vec::new(), markers_to_copy: Vec::new(), ..self }
     }
 
-    /// Commit order within a group: ascending minTime, ties broken by ULID (see [`OrderKey`]).
+    /// The block's place in its commit queue (see [`OrderKey`]).
     pub fn order_key(&self) -> OrderKey {
         (self.summary.min_time, self.summary.ulid, xxhash_rust::xxh64::xxh64(self.dir.as_bytes(), 0))
     }
