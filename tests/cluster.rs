@@ -191,6 +191,32 @@ fn a_process_with_other_settings_is_refused_by_name() {
     }
     assert!(files(&tmp.path().join("dst")).is_empty(), "nothing was replicated");
 
+    // And every process must run the same build: here a copy of the binary with one byte more,
+    // which runs as it did.
+    let other_build = tmp.path().join("bucketflow-other-build");
+    let mut bytes = std::fs::read(BIN).unwrap();
+    bytes.push(0);
+    std::fs::write(&other_build, bytes).unwrap();
+    std::fs::set_permissions(&other_build, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let binaries = [std::path::PathBuf::from(BIN), other_build];
+    let children: Vec<Child> = (0..2)
+        .map(|i| {
+            Command::new(&binaries[i])
+                .args(process_args(&from, &to, &hosts, 2, i, &[]))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "process {i}: {stderr}");
+        assert!(stderr.contains("settings differ from process 0's") && stderr.contains("build:"), "{i}: {stderr}");
+    }
+    assert!(files(&tmp.path().join("dst")).is_empty(), "nothing was replicated");
+
     // And --workers must be given, since each machine's default may differ.
     let mut args = process_args(&from, &to, &hosts, 2, 0, &[]);
     let at = args.iter().position(|a| a == "--workers").unwrap();

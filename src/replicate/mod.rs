@@ -62,6 +62,7 @@ fn open_buckets(
         let place = |bucket: &crate::objstore::Bucket| bucket.place.as_ref().map_or("memory".into(), |p| p.join("/"));
         cluster.settings.insert("source bucket".into(), place(&source));
         cluster.settings.insert("target bucket".into(), place(&target));
+        cluster.settings.insert("build".into(), build_identity());
     }
     // Between two folders the kernel copies each file, unless --bwlimit is to pace the bytes.
     let limited_folders = config.bandwidth != Default::default()
@@ -109,4 +110,14 @@ fn warn_of_risks(config: &EngineConfig) {
 /// Every request to `store` waits `latency` first, as over a slow network.
 fn with_latency(store: Arc<dyn ObjectStore>, latency: Duration) -> Arc<dyn ObjectStore> {
     Arc::new(LatencyStore::new(store, latency))
+}
+
+/// What tells this build from another: the xxHash64 of the running executable. The processes of a
+/// cluster exchange records in the engine's own encoding, which any change of the code may alter,
+/// so a process of another build (one left behind by a rolling upgrade) must not join.
+fn build_identity() -> String {
+    match std::env::current_exe().and_then(std::fs::read) {
+        Ok(bytes) => format!("{:016x}", xxhash_rust::xxh64::xxh64(&bytes, 0)),
+        Err(error) => format!("unknown ({error})"),
+    }
 }
