@@ -53,6 +53,19 @@ fn source_folder_of(root: &Path, spec: SynthSpec) -> (PathBuf, usize) {
     (dir, n)
 }
 
+/// Two blocks of one group, each with one chunk segment of `mib` MiB (drawn from the range).
+fn large_objects(root: &Path, mib: std::ops::RangeInclusive<usize>) -> (PathBuf, usize) {
+    let spec = SynthSpec {
+        groups: 1,
+        blocks_per_group: 2,
+        max_chunk_files: 1,
+        min_chunk_bytes: *mib.start() << 20,
+        max_chunk_bytes: *mib.end() << 20,
+        ..SynthSpec::default()
+    };
+    source_folder_of(root, spec)
+}
+
 /// fs -> S3 bucket a -> S3 bucket b -> (azure, when given) -> fs, then byte equality end to end.
 fn chain(s3: &Server, azure: Option<&Server>) {
     let tmp = tempfile::tempdir().unwrap();
@@ -134,16 +147,7 @@ fn objects_larger_than_a_part_go_through_multipart_uploads() {
     let (Some(s3), Some(azure)) = (servers::s3s_fs(&["big"]), servers::azurite(&["big"])) else { return };
     let tmp = tempfile::tempdir().unwrap();
     // Chunk segments of 9 to 13 MiB: two or more 5 MiB parts each.
-    let mib = 1024 * 1024;
-    let spec = SynthSpec {
-        groups: 1,
-        blocks_per_group: 2,
-        max_chunk_files: 1,
-        min_chunk_bytes: 9 * mib,
-        max_chunk_bytes: 13 * mib,
-        ..SynthSpec::default()
-    };
-    let (origin, n) = source_folder_of(tmp.path(), spec);
+    let (origin, n) = large_objects(tmp.path(), 9..=13);
     let (s3, az) = (s3_yaml(&s3, "big", ""), azure_yaml(&azure, "big"));
     let part = ["--part-size", "5242880"];
     // Both targets take parts by number, so that a failed part can be sent again alone.
@@ -234,12 +238,10 @@ fn a_body_damaged_on_its_way_to_a_plain_http_target_is_refused_by_its_checksum_a
     let Some(s3) = servers::s3s_fs(&["target"]) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (origin, n) = source_folder(tmp.path());
-    let proxy = DamagingProxy::to(s3.port());
+    let proxy = Proxy::to(s3.port(), Fault::DamageFirstBody);
     let direct = s3_yaml(&s3, "target", "");
-    let proxied = direct.replace(&format!(":{}\n", s3.port()), &format!(":{}\n", proxy.port));
-    assert_ne!(direct, proxied);
-    let (report, log) = replicate(&fs_yaml(&origin), &proxied, &[]);
-    assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1, "one body was damaged");
+    let (report, log) = replicate(&fs_yaml(&origin), &proxy.yaml(&s3, &direct), &[]);
+    assert_eq!(proxy.hits(), 1, "one body was damaged");
     assert_eq!(count(&report, "replicated"), n as u64, "{report}");
     let back = tmp.path().join("back");
     replicate(&direct, &fs_yaml(&back), &[]);
@@ -247,20 +249,47 @@ fn a_body_damaged_on_its_way_to_a_plain_http_target_is_refused_by_its_checksum_a
     assert!(log.contains("BadDigest"), "the server refused the damaged body: {log}");
 }
 
-/// A TCP proxy before a server that flips one bit in the first request body of 1 KiB or more
-/// sent with a PUT, and forwards everything else as it comes.
-struct DamagingProxy {
-    port: u16,
-    damaged: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// A server that does not know the checksum algorithm a multipart upload names refuses the upload
+/// (MinIO before 2025 does, for CRC64NVME): over plain HTTP, parts name none, and are signed.
+#[test]
+fn a_server_that_knows_no_crc64nvme_still_takes_large_objects_over_plain_http() {
+    let Some(s3) = servers::s3s_fs(&["target"]) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, n) = large_objects(tmp.path(), 6..=7);
+    let proxy = Proxy::to(s3.port(), Fault::RefuseChecksumAlgorithm);
+    let direct = s3_yaml(&s3, "target", "");
+    let (report, log) = replicate(&fs_yaml(&origin), &proxy.yaml(&s3, &direct), &["--part-size", "5242880"]);
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    assert!(log.contains("large objects are uploaded by part number"), "{log}");
+    assert_eq!(proxy.hits(), 0, "no request named a checksum algorithm");
+    let back = tmp.path().join("back");
+    replicate(&direct, &fs_yaml(&back), &[]);
+    assert_eq!(files(&back), files(&origin));
 }
 
-impl DamagingProxy {
-    fn to(upstream: u16) -> DamagingProxy {
+/// What a [`Proxy`] does to the requests it forwards.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Flips one bit in the first request body of 1 KiB or more sent with a PUT.
+    DamageFirstBody,
+    /// Answers a request that names a checksum algorithm with a 400 of its own.
+    RefuseChecksumAlgorithm,
+}
+
+/// A TCP proxy before a server, which forwards requests with its [`Fault`] and every answer as it
+/// comes.
+struct Proxy {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    fn to(upstream: u16, fault: Fault) -> Proxy {
         use std::net::{Shutdown, TcpListener, TcpStream};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let damaged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = damaged.clone();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = hits.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -271,19 +300,33 @@ impl DamagingProxy {
                     let _ = to_client.shutdown(Shutdown::Write);
                 });
                 let count = count.clone();
-                std::thread::spawn(move || forward_requests(client, server, &count));
+                std::thread::spawn(move || forward_requests(client, server, fault, &count));
             }
         });
-        DamagingProxy { port, damaged }
+        Proxy { port, hits }
+    }
+
+    /// The requests it damaged or refused.
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `yaml`, a bucket of `server`, reached through this proxy.
+    fn yaml(&self, server: &Server, yaml: &str) -> String {
+        let proxied = yaml.replace(&format!(":{}\n", server.port()), &format!(":{}\n", self.port));
+        assert_ne!(proxied, yaml);
+        proxied
     }
 }
 
 /// Forwards one connection's requests in turn: each head to its blank line, then as many body
-/// bytes as its Content-Length says (object_store sends no chunked bodies).
+/// bytes as its Content-Length says (object_store sends no chunked bodies). A client waits for an
+/// answer before its next request, so an answer of the proxy's own never cuts into another.
 fn forward_requests(
     client: std::net::TcpStream,
     mut server: std::net::TcpStream,
-    damaged: &std::sync::atomic::AtomicUsize,
+    fault: Fault,
+    hits: &std::sync::atomic::AtomicUsize,
 ) {
     use std::io::{BufRead, Read, Write};
     use std::sync::atomic::Ordering;
@@ -310,11 +353,28 @@ fn forward_requests(
         if client.read_exact(&mut body).is_err() {
             return;
         }
-        if text.starts_with("put ")
-            && length >= 1024
-            && damaged.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
-        {
-            body[length / 2] ^= 1;
+        match fault {
+            Fault::DamageFirstBody => {
+                if text.starts_with("put ")
+                    && length >= 1024
+                    && hits.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                {
+                    body[length / 2] ^= 1;
+                }
+            }
+            Fault::RefuseChecksumAlgorithm => {
+                if text.contains("\r\nx-amz-checksum-algorithm:") {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let error =
+                        "<Error><Code>InvalidArgument</Code><Message>Invalid checksum provided.</Message></Error>";
+                    let answer = format!("HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{error}", error.len());
+                    let mut to_client: &std::net::TcpStream = client.get_ref();
+                    if to_client.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
         }
         if server.write_all(&head).and_then(|()| server.write_all(&body)).is_err() {
             return;

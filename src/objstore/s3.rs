@@ -220,13 +220,22 @@ impl S3Bucket {
     /// The store's builder: the environment, bucketflow's client options, then the bucket's own
     /// settings.
     fn builder(&self, retries: Retries) -> AmazonS3Builder {
+        self.body_checks(self.base_builder(retries), Bodies::Whole)
+    }
+
+    /// The store's builder for uploads by part number (see [`Bodies::Parts`]).
+    fn parts_builder(&self, retries: Retries) -> AmazonS3Builder {
+        self.body_checks(self.base_builder(retries), Bodies::Parts)
+    }
+
+    /// The environment, bucketflow's client options, then the bucket's own settings.
+    fn base_builder(&self, retries: Retries) -> AmazonS3Builder {
         let builder = AmazonS3Builder::from_env()
             .with_client_options(self.http.client_options())
             .with_retry(retries.limited_to(self.max_retries).config())
             // A conditional copy through multipart works on every S3 implementation tested.
             .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
-        let builder = self.settings.apply(builder, |b, key, value| b.with_config(key, value));
-        self.body_checks(builder)
+        self.settings.apply(builder, |b, key, value| b.with_config(key, value))
     }
 
     /// How request bodies are checked in transit. A body's SHA256 in the signature costs a hash
@@ -239,25 +248,28 @@ impl S3Bucket {
     /// signed hash, a CRC does not stop someone on the path who means to alter a body: that is
     /// what TLS is for.) A setting in the bucket's options or the environment
     /// (`AWS_UNSIGNED_PAYLOAD`, `AWS_CHECKSUM_ALGORITHM`) wins, for a server that refuses the
-    /// checksum.
-    fn body_checks(&self, builder: AmazonS3Builder) -> AmazonS3Builder {
+    /// checksum. Parts of a multipart upload are the exception (see [`Bodies::Parts`]).
+    fn body_checks(&self, builder: AmazonS3Builder, bodies: Bodies) -> AmazonS3Builder {
         use AmazonS3ConfigKey as Key;
         let chosen = |key: Key| {
             let env = key.as_ref().to_ascii_uppercase();
             self.settings.get(key).is_some() || std::env::var_os(env).is_some()
         };
         let value = |builder: &AmazonS3Builder, key: &Key| builder.get_config_value(key).unwrap_or_default();
-        let builder = if chosen(Key::UnsignedPayload) { builder } else { builder.with_unsigned_payload(true) };
         // The endpoint requests go to, as object_store picks it: the S3-specific one first.
         let endpoint = Some(value(&builder, &Key::S3Endpoint))
             .filter(|e| !e.is_empty())
             .unwrap_or_else(|| value(&builder, &Key::Endpoint))
             .to_ascii_lowercase();
         let tls = endpoint.is_empty() || endpoint.starts_with("https://");
+        let builder = match chosen(Key::UnsignedPayload) {
+            true => builder,
+            false => builder.with_unsigned_payload(tls || bodies == Bodies::Whole),
+        };
         // object_store reads a flag's `1`, `on`, `yes` and `y` as true too.
         let unsigned = value(&builder, &Key::UnsignedPayload).to_ascii_lowercase();
         let signed = !matches!(unsigned.as_str(), "true" | "1" | "on" | "yes" | "y");
-        if tls || signed || chosen(Key::Checksum) {
+        if tls || signed || bodies == Bodies::Parts || chosen(Key::Checksum) {
             builder
         } else {
             builder.with_checksum_algorithm(Checksum::CRC64NVME)
@@ -268,10 +280,24 @@ impl S3Bucket {
     pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, S3Endpoint)> {
         let builder = self.builder(retries);
         let store = builder.clone().build()?;
+        let parts = self.parts_builder(retries).build()?;
         let endpoint =
-            S3Endpoint::of(&builder, store.clone(), self.http.client_options(), retries.limited_to(self.max_retries));
+            S3Endpoint::of(&builder, parts, self.http.client_options(), retries.limited_to(self.max_retries));
         Ok((Arc::new(store), endpoint))
     }
+}
+
+/// Which requests a store's bodies are for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bodies {
+    /// Whole objects, each in one request.
+    Whole,
+    /// The parts of multipart uploads. A checksum algorithm on a multipart upload is named when
+    /// the upload starts (`x-amz-checksum-algorithm`), and a server that does not know it refuses
+    /// the upload (MinIO before 2025 does, for CRC64NVME): every large object would fail. So over
+    /// plain HTTP parts are signed with their SHA256 instead, as before; over TLS they go
+    /// unsigned, as whole objects do.
+    Parts,
 }
 
 /// An S3 bucket as a server-side copy sees it: where its requests go, how they are signed, and
@@ -279,7 +305,8 @@ impl S3Bucket {
 /// so that it is what the store itself does.
 #[derive(Clone)]
 pub struct S3Endpoint {
-    /// The store, whose credential provider signs copies into this bucket.
+    /// The store for uploads by part number ([`Bodies::Parts`]), whose credential provider also
+    /// signs copies into this bucket.
     pub store: AmazonS3,
     /// The endpoint as an identity takes it (empty for AWS), with the region: two buckets with
     /// the same are on one endpoint, where a copy can go from one to the other.
@@ -395,15 +422,18 @@ mod tests {
 
     #[test]
     fn request_bodies_are_checked_by_tls_or_by_a_crc_the_server_verifies() {
+        use super::Bodies;
         use object_store::aws::AmazonS3ConfigKey as Key;
-        // (UNSIGNED-PAYLOAD, the checksum) of a bucket given by URL.
-        let checks = |url: &str| {
+        // (UNSIGNED-PAYLOAD, the checksum) of a bucket given by URL, for whole objects or parts.
+        let checks_of = |url: &str, bodies: Bodies| {
             let (bucket, query) = url.trim_start_matches("s3://").split_once('?').unwrap();
             let options: Vec<(String, String)> =
                 query.split('&').map(|kv| kv.split_once('=').unwrap()).map(|(k, v)| (k.into(), v.into())).collect();
-            let builder = super::S3Bucket::from_url(bucket, &options).unwrap().builder(Default::default());
+            let s3 = super::S3Bucket::from_url(bucket, &options).unwrap();
+            let builder = s3.body_checks(s3.base_builder(Default::default()), bodies);
             (builder.get_config_value(&Key::UnsignedPayload).unwrap(), builder.get_config_value(&Key::Checksum))
         };
+        let checks = |url: &str| checks_of(url, Bodies::Whole);
         let crc = Some("crc64nvme".to_string());
         assert_eq!(checks(URL), ("true".into(), crc), "plain HTTP: a CRC64NVME instead of the body's SHA256");
         let tls = URL.replace("HTTP://", "https://");
@@ -416,6 +446,13 @@ mod tests {
         assert_eq!(checks(&format!("{URL}&unsigned_payload=1")).1, Some("crc64nvme".into()));
         assert_eq!(checks(&format!("{tls}&aws_endpoint_url_s3=http://127.0.0.1:9000")).1, Some("crc64nvme".into()));
         assert_eq!(checks(&format!("{URL}&aws_endpoint_url_s3=https://s3.example.com")).1, None);
+        // Parts name no checksum algorithm, which a server may not know: over plain HTTP they are
+        // signed, over TLS not; the bucket's settings still win.
+        let parts = |url: &str| checks_of(url, Bodies::Parts);
+        assert_eq!(parts(URL), ("false".into(), None), "plain HTTP: each part's SHA256 signed");
+        assert_eq!(parts(&tls), ("true".into(), None));
+        assert_eq!(parts(&format!("{URL}&unsigned_payload=true")), ("true".into(), None));
+        assert_eq!(parts(&format!("{URL}&checksum_algorithm=sha256")), ("false".into(), Some("sha256".into())));
     }
 
     #[test]
