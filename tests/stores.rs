@@ -250,7 +250,8 @@ fn a_body_damaged_on_its_way_to_a_plain_http_target_is_refused_by_its_checksum_a
 }
 
 /// A server that does not know the checksum algorithm a multipart upload names refuses the upload
-/// (MinIO before 2025 does, for CRC64NVME): over plain HTTP, parts name none, and are signed.
+/// (MinIO before 2025 does, for CRC64NVME): over plain HTTP, the first refusal turns uploads to
+/// signed parts that name none.
 #[test]
 fn a_server_that_knows_no_crc64nvme_still_takes_large_objects_over_plain_http() {
     let Some(s3) = servers::s3s_fs(&["target"]) else { return };
@@ -261,10 +262,19 @@ fn a_server_that_knows_no_crc64nvme_still_takes_large_objects_over_plain_http() 
     let (report, log) = replicate(&fs_yaml(&origin), &proxy.yaml(&s3, &direct), &["--part-size", "5242880"]);
     assert_eq!(count(&report, "replicated"), n as u64, "{report}");
     assert!(log.contains("large objects are uploaded by part number"), "{log}");
-    assert_eq!(proxy.hits(), 0, "no request named a checksum algorithm");
+    assert!(proxy.hits() >= 1, "an upload named CRC64NVME first");
+    assert!(log.contains("refused a multipart upload with CRC64NVME checksums"), "{log}");
     let back = tmp.path().join("back");
     replicate(&direct, &fs_yaml(&back), &[]);
     assert_eq!(files(&back), files(&origin));
+
+    // A server that takes the algorithm gets every upload checked.
+    let counting = Proxy::to(s3.port(), Fault::CountChecksumAlgorithm);
+    let other = s3_yaml(&s3, "target", "checked");
+    let (report, log) = replicate(&fs_yaml(&origin), &counting.yaml(&s3, &other), &["--part-size", "5242880"]);
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    assert_eq!(counting.hits(), n, "each block's one large object named CRC64NVME");
+    assert!(!log.contains("refused a multipart upload"), "{log}");
 }
 
 /// What a [`Proxy`] does to the requests it forwards.
@@ -274,6 +284,8 @@ enum Fault {
     DamageFirstBody,
     /// Answers a request that names a checksum algorithm with a 400 of its own.
     RefuseChecksumAlgorithm,
+    /// Counts the requests that name a checksum algorithm, and forwards them.
+    CountChecksumAlgorithm,
 }
 
 /// A TCP proxy before a server, which forwards requests with its [`Fault`] and every answer as it
@@ -360,6 +372,11 @@ fn forward_requests(
                     && hits.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
                 {
                     body[length / 2] ^= 1;
+                }
+            }
+            Fault::CountChecksumAlgorithm => {
+                if text.contains("\r\nx-amz-checksum-algorithm:") {
+                    hits.fetch_add(1, Ordering::SeqCst);
                 }
             }
             Fault::RefuseChecksumAlgorithm => {

@@ -62,7 +62,12 @@ impl Bucket {
             PartStore(Arc::new(PrefixStore::new(store.clone(), prefix.clone())))
         }
         match self.endpoint.as_ref()? {
-            Endpoint::S3(s3) => Some(under(&s3.store, &self.prefix)),
+            Endpoint::S3(s3) => Some(match &s3.checked_parts {
+                Some(checked) => {
+                    under(&super::s3_parts::CheckedParts::new(checked.clone(), s3.store.clone()), &self.prefix)
+                }
+                None => under(&s3.store, &self.prefix),
+            }),
             Endpoint::Gcs(gcs) => Some(under(&gcs.store, &self.prefix)),
             Endpoint::Azure(azure) => Some(under(&azure.store, &self.prefix)),
             Endpoint::Folder(_) => None,

@@ -17,6 +17,7 @@ mod gcs_copy;
 mod http;
 mod s3;
 mod s3_copy;
+mod s3_parts;
 mod secret;
 mod settings;
 

@@ -280,9 +280,15 @@ impl S3Bucket {
     pub fn build(&self, retries: Retries) -> Result<(Arc<dyn ObjectStore>, S3Endpoint)> {
         let builder = self.builder(retries);
         let store = builder.clone().build()?;
-        let parts = self.parts_builder(retries).build()?;
-        let endpoint =
+        let parts_builder = self.parts_builder(retries);
+        let parts = parts_builder.clone().build()?;
+        let mut endpoint =
             S3Endpoint::of(&builder, parts, self.http.client_options(), retries.limited_to(self.max_retries));
+        // Where whole objects carry a checksum that parts were kept from, parts try it too.
+        let checksum = |builder: &AmazonS3Builder| builder.get_config_value(&AmazonS3ConfigKey::Checksum);
+        if checksum(&builder).is_some() && checksum(&parts_builder).is_none() {
+            endpoint.checked_parts = Some(store.clone());
+        }
         Ok((Arc::new(store), endpoint))
     }
 }
@@ -292,11 +298,12 @@ impl S3Bucket {
 enum Bodies {
     /// Whole objects, each in one request.
     Whole,
-    /// The parts of multipart uploads. A checksum algorithm on a multipart upload is named when
-    /// the upload starts (`x-amz-checksum-algorithm`), and a server that does not know it refuses
-    /// the upload (MinIO before 2025 does, for CRC64NVME): every large object would fail. So over
-    /// plain HTTP parts are signed with their SHA256 instead, as before; over TLS they go
-    /// unsigned, as whole objects do.
+    /// The parts of multipart uploads, by a store that names no checksum algorithm. A multipart
+    /// upload names its algorithm when it starts (`x-amz-checksum-algorithm`), and a server that
+    /// does not know it refuses the upload (MinIO before 2025 does, for CRC64NVME). Over plain
+    /// HTTP this store signs each part's SHA256; uploads by part number use it once the server
+    /// refused a checked upload (see [`super::s3_parts`]). Over TLS parts go unsigned, as whole
+    /// objects do.
     Parts,
 }
 
@@ -305,9 +312,12 @@ enum Bodies {
 /// so that it is what the store itself does.
 #[derive(Clone)]
 pub struct S3Endpoint {
-    /// The store for uploads by part number ([`Bodies::Parts`]), whose credential provider also
-    /// signs copies into this bucket.
+    /// The store whose bodies name no checksum algorithm ([`Bodies::Parts`]), whose credential
+    /// provider also signs copies into this bucket.
     pub store: AmazonS3,
+    /// Over plain HTTP, the store whose bodies carry a CRC64NVME checksum, which uploads by part
+    /// number use while the server takes it.
+    pub checked_parts: Option<AmazonS3>,
     /// The endpoint as an identity takes it (empty for AWS), with the region: two buckets with
     /// the same are on one endpoint, where a copy can go from one to the other.
     pub endpoint: (String, String),
@@ -370,6 +380,7 @@ impl S3Endpoint {
         };
         S3Endpoint {
             store,
+            checked_parts: None,
             endpoint: (super::settings::bare_endpoint(endpoint.as_deref().unwrap_or_default()), region.clone()),
             bucket,
             url,

@@ -1,0 +1,80 @@
+//! Uploads by part number to an S3 bucket over plain HTTP: each part with a CRC64NVME checksum the
+//! server verifies, unless the server refuses an upload that names that algorithm.
+//!
+//! A multipart upload names its checksum algorithm when it starts (`x-amz-checksum-algorithm`),
+//! and a server that does not know the algorithm refuses the upload: MinIO before 2025 does for
+//! CRC64NVME. Rather than fail every large object there, the first refusal turns the bucket's
+//! uploads to signed parts (each part's SHA256 in its signature, which every S3 server checks)
+//! for the rest of the process. An upload keeps the way it started: its id says which.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{MultipartId, PutPayload, PutResult, Result};
+
+/// The prefix of the ids of uploads that started signed.
+const SIGNED: &str = "signed:";
+
+/// Uploads by part number that carry a checksum while the server takes it, and are signed once it
+/// refused one.
+#[derive(Clone, Debug)]
+pub struct CheckedParts {
+    /// The store whose bodies carry a CRC64NVME checksum.
+    checked: AmazonS3,
+    /// The store whose bodies are signed, and name no checksum algorithm.
+    signed: AmazonS3,
+    refused: Arc<AtomicBool>,
+}
+
+impl CheckedParts {
+    pub fn new(checked: AmazonS3, signed: AmazonS3) -> CheckedParts {
+        CheckedParts { checked, signed, refused: Arc::default() }
+    }
+
+    /// The store an upload started on, and its id there.
+    fn of<'a>(&'a self, id: &'a MultipartId) -> (&'a AmazonS3, MultipartId) {
+        match id.strip_prefix(SIGNED) {
+            Some(id) => (&self.signed, id.to_string()),
+            None => (&self.checked, id.clone()),
+        }
+    }
+}
+
+#[async_trait]
+impl MultipartStore for CheckedParts {
+    async fn create_multipart(&self, path: &Path) -> Result<MultipartId> {
+        if !self.refused.load(Ordering::Relaxed) {
+            let error = match self.checked.create_multipart(path).await {
+                Ok(id) => return Ok(id),
+                Err(error) => error,
+            };
+            // object_store has retried what was transient; if a signed upload starts where the
+            // checked one could not, the server refused the algorithm.
+            let id = self.signed.create_multipart(path).await.map_err(|_| error)?;
+            if !self.refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%path, "the target refused a multipart upload with CRC64NVME checksums; its parts are signed with their SHA256 instead");
+            }
+            return Ok(format!("{SIGNED}{id}"));
+        }
+        Ok(format!("{SIGNED}{}", self.signed.create_multipart(path).await?))
+    }
+
+    async fn put_part(&self, path: &Path, id: &MultipartId, part_idx: usize, data: PutPayload) -> Result<PartId> {
+        let (store, id) = self.of(id);
+        store.put_part(path, &id, part_idx, data).await
+    }
+
+    async fn complete_multipart(&self, path: &Path, id: &MultipartId, parts: Vec<PartId>) -> Result<PutResult> {
+        let (store, id) = self.of(id);
+        store.complete_multipart(path, &id, parts).await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> Result<()> {
+        let (store, id) = self.of(id);
+        store.abort_multipart(path, &id).await
+    }
+}
