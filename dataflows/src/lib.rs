@@ -33,7 +33,7 @@ pub use bucket::audit::{
     audit, AuditConfig, AuditCounts, AuditError, AuditReport, BlockAudit, BlockStatus, PartialBlock, TimeNote,
 };
 pub use bucket::bandwidth::{BandwidthLimit, Rate, RateError};
-pub use bucket::copy::PartStore;
+pub use bucket::copy::{http_status, PartStore};
 pub use bucket::copy::{RetryPolicy, DEFAULT_PART_SIZE};
 pub use bucket::error::SourceError;
 pub use bucket::listing::list_block_dirs;

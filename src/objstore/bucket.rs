@@ -63,8 +63,9 @@ impl Bucket {
         }
         match self.endpoint.as_ref()? {
             Endpoint::S3(s3) => Some(match &s3.checked_parts {
-                Some(checked) => {
-                    under(&super::s3_parts::CheckedParts::new(checked.clone(), s3.store.clone()), &self.prefix)
+                Some((checked, signed)) => {
+                    let parts = super::s3_parts::CheckedParts::new(checked.clone(), s3.store.clone(), *signed);
+                    under(&parts, &self.prefix)
                 }
                 None => under(&s3.store, &self.prefix),
             }),

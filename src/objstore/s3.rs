@@ -266,9 +266,7 @@ impl S3Bucket {
             true => builder,
             false => builder.with_unsigned_payload(tls || bodies == Bodies::Whole),
         };
-        // object_store reads a flag's `1`, `on`, `yes` and `y` as true too.
-        let unsigned = value(&builder, &Key::UnsignedPayload).to_ascii_lowercase();
-        let signed = !matches!(unsigned.as_str(), "true" | "1" | "on" | "yes" | "y");
+        let signed = !is_true(&value(&builder, &Key::UnsignedPayload));
         if tls || signed || bodies == Bodies::Parts || chosen(Key::Checksum) {
             builder
         } else {
@@ -285,12 +283,20 @@ impl S3Bucket {
         let mut endpoint =
             S3Endpoint::of(&builder, parts, self.http.client_options(), retries.limited_to(self.max_retries));
         // Where whole objects carry a checksum that parts were kept from, parts try it too.
-        let checksum = |builder: &AmazonS3Builder| builder.get_config_value(&AmazonS3ConfigKey::Checksum);
-        if checksum(&builder).is_some() && checksum(&parts_builder).is_none() {
-            endpoint.checked_parts = Some(store.clone());
+        let value = |builder: &AmazonS3Builder, key| builder.get_config_value(&key).unwrap_or_default();
+        if !value(&builder, AmazonS3ConfigKey::Checksum).is_empty()
+            && value(&parts_builder, AmazonS3ConfigKey::Checksum).is_empty()
+        {
+            let signed = !is_true(&value(&parts_builder, AmazonS3ConfigKey::UnsignedPayload));
+            endpoint.checked_parts = Some((store.clone(), signed));
         }
         Ok((Arc::new(store), endpoint))
     }
+}
+
+/// A flag's value as object_store reads it: `1`, `on`, `yes` and `y` are true too.
+fn is_true(value: &str) -> bool {
+    matches!(value.to_ascii_lowercase().as_str(), "true" | "1" | "on" | "yes" | "y")
 }
 
 /// Which requests a store's bodies are for.
@@ -316,8 +322,8 @@ pub struct S3Endpoint {
     /// provider also signs copies into this bucket.
     pub store: AmazonS3,
     /// Over plain HTTP, the store whose bodies carry a CRC64NVME checksum, which uploads by part
-    /// number use while the server takes it.
-    pub checked_parts: Option<AmazonS3>,
+    /// number use while the server takes it, and whether `store` signs each body's SHA256.
+    pub checked_parts: Option<(AmazonS3, bool)>,
     /// The endpoint as an identity takes it (empty for AWS), with the region: two buckets with
     /// the same are on one endpoint, where a copy can go from one to the other.
     pub endpoint: (String, String),

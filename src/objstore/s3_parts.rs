@@ -25,14 +25,22 @@ const SIGNED: &str = "signed:";
 pub struct CheckedParts {
     /// The store whose bodies carry a CRC64NVME checksum.
     checked: AmazonS3,
-    /// The store whose bodies are signed, and name no checksum algorithm.
+    /// The store whose bodies name no checksum algorithm: signed, unless the bucket's settings
+    /// asked for unsigned bodies.
     signed: AmazonS3,
+    /// What the warning says of the parts once the server refused a checked upload.
+    fallback: &'static str,
     refused: Arc<AtomicBool>,
 }
 
 impl CheckedParts {
-    pub fn new(checked: AmazonS3, signed: AmazonS3) -> CheckedParts {
-        CheckedParts { checked, signed, refused: Arc::default() }
+    /// `signed_bodies` says whether `signed` signs each body's SHA256.
+    pub fn new(checked: AmazonS3, signed: AmazonS3, signed_bodies: bool) -> CheckedParts {
+        let fallback = match signed_bodies {
+            true => "their parts are signed with their SHA256 instead",
+            false => "their parts go without a checksum (the bucket's settings ask for unsigned bodies)",
+        };
+        CheckedParts { checked, signed, fallback, refused: Arc::default() }
     }
 
     /// The store an upload started on, and its id there.
@@ -50,13 +58,14 @@ impl MultipartStore for CheckedParts {
         if !self.refused.load(Ordering::Relaxed) {
             let error = match self.checked.create_multipart(path).await {
                 Ok(id) => return Ok(id),
-                Err(error) => error,
+                Err(error) if refuses_the_request(&error) => error,
+                Err(error) => return Err(error),
             };
-            // object_store has retried what was transient; if a signed upload starts where the
-            // checked one could not, the server refused the algorithm.
-            let id = self.signed.create_multipart(path).await.map_err(|_| error)?;
+            // If a signed upload starts where the checked one was refused, the server refused
+            // the algorithm.
+            let Ok(id) = self.signed.create_multipart(path).await else { return Err(error) };
             if !self.refused.swap(true, Ordering::Relaxed) {
-                tracing::warn!(%path, "the target refused a multipart upload with CRC64NVME checksums; its parts are signed with their SHA256 instead");
+                tracing::warn!(%path, %error, "the target refused a multipart upload that names CRC64NVME, so it does not know that checksum: from now on multipart uploads start without it, and {}; it likely ignores the checksum of whole objects too (AWS_UNSIGNED_PAYLOAD=false signs every body instead)", self.fallback);
             }
             return Ok(format!("{SIGNED}{id}"));
         }
@@ -77,4 +86,11 @@ impl MultipartStore for CheckedParts {
         let (store, id) = self.of(id);
         store.abort_multipart(path, &id).await
     }
+}
+
+/// Whether the server refused the request as one it does not take (a 400 or a 501), rather than
+/// failing it: a missing bucket, denied access, a timeout or throttling say nothing of the
+/// checksum.
+fn refuses_the_request(error: &object_store::Error) -> bool {
+    matches!(bucketflow_dataflows::http_status(error), Some(400 | 501))
 }

@@ -153,7 +153,7 @@ const IN_TRANSIT: [&str; 4] =
 /// The HTTP status a store answered with, found in an error's chain. object_store keeps it in a
 /// type of its own that it does not export, so it is read from that error's message, which
 /// names it as `non-2xx status code: <code>`.
-fn http_status(error: &(dyn std::error::Error + 'static)) -> Option<u16> {
+pub fn http_status(error: &(dyn std::error::Error + 'static)) -> Option<u16> {
     static STATUS: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"non-2xx status code: (\d{3})").expect("a valid regex"));
     let mut current = Some(error);
