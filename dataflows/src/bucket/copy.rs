@@ -259,6 +259,16 @@ pub(crate) struct Copier {
     pub(super) part_budget: Arc<Semaphore>,
 }
 
+/// What follows a failed try.
+pub(super) enum AfterFailure {
+    /// Another try, after this wait.
+    Retry(Duration),
+    /// None: the failure was transient, but the retries or the attempt's time are spent.
+    Spent,
+    /// None: the failure is permanent, or the run was cancelled.
+    Stop,
+}
+
 /// Parts of one object being uploaded at once, at most, when the part budget allows.
 pub(super) const PARTS_IN_FLIGHT: usize = 4;
 
@@ -370,35 +380,36 @@ impl Copier {
             let result = attempt().await;
             drop(permit);
             match result {
-                Err(error) => match self.retry_wait(path, &error, tries, deadline) {
-                    Some(wait) => {
+                Err(error) => match self.after_failure(path, &error, tries, deadline) {
+                    AfterFailure::Retry(wait) => {
                         tries += 1;
                         tokio::time::sleep(wait).await;
                     }
-                    None => return Err(error),
+                    AfterFailure::Spent | AfterFailure::Stop => return Err(error),
                 },
                 done => return done,
             }
         }
     }
 
-    /// How long to wait before trying again after the `tries`-th retry failed with `error`, or
-    /// `None` when it is not tried again: a permanent error, the retries spent, the attempt
-    /// past its `deadline`, or the run cancelled.
-    pub(super) fn retry_wait(
+    /// What follows the `tries`-th retry failing with `error`, an attempt that started with
+    /// `deadline` ahead of it.
+    pub(super) fn after_failure(
         &self,
         path: &Path,
         error: &CopyError,
         tries: usize,
         deadline: Instant,
-    ) -> Option<Duration> {
-        let again = error.is_transient() && tries < self.retry.retries && Instant::now() < deadline;
-        if !again || self.cancel.is_cancelled() {
-            return None;
+    ) -> AfterFailure {
+        if !error.is_transient() || self.cancel.is_cancelled() {
+            return AfterFailure::Stop;
+        }
+        if tries >= self.retry.retries || Instant::now() >= deadline {
+            return AfterFailure::Spent;
         }
         self.telemetry.metrics.retries.inc();
         tracing::warn!(%path, attempt = tries + 1, error = %error_chain(error), "request failed; retrying");
-        Some(self.retry.backoff(tries).min(deadline.saturating_duration_since(Instant::now())))
+        AfterFailure::Retry(self.retry.backoff(tries).min(deadline.saturating_duration_since(Instant::now())))
     }
 
     async fn ensure_once(&self, path: &Path, spec: &ObjectSpec, seen: Seen) -> Result<ObjectDone, CopyError> {

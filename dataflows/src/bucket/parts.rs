@@ -17,7 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{JoinError, JoinSet};
 use xxhash_rust::xxh64::Xxh64;
 
-use super::copy::{read_in_pieces, Copier, CopyError, PartStore, Verifier, PARTS_IN_FLIGHT};
+use super::copy::{read_in_pieces, AfterFailure, Copier, CopyError, PartStore, Verifier, PARTS_IN_FLIGHT};
 
 /// The part being built: its number, where it starts in the object, and its bytes so far.
 pub(super) struct PartAt {
@@ -296,15 +296,15 @@ impl Copier {
                 Err(error @ CopyError::PartChanged { .. }) => return Err(error),
                 Err(error) => error,
             };
-            match self.retry_wait(path, &error, tries, deadline) {
-                Some(wait) => {
+            match self.after_failure(path, &error, tries, deadline) {
+                AfterFailure::Retry(wait) => {
                     tries += 1;
                     tokio::time::sleep(wait).await;
                 }
-                None if error.is_transient() && !self.cancel.is_cancelled() => {
+                AfterFailure::Spent => {
                     return Err(CopyError::PartSpent { path: path.clone(), part: part.index, source: Box::new(error) });
                 }
-                None => return Err(error),
+                AfterFailure::Stop => return Err(error),
             }
         }
     }

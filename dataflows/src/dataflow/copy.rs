@@ -148,7 +148,8 @@ pub(crate) fn copy<'scope>(blocks: Stream<'scope, Arc<CommitBlock>>, ctx: &Arc<C
         move |job: CopyJob| {
             let (copier, held_back) = (c.copier.clone(), c.held_back.clone());
             let ordered = c.strategy.ordered_commit();
-            let span = tracing::info_span!("object", block = %job.view().dir, group = %job.view().group);
+            let view = job.view();
+            let span = tracing::info_span!("object", block = %view.dir, group = %view.group);
             async move {
                 let view = job.view();
                 let path = block_path(view.dir, &view.spec.rel_path);
