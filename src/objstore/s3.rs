@@ -255,18 +255,17 @@ impl S3Bucket {
             let env = key.as_ref().to_ascii_uppercase();
             self.settings.get(key).is_some() || std::env::var_os(env).is_some()
         };
-        let value = |builder: &AmazonS3Builder, key: &Key| builder.get_config_value(key).unwrap_or_default();
         // The endpoint requests go to, as object_store picks it: the S3-specific one first.
-        let endpoint = Some(value(&builder, &Key::S3Endpoint))
+        let endpoint = Some(setting(&builder, &Key::S3Endpoint))
             .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| value(&builder, &Key::Endpoint))
+            .unwrap_or_else(|| setting(&builder, &Key::Endpoint))
             .to_ascii_lowercase();
         let tls = endpoint.is_empty() || endpoint.starts_with("https://");
         let builder = match chosen(Key::UnsignedPayload) {
             true => builder,
             false => builder.with_unsigned_payload(tls || bodies == Bodies::Whole),
         };
-        let signed = !is_true(&value(&builder, &Key::UnsignedPayload));
+        let signed = !is_true(&setting(&builder, &Key::UnsignedPayload));
         if tls || signed || bodies == Bodies::Parts || chosen(Key::Checksum) {
             builder
         } else {
@@ -283,15 +282,18 @@ impl S3Bucket {
         let mut endpoint =
             S3Endpoint::of(&builder, parts, self.http.client_options(), retries.limited_to(self.max_retries));
         // Where whole objects carry a checksum that parts were kept from, parts try it too.
-        let value = |builder: &AmazonS3Builder, key| builder.get_config_value(&key).unwrap_or_default();
-        if !value(&builder, AmazonS3ConfigKey::Checksum).is_empty()
-            && value(&parts_builder, AmazonS3ConfigKey::Checksum).is_empty()
-        {
-            let signed = !is_true(&value(&parts_builder, AmazonS3ConfigKey::UnsignedPayload));
+        use AmazonS3ConfigKey as Key;
+        if !setting(&builder, &Key::Checksum).is_empty() && setting(&parts_builder, &Key::Checksum).is_empty() {
+            let signed = !is_true(&setting(&parts_builder, &Key::UnsignedPayload));
             endpoint.checked_parts = Some((store.clone(), signed));
         }
         Ok((Arc::new(store), endpoint))
     }
+}
+
+/// A builder's setting for `key` as text, empty when unset.
+fn setting(builder: &AmazonS3Builder, key: &AmazonS3ConfigKey) -> String {
+    builder.get_config_value(key).unwrap_or_default()
 }
 
 /// A flag's value as object_store reads it: `1`, `on`, `yes` and `y` are true too.
@@ -347,7 +349,7 @@ impl S3Endpoint {
         let value = |key: &Key| builder.get_config_value(key);
         // object_store does not export the type of its encryption keys; they parse by name.
         let key = |name: &str| -> Key { name.parse().expect("object_store names its encryption keys so") };
-        let flag = |key: &Key| value(key).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let flag = |key: &Key| is_true(&setting(builder, key));
         let region = value(&Key::Region).unwrap_or_else(|| "us-east-1".into());
         let bucket = value(&Key::Bucket).unwrap_or_default();
         let endpoint = value(&Key::S3Endpoint).or_else(|| value(&Key::Endpoint));
