@@ -22,12 +22,19 @@ use tokio_util::sync::CancellationToken;
 use super::bandwidth::Bandwidth;
 use super::listing::list_block_objects;
 use super::server_side::{ServerSide, ServerSideCopy, ServerSideError};
-use crate::model::block::{folder_path, ObjectSpec, Seen, Sha256Digest, TargetListing};
+use crate::model::block::{block_path, folder_path, ObjectSpec, Seen, Sha256Digest, TargetListing};
 use crate::model::failure::{error_chain, Failure, FailureCause};
 use crate::telemetry::{CopyMethod, Telemetry};
 
 /// Default multipart part size: above S3's 5 MiB minimum, small enough to bound memory.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// The most objects (meta.json aside) of a block that its re-check before meta.json reads by a
+/// HEAD each; a block of more is re-checked by its folders' two listings. A 2-hour block from a
+/// sidecar has an index and one to three chunk files. On S3 a LIST costs as much as twelve
+/// HEADs, on GCS and Azure a listing is also the dearer class, and a server answers a HEAD with
+/// one lookup where a listing walks a folder.
+const RECHECK_BY_HEADS_MAX: usize = 4;
 
 /// How often a failed object copy is tried again, and for how long at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -561,6 +568,43 @@ impl Copier {
             let resumed = self.source.get_opts(path, range).await;
             *stream = read_in_pieces(resumed.map_err(|source| CopyError::Source { path: path.clone(), source })?);
         }
+    }
+
+    /// What the target holds of `objects` of block folder `dir`, just before its meta.json is
+    /// written: each object's size and ETag, absent where it is gone. A block of a few objects is
+    /// read by a HEAD of each (a HEAD is the cheap request class on S3, GCS and Azure, and cheap
+    /// work for a server); a larger one by its folders' listings, whose count does not grow with
+    /// the block. Tried again on transient failures.
+    pub(crate) async fn recheck_target_block(
+        &self,
+        dir: &str,
+        objects: &[ObjectSpec],
+        concurrency: usize,
+    ) -> Result<TargetListing, CopyError> {
+        if objects.len() > RECHECK_BY_HEADS_MAX {
+            return self.list_target_block(dir).await;
+        }
+        let head = |spec: &ObjectSpec| {
+            let (rel_path, path) = (spec.rel_path.clone(), block_path(dir, &spec.rel_path));
+            async move {
+                let seen = self
+                    .retrying(&path, || async {
+                        match self.target.head(&path).await {
+                            Ok(meta) => Ok(Some((meta.size, meta.e_tag))),
+                            Err(object_store::Error::NotFound { .. }) => Ok(None),
+                            Err(source) => Err(CopyError::Target { operation: "checking", path: path.clone(), source }),
+                        }
+                    })
+                    .await?;
+                Ok(seen.map(|seen| (rel_path, seen)))
+            }
+        };
+        futures::stream::iter(objects)
+            .map(head)
+            .buffer_unordered(concurrency.max(1))
+            .try_filter_map(|seen| async move { Ok(seen) })
+            .try_collect()
+            .await
     }
 
     /// The objects of target block folder `dir`, by its folders' listings (tried again on transient

@@ -7,7 +7,7 @@
 //! - [`meta_cache`]: the source's metas as a process remembers them across runs.
 //! - [`listing`]: block folders, and the objects of one folder.
 //! - [`read`]: a source block's meta.json, deletion mark and plan.
-//! - [`copy`]: one object copied, verified, retried; the commit's re-check listing.
+//! - [`copy`]: one object copied, verified, retried; the commit's re-check of a block.
 //! - [`parts`]: a large object's upload part by part; by number, a failed part is sent again alone.
 //! - [`server_side`]: copies the provider makes itself, between two prefixes or two buckets.
 //! - [`bandwidth`]: the process's token buckets (`--bwlimit`).

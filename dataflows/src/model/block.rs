@@ -310,13 +310,13 @@ impl SourceBlock {
     }
 }
 
-/// The bucket path of `rel_path` inside block folder `dir`. Listed names are already in
-/// object_store's encoded form, so they are joined as they are rather than encoded twice.
 /// The bucket path of block folder `dir` (`<ULID>` or `<tenant>/<ULID>`), joined as listed.
 pub(crate) fn folder_path(dir: &str) -> Path {
     Path::parse(dir).unwrap_or_else(|_| Path::from(dir))
 }
 
+/// The bucket path of `rel_path` inside block folder `dir`. Listed names are already in
+/// object_store's encoded form, so they are joined as they are rather than encoded twice.
 pub(crate) fn block_path(dir: &str, rel_path: &str) -> Path {
     Path::parse(format!("{dir}/{rel_path}"))
         .unwrap_or_else(|_| Path::from_iter(std::iter::once(dir).chain(rel_path.split('/'))))

@@ -122,8 +122,9 @@ type Turn = tokio::sync::oneshot::Receiver<Result<(), String>>;
 /// Commits blocks whose objects have all been copied.
 pub(crate) trait OrderedCommit<'scope> {
     /// Writes each block's meta.json once every object of the block has been reported copied,
-    /// after re-checking every object in the target (one listing of the folder: size, and ETag
-    /// where known) and copying again any that went missing or changed.
+    /// after re-checking every object in the target (its size, and ETag where known: a HEAD of
+    /// each object of a small block, the folder's listings for a larger one) and copying again
+    /// any that went missing or changed.
     ///
     /// Order: blocks (routed by [`commit_inputs`]) and completions are exchanged by queue key, so
     /// one worker owns each queue.
@@ -467,11 +468,11 @@ fn advance_queue(
     }
 }
 
-/// Re-checks every object of the block in the target (one listing of its folder), copies again
-/// what is missing or changed, and checks again, round after round (as many as the retry policy
-/// allows: a target compactor's cleanup may delete a block's objects more than once), until one
-/// listing shows every object intact. Only then is meta.json written. Returns the objects and
-/// bytes copied again.
+/// Re-checks every object of the block in the target ([`Copier::recheck_target_block`]), copies
+/// again what is missing or changed, and checks again, round after round (as many as the retry
+/// policy allows: a target compactor's cleanup may delete a block's objects more than once),
+/// until one round shows every object intact. Only then is meta.json written. Returns the
+/// objects and bytes copied again.
 async fn commit_block(
     copier: &Copier,
     pending: &Pending,
@@ -485,7 +486,8 @@ async fn commit_block(
     let (mut copied, mut copied_bytes) = (0u64, 0u64);
     let mut round = 0;
     loop {
-        let listing = copier.list_target_block(&block.dir).await.map_err(CommitError::Recheck)?;
+        let listing =
+            copier.recheck_target_block(&block.dir, &block.objects, concurrency).await.map_err(CommitError::Recheck)?;
         let wrong: Vec<&ObjectSpec> = block
             .objects
             .iter()
