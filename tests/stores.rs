@@ -270,6 +270,14 @@ fn a_server_that_knows_no_crc64nvme_still_takes_large_objects_over_plain_http() 
     replicate(&direct, &fs_yaml(&back), &[]);
     assert_eq!(files(&back), files(&origin));
 
+    // Parts that wait a debugging latency go the same way.
+    let refusing = Proxy::to(s3.port(), Fault::RefuseChecksumAlgorithm);
+    let slow = s3_yaml(&s3, "target", "slow");
+    let latency = [&one_at_a_time[..], &["--debug.latency", "1ms"]].concat();
+    let (report, log) = replicate(&fs_yaml(&origin), &refusing.yaml(&s3, &slow), &latency);
+    assert_eq!(count(&report, "replicated"), n as u64, "{report}");
+    assert_eq!(refusing.hits(), 1, "{log}");
+
     // A server that takes the algorithm gets every upload checked.
     let counting = Proxy::to(s3.port(), Fault::CountChecksumAlgorithm);
     let other = s3_yaml(&s3, "target", "checked");

@@ -15,7 +15,7 @@ use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, ProptestConfig};
 use proptest::strategy::Strategy as _;
-use support::{contents, replicate, runtime};
+use support::{contents, replicate, requests, runtime};
 
 fn source_with(rt: &tokio::runtime::Runtime, blocks: &[SynthBlock]) -> Arc<dyn ObjectStore> {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -357,18 +357,11 @@ fn telemetry_counts_requests_bytes_and_progress() {
     assert_eq!((bytes_done, bytes_total), (report.bytes_copied, report.bytes_copied));
 }
 
-/// The requests the target was sent for `operation`, by the engine's own request counter.
-fn target_requests(text: &str, operation: &str) -> u64 {
-    let series = format!("bucketflow_requests_total{{bucket=\"target\",operation=\"{operation}\"}} ");
-    text.lines().find_map(|line| line.strip_prefix(series.as_str())).map_or(0, |n| n.parse().unwrap())
-}
-
 /// A block's re-check before its meta.json reads each object of a small block by a HEAD, and a
 /// block of more than four objects (meta.json aside) by its two folder listings: the cheaper
 /// request for each, and every object read once either way.
 #[test]
 fn the_recheck_heads_each_object_of_a_small_block_and_lists_a_large_one() {
-    use prometheus_client::encoding::text::encode;
     let rt = runtime();
     // Up to 8 chunk files and an index: blocks on both sides of the threshold.
     let spec = SynthSpec { groups: 2, blocks_per_group: 6, max_chunk_files: 8, seed: 3, ..SynthSpec::default() };
@@ -377,19 +370,19 @@ fn the_recheck_heads_each_object_of_a_small_block_and_lists_a_large_one() {
     let (small, large): (Vec<&SynthBlock>, Vec<&SynthBlock>) = blocks.iter().partition(|b| objects(b) <= 4);
     assert!(!small.is_empty() && !large.is_empty(), "the seed makes blocks of both kinds");
     let source = source_with(&rt, &blocks);
-    let requests = |dry_run: bool| {
+    let run = |dry_run: bool| {
         let telemetry = bucketflow_dataflows::Telemetry::default();
         let mut registry = prometheus_client::registry::Registry::default();
         telemetry.metrics.register(&mut registry);
         let observed = EngineConfig { telemetry, dry_run, ..config(Strategy::Grouped, 2) };
         let report = replicate(&rt, source.clone(), Arc::new(InMemory::new()), observed);
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
-        (report, target_requests(&text, "head"), target_requests(&text, "list_with_delimiter"))
+        let counts = requests(&registry);
+        let count = |operation: &str| counts.get(&format!("target/{operation}")).copied().unwrap_or(0);
+        (report, count("head"), count("list_with_delimiter"))
     };
     // What planning alone asks of the target.
-    let (_, planning_heads, planning_listings) = requests(true);
-    let (report, heads, listings) = requests(false);
+    let (_, planning_heads, planning_listings) = run(true);
+    let (report, heads, listings) = run(false);
     assert_eq!(report.counts.replicated, blocks.len() as u64, "{report:#?}");
     assert_eq!(heads - planning_heads, small.iter().map(|b| objects(b)).sum::<u64>());
     assert_eq!(listings - planning_listings, 2 * large.len() as u64);

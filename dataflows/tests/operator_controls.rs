@@ -171,6 +171,46 @@ fn tenants_commit_in_time_order_are_selected_renamed_and_only_blocks_are_copied(
     assert_ne!(a[0].group, a[3].group, "the tenant has two compaction groups");
 }
 
+/// A renamed tenant's large objects are uploaded by part number, as any tenant's: to the
+/// tenant's name in the target, each part counted once, the bytes the source's.
+#[test]
+fn a_renamed_tenants_large_objects_go_by_part_number_under_its_new_name() {
+    use bucketflow_dataflows::{Layout, PartStore, Tenants};
+    use object_store::prefix::PrefixStore;
+    let rt = runtime();
+    let raw = Arc::new(InMemory::new());
+    let spec = SynthSpec { groups: 1, blocks_per_group: 2, max_chunk_bytes: 300_000, ..SynthSpec::default() };
+    let blocks = generate(&spec);
+    let tenant: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(raw.clone(), "team-a"));
+    rt.block_on(write(&tenant, &blocks)).unwrap();
+    let part_size = 64 * 1024;
+    let parts: u64 = blocks
+        .iter()
+        .flat_map(|b| b.objects.values())
+        .filter(|o| o.len() > part_size)
+        .map(|o| o.len().div_ceil(part_size) as u64)
+        .sum();
+    assert!(parts > 0, "some objects are larger than a part");
+
+    let target = Arc::new(InMemory::new());
+    let telemetry = bucketflow_dataflows::Telemetry::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    telemetry.metrics.register(&mut registry);
+    let layout = Layout::Tenants(Tenants {
+        mapping: [("team-a".to_string(), "team-x".to_string())].into(),
+        ..Tenants::default()
+    });
+    let config =
+        EngineConfig { layout, part_size, target_parts: Some(PartStore(target.clone())), telemetry, ..config() };
+    let report = replicate(&rt, raw.clone(), target.clone(), config);
+    assert_eq!(report.counts.replicated, 2, "{report:#?}");
+    assert_eq!(support::requests(&registry).get("target/put_part"), Some(&parts), "every part by number, once");
+    let renamed = PrefixStore::new(raw.clone(), "team-a");
+    let moved = PrefixStore::new(target.clone(), "team-x");
+    assert_eq!(rt.block_on(support::contents(&moved)), rt.block_on(support::contents(&renamed)));
+    assert_eq!(rt.block_on(support::contents(&PrefixStore::new(target, "team-a"))).len(), 0);
+}
+
 #[test]
 fn in_a_tenants_bucket_an_unreadable_meta_holds_back_its_tenant_only_and_mappings_may_not_collide() {
     use bucketflow_dataflows::testkit::{FaultRule, FaultyStore, Op};

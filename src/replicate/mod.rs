@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bucketflow_dataflows::LatencyStore;
 use bucketflow_dataflows::{EngineConfig, Replicator, Strategy};
+use bucketflow_dataflows::{LatencyStore, PartStore};
 use object_store::ObjectStore;
 
 use crate::cli::{ReplicateArgs, ServerSideCopyFlag};
@@ -82,14 +82,13 @@ fn open_buckets(
             }
         }
     }
-    // Parts sent by number would bypass the latency the target's requests are given.
-    if args.debug_latency.is_none() {
-        config.target_parts = target.part_store();
-        if config.target_parts.is_some() {
-            tracing::info!(
-                "large objects are uploaded by part number: a failed part is read again and sent again alone"
-            );
-        }
+    // Parts sent by number wait the latency the target's other requests are given.
+    config.target_parts = target.part_store().map(|parts| match args.debug_latency {
+        Some(latency) => PartStore(Arc::new(LatencyStore::new(parts, latency))),
+        None => parts,
+    });
+    if config.target_parts.is_some() {
+        tracing::info!("large objects are uploaded by part number: a failed part is read again and sent again alone");
     }
     Ok(match args.debug_latency {
         Some(latency) => (with_latency(source.store, latency), with_latency(target.store, latency)),

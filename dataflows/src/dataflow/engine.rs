@@ -237,13 +237,14 @@ impl Replicator {
             (None, Some(copy)) => Some(Arc::new(CountedCopy::new(copy.clone(), metrics.clone()))),
             (None, None) => None,
         };
-        // Parts go to the target's own paths too: none with renamed tenants.
-        let target_parts = match (&mapping, &config.target_parts) {
-            (None, Some(parts)) => {
-                Some(PartStore(Arc::new(InstrumentedStore::new(parts.clone(), Side::Target, metrics.clone()))))
-            }
-            _ => None,
-        };
+        // Parts go to the target's paths, under the tenants' names there.
+        let target_parts = config.target_parts.as_ref().map(|parts| {
+            let parts = match &mapping {
+                Some(mapping) => PartStore(Arc::new(TenantMapStore::new(parts.clone(), mapping.clone()))),
+                None => parts.clone(),
+            };
+            PartStore(Arc::new(InstrumentedStore::new(parts, Side::Target, metrics.clone())))
+        });
         let copier = Copier::new(
             source.clone(),
             target.clone(),

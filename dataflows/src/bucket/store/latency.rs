@@ -12,11 +12,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartId, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+
+use crate::bucket::copy::PartStore;
 
 /// An [`ObjectStore`] that delays every request to `inner` by a fixed latency.
 #[derive(Debug)]
@@ -93,5 +96,34 @@ impl<T: ObjectStore> ObjectStore for LatencyStore<T> {
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.wait().await;
         self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// A target's uploads by part number, each request delayed like the store's others.
+#[async_trait]
+impl MultipartStore for LatencyStore<PartStore> {
+    async fn create_multipart(&self, path: &Path) -> Result<MultipartId> {
+        self.wait().await;
+        self.inner.0.create_multipart(path).await
+    }
+
+    async fn create_multipart_opts(&self, path: &Path, opts: PutMultipartOptions) -> Result<MultipartId> {
+        self.wait().await;
+        self.inner.0.create_multipart_opts(path, opts).await
+    }
+
+    async fn put_part(&self, path: &Path, id: &MultipartId, part_idx: usize, data: PutPayload) -> Result<PartId> {
+        self.wait().await;
+        self.inner.0.put_part(path, id, part_idx, data).await
+    }
+
+    async fn complete_multipart(&self, path: &Path, id: &MultipartId, parts: Vec<PartId>) -> Result<PutResult> {
+        self.wait().await;
+        self.inner.0.complete_multipart(path, id, parts).await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> Result<()> {
+        self.wait().await;
+        self.inner.0.abort_multipart(path, id).await
     }
 }

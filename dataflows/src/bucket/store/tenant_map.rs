@@ -14,11 +14,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartId, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+
+use crate::bucket::copy::PartStore;
 
 /// Tenant names in both directions.
 #[derive(Debug)]
@@ -134,6 +137,32 @@ impl<T: ObjectStore> ObjectStore for TenantMapStore<T> {
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.inner.rename_opts(&self.names.to_store(from), &self.names.to_store(to), options).await
+    }
+}
+
+/// A target's uploads by part number, to the tenants' names in the target: so that renamed
+/// tenants keep a part's retries alone, and the fallback to signed parts of a server that
+/// refuses part checksums.
+#[async_trait]
+impl MultipartStore for TenantMapStore<PartStore> {
+    async fn create_multipart(&self, path: &Path) -> Result<MultipartId> {
+        self.inner.0.create_multipart(&self.names.to_store(path)).await
+    }
+
+    async fn create_multipart_opts(&self, path: &Path, opts: PutMultipartOptions) -> Result<MultipartId> {
+        self.inner.0.create_multipart_opts(&self.names.to_store(path), opts).await
+    }
+
+    async fn put_part(&self, path: &Path, id: &MultipartId, part_idx: usize, data: PutPayload) -> Result<PartId> {
+        self.inner.0.put_part(&self.names.to_store(path), id, part_idx, data).await
+    }
+
+    async fn complete_multipart(&self, path: &Path, id: &MultipartId, parts: Vec<PartId>) -> Result<PutResult> {
+        self.inner.0.complete_multipart(&self.names.to_store(path), id, parts).await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> Result<()> {
+        self.inner.0.abort_multipart(&self.names.to_store(path), id).await
     }
 }
 
