@@ -368,7 +368,11 @@ fn the_recheck_heads_each_object_of_a_small_block_and_lists_a_large_one() {
     let blocks = generate(&spec);
     let objects = |b: &SynthBlock| b.objects.keys().filter(|rel| *rel != "meta.json").count() as u64;
     let (small, large): (Vec<&SynthBlock>, Vec<&SynthBlock>) = blocks.iter().partition(|b| objects(b) <= 4);
-    assert!(!small.is_empty() && !large.is_empty(), "the seed makes blocks of both kinds");
+    let sizes: Vec<u64> = blocks.iter().map(objects).collect();
+    assert!(
+        sizes.contains(&4) && sizes.contains(&5),
+        "the seed makes blocks on both sides of the threshold: {sizes:?}"
+    );
     let source = source_with(&rt, &blocks);
     let run = |dry_run: bool| {
         let telemetry = bucketflow_dataflows::Telemetry::default();

@@ -191,6 +191,23 @@ fn an_object_deleted_between_its_copy_and_the_commit_is_copied_again_first() {
     }
 }
 
+/// A target that refuses HEADs (a credential that may write and list but not read) has its
+/// blocks re-checked by listings instead: every block replicated, none failed for it.
+#[test]
+fn a_target_that_refuses_heads_is_re_checked_by_listings() {
+    let rt = runtime();
+    let (blocks, source) = bucket(&rt, 2, 3);
+    assert!(blocks.iter().all(|b| b.objects.len() <= 5), "every block would be re-checked by HEADs");
+    let target = checker(&blocks);
+    let rule = FaultRule::permanent(r"/(chunks/|index)", &[Op::Head]);
+    let refusing = Arc::new(FaultyStore::new(target.clone(), vec![rule], 4));
+    let report = replicate(&rt, source.clone(), refusing.clone());
+    assert!(refusing.injected() >= 1, "a HEAD was refused");
+    assert_eq!(report.counts.replicated, 6, "{report:#?}");
+    assert_eq!(target.violations(), vec![]);
+    assert_eq!(rt.block_on(contents(&*target)), rt.block_on(contents(&*source)));
+}
+
 /// A random fault schedule: which faults, where, how often.
 #[derive(Debug, Clone)]
 struct Schedule {

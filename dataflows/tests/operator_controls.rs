@@ -12,7 +12,8 @@ use bucketflow_dataflows::testkit::{DELETION_MARK, NO_COMPACT_MARK, NO_DOWNSAMPL
 use bucketflow_dataflows::EngineConfig;
 use bytes::Bytes;
 use object_store::memory::InMemory;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::{MultipartId, ObjectStore, ObjectStoreExt, PutPayload};
 use support::{replicate, runtime};
 
 fn config() -> EngineConfig {
@@ -193,6 +194,7 @@ fn a_renamed_tenants_large_objects_go_by_part_number_under_its_new_name() {
     assert!(parts > 0, "some objects are larger than a part");
 
     let target = Arc::new(InMemory::new());
+    let part_paths = Arc::new(PartPaths { store: target.clone(), paths: Default::default() });
     let telemetry = bucketflow_dataflows::Telemetry::default();
     let mut registry = prometheus_client::registry::Registry::default();
     telemetry.metrics.register(&mut registry);
@@ -201,14 +203,75 @@ fn a_renamed_tenants_large_objects_go_by_part_number_under_its_new_name() {
         ..Tenants::default()
     });
     let config =
-        EngineConfig { layout, part_size, target_parts: Some(PartStore(target.clone())), telemetry, ..config() };
+        EngineConfig { layout, part_size, target_parts: Some(PartStore(part_paths.clone())), telemetry, ..config() };
     let report = replicate(&rt, raw.clone(), target.clone(), config);
     assert_eq!(report.counts.replicated, 2, "{report:#?}");
     assert_eq!(support::requests(&registry).get("target/put_part"), Some(&parts), "every part by number, once");
+    // InMemory reads the path of a completion only: each request's path is checked here.
+    let paths = part_paths.paths.lock().unwrap().clone();
+    assert_eq!(paths.iter().filter(|(op, _)| *op == "put_part").count() as u64, parts);
+    assert!(paths.iter().any(|(op, _)| *op == "create") && paths.iter().any(|(op, _)| *op == "complete"));
+    assert!(paths.iter().all(|(_, path)| path.starts_with("team-x/")), "{paths:#?}");
     let renamed = PrefixStore::new(raw.clone(), "team-a");
     let moved = PrefixStore::new(target.clone(), "team-x");
     assert_eq!(rt.block_on(support::contents(&moved)), rt.block_on(support::contents(&renamed)));
     assert_eq!(rt.block_on(support::contents(&PrefixStore::new(target, "team-a"))).len(), 0);
+}
+
+/// Uploads by part number to an `InMemory`, noting each request's kind and path.
+#[derive(Debug)]
+struct PartPaths {
+    store: Arc<InMemory>,
+    paths: std::sync::Mutex<Vec<(&'static str, String)>>,
+}
+
+impl PartPaths {
+    fn note(&self, op: &'static str, path: &object_store::path::Path) {
+        self.paths.lock().unwrap().push((op, path.to_string()));
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartStore for PartPaths {
+    async fn create_multipart(&self, path: &object_store::path::Path) -> object_store::Result<MultipartId> {
+        self.note("create", path);
+        self.store.create_multipart(path).await
+    }
+
+    async fn create_multipart_opts(
+        &self,
+        path: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<MultipartId> {
+        self.note("create", path);
+        self.store.create_multipart_opts(path, opts).await
+    }
+
+    async fn put_part(
+        &self,
+        path: &object_store::path::Path,
+        id: &MultipartId,
+        part_idx: usize,
+        data: PutPayload,
+    ) -> object_store::Result<PartId> {
+        self.note("put_part", path);
+        self.store.put_part(path, id, part_idx, data).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        path: &object_store::path::Path,
+        id: &MultipartId,
+        parts: Vec<PartId>,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.note("complete", path);
+        self.store.complete_multipart(path, id, parts).await
+    }
+
+    async fn abort_multipart(&self, path: &object_store::path::Path, id: &MultipartId) -> object_store::Result<()> {
+        self.note("abort", path);
+        self.store.abort_multipart(path, id).await
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! (promise 5). Sizes are always checked, and SHA256 where meta.json lists one, before an upload
 //! is completed: a wrong source object never becomes a right-looking target object.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -264,6 +265,9 @@ pub(crate) struct Copier {
     /// in flight, so that `concurrency x part size` bounds memory however the parts are spread.
     /// A large object uploads several parts at once only with permits no other copy holds.
     pub(super) part_budget: Arc<Semaphore>,
+    /// Set once the target refused a re-check's HEAD for want of permission (a credential that
+    /// may write and list but not read): from then on, blocks are re-checked by listings.
+    heads_refused: Arc<AtomicBool>,
 }
 
 /// What follows a failed try.
@@ -298,6 +302,7 @@ impl Copier {
             bandwidth: Bandwidth::default(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             part_budget: Arc::new(Semaphore::new(concurrency.max(1))),
+            heads_refused: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -581,7 +586,7 @@ impl Copier {
         objects: &[ObjectSpec],
         concurrency: usize,
     ) -> Result<TargetListing, CopyError> {
-        if objects.len() > RECHECK_BY_HEADS_MAX {
+        if objects.len() > RECHECK_BY_HEADS_MAX || self.heads_refused.load(Ordering::Relaxed) {
             return self.list_target_block(dir).await;
         }
         let head = |spec: &ObjectSpec| {
@@ -599,12 +604,25 @@ impl Copier {
                 Ok(seen.map(|seen| (rel_path, seen)))
             }
         };
-        futures::stream::iter(objects)
+        let headed = futures::stream::iter(objects)
             .map(head)
             .buffer_unordered(concurrency.max(1))
             .try_filter_map(|seen| async move { Ok(seen) })
             .try_collect()
-            .await
+            .await;
+        match headed {
+            Err(CopyError::Target {
+                source:
+                    source @ (object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }),
+                ..
+            }) => {
+                if !self.heads_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %error_chain(&source), "the target refused a HEAD before a meta.json; blocks are re-checked by listings from now on");
+                }
+                self.list_target_block(dir).await
+            }
+            headed => headed,
+        }
     }
 
     /// The objects of target block folder `dir`, by its folders' listings (tried again on transient

@@ -127,3 +127,28 @@ impl MultipartStore for LatencyStore<PartStore> {
         self.inner.0.abort_multipart(path, id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    /// Each request of an upload by part number waits the latency, as the store's others do.
+    /// Time is tokio's paused clock, which moves only by the sleeps: the figures are exact.
+    #[tokio::test(start_paused = true)]
+    async fn parts_sent_by_number_wait_the_latency_each() {
+        let latency = Duration::from_millis(250);
+        let store = LatencyStore::new(PartStore(Arc::new(InMemory::new())), latency);
+        let path = Path::from("block/chunks/000001");
+        let start = tokio::time::Instant::now();
+        let id = store.create_multipart(&path).await.unwrap();
+        let part = store.put_part(&path, &id, 0, PutPayload::from_static(b"part")).await.unwrap();
+        store.complete_multipart(&path, &id, vec![part]).await.unwrap();
+        let other = store.create_multipart(&path).await.unwrap();
+        store.abort_multipart(&path, &other).await.unwrap();
+        assert_eq!(start.elapsed(), 5 * latency);
+    }
+}
