@@ -268,6 +268,11 @@ pub(crate) struct Copier {
     /// Set once the target refused a re-check's HEAD for want of permission (a credential that
     /// may write and list but not read): from then on, blocks are re-checked by listings.
     heads_refused: Arc<AtomicBool>,
+    /// Re-check requests in flight across the process, one permit a request (a HEAD, or one
+    /// round trip of a block's listings): as many as objects may be copied at once. Without it,
+    /// a resumed run whose blocks are all in place would re-check four blocks of every group at
+    /// once, a connection each request.
+    recheck_permits: Arc<Semaphore>,
 }
 
 /// What follows a failed try.
@@ -303,6 +308,7 @@ impl Copier {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             part_budget: Arc::new(Semaphore::new(concurrency.max(1))),
             heads_refused: Arc::new(AtomicBool::new(false)),
+            recheck_permits: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
 
@@ -593,7 +599,7 @@ impl Copier {
             let (rel_path, path) = (spec.rel_path.clone(), block_path(dir, &spec.rel_path));
             async move {
                 let seen = self
-                    .retrying(&path, || async {
+                    .retrying_with(&path, Some(&self.recheck_permits), || async {
                         match self.target.head(&path).await {
                             Ok(meta) => Ok(Some((meta.size, meta.e_tag))),
                             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -627,9 +633,9 @@ impl Copier {
 
     /// The objects of target block folder `dir`, by its folders' listings (tried again on transient
     /// failures).
-    pub(crate) async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
+    async fn list_target_block(&self, dir: &str) -> Result<TargetListing, CopyError> {
         let prefix = folder_path(dir);
-        self.retrying(&prefix, || async {
+        self.retrying_with(&prefix, Some(&self.recheck_permits), || async {
             let objects = list_block_objects(&*self.target, dir).await.map_err(|source| CopyError::Target {
                 operation: "listing",
                 path: prefix.clone(),
@@ -723,9 +729,10 @@ mod tests {
     use super::*;
 
     /// An in-memory store that counts the parts of its multipart uploads, and how many of them
-    /// were uploading at once at most (each part taking a few milliseconds); as a source, the
-    /// bytes its reads give, and it can change the bytes of every ranged read (as if the object
-    /// had been replaced between reads).
+    /// were uploading at once at most (each part taking a few milliseconds; HEADs and folder
+    /// listings count among them, each taking as long); as a source, the bytes its reads give,
+    /// and it can change the bytes of every ranged read (as if the object had been replaced
+    /// between reads).
     #[derive(Debug, Default)]
     struct Counting {
         inner: InMemory,
@@ -796,6 +803,9 @@ mod tests {
             Ok(Box::new(CountedUpload { inner, parts, uploading, most_at_once, delay: self.delay }))
         }
         async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+            if options.head {
+                return self.in_flight(self.inner.get_opts(location, options)).await;
+            }
             let ranged = options.range.is_some();
             let got = self.inner.get_opts(location, options).await?;
             let (meta, range) = (got.meta.clone(), got.range.clone());
@@ -822,10 +832,22 @@ mod tests {
             self.inner.list(prefix)
         }
         async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
+            self.in_flight(self.inner.list_with_delimiter(prefix)).await
         }
         async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
             self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    impl Counting {
+        /// `request`, counted in flight for `delay` first.
+        async fn in_flight<T>(&self, request: impl std::future::Future<Output = T>) -> T {
+            let now = self.uploading.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_at_once.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            let result = request.await;
+            self.uploading.fetch_sub(1, Ordering::SeqCst);
+            result
         }
     }
 
@@ -896,6 +918,38 @@ mod tests {
     fn spec_of(data: &[u8]) -> ObjectSpec {
         let sha256 = Some(Sha256Digest(Sha256::digest(data).into()));
         ObjectSpec { rel_path: "index".into(), size: data.len() as u64, sha256 }
+    }
+
+    /// Re-checks of many blocks at once keep to the copy concurrency across the process: one
+    /// request a permit, a HEAD or a round trip of a block's two folder listings.
+    #[tokio::test]
+    async fn re_checks_of_many_blocks_keep_to_the_copy_concurrency() {
+        let target = Arc::new(Counting { delay: Duration::from_millis(5), ..Counting::default() });
+        let blocks: Vec<(String, Vec<ObjectSpec>)> = (0..24)
+            .map(|b| {
+                let chunks = if b % 2 == 0 { 2 } else { 6 };
+                let rels = (1..=chunks).map(|c| format!("chunks/{c:06}")).chain(["index".to_string()]);
+                (format!("block-{b:02}"), rels.map(|rel_path| ObjectSpec { rel_path, size: 3, sha256: None }).collect())
+            })
+            .collect();
+        for (dir, specs) in &blocks {
+            for spec in specs {
+                target.inner.put(&block_path(dir, &spec.rel_path), PutPayload::from_static(b"abc")).await.unwrap();
+            }
+        }
+        let concurrency = 3;
+        let copier = Copier::new(Arc::new(InMemory::new()), target.clone(), concurrency, DEFAULT_PART_SIZE);
+        let listings = futures::future::try_join_all(
+            blocks.iter().map(|(dir, specs)| copier.recheck_target_block(dir, specs, concurrency)),
+        )
+        .await
+        .unwrap();
+        for ((_, specs), listing) in blocks.iter().zip(&listings) {
+            assert_eq!(listing.len(), specs.len(), "{listing:?}");
+        }
+        let most = target.most_at_once.load(Ordering::SeqCst);
+        // A HEAD holds a permit; a round of listings holds one for its two requests.
+        assert!((2..=2 * concurrency).contains(&most), "{most} requests at once");
     }
 
     #[tokio::test]
