@@ -315,7 +315,8 @@ pub struct ReplicateArgs {
     #[arg(long = "auto-gomemlimit.ratio", default_value_t = 0.9)]
     pub auto_gomemlimit_ratio: f64,
 
-    /// Objects in flight across the process, and as many re-check requests before meta.json writes.
+    /// Objects in flight across the process; besides, as many re-checks before meta.json writes
+    /// (a HEAD each, or a block's two folder listings).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
     /// Timely worker threads (default: the number of cores).

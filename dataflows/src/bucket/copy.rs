@@ -95,6 +95,9 @@ pub(crate) enum CopyError {
     /// (its part had the object's retries already).
     #[error("{path}: part {part} failed on every try")]
     PartSpent { path: Path, part: usize, source: Box<CopyError> },
+    /// The run was stopped while the request waited for a slot: it was never sent.
+    #[error("{path}: the run was stopped before the request could start")]
+    Interrupted { path: Path },
 }
 
 impl CopyError {
@@ -109,6 +112,7 @@ impl CopyError {
             | CopyError::ServerSideMismatch { .. }
             | CopyError::PartChanged { .. } => Verification,
             CopyError::PartSpent { source, .. } => source.failure().cause,
+            CopyError::Interrupted { .. } => Interrupted,
         };
         Failure::new(cause, error_chain(self))
     }
@@ -126,7 +130,7 @@ impl CopyError {
             | CopyError::SourceHash { .. }
             | CopyError::ServerSideMismatch { .. }
             | CopyError::PartChanged { .. } => return true,
-            CopyError::PartSpent { .. } => return false,
+            CopyError::PartSpent { .. } | CopyError::Interrupted { .. } => return false,
         };
         let permanent = matches!(
             store_error,
@@ -268,8 +272,9 @@ pub(crate) struct Copier {
     /// Set once the target refused a re-check's HEAD for want of permission (a credential that
     /// may write and list but not read): from then on, blocks are re-checked by listings.
     heads_refused: Arc<AtomicBool>,
-    /// Re-check requests in flight across the process, one permit a request (a HEAD, or one
-    /// round trip of a block's listings): as many as objects may be copied at once. Without it,
+    /// Re-checks in flight across the process, apart from the copies: a permit a HEAD, or a
+    /// round of a block's listings (its two folders listed at once), as many permits as objects
+    /// may be copied at once. Without it,
     /// a resumed run whose blocks are all in place would re-check four blocks of every group at
     /// once, a connection each request.
     recheck_permits: Arc<Semaphore>,
@@ -391,7 +396,14 @@ impl Copier {
         let mut tries = 0;
         loop {
             let permit = match permits {
-                Some(permits) => Some(permits.acquire().await.expect("the copy semaphore is never closed")),
+                // A stopped run sends no request that is still waiting for a slot: after a
+                // stop, a queue of re-checks or copies would otherwise drain one slot at a
+                // time and outlast the grace period. A free slot is still taken.
+                Some(permits) => tokio::select! {
+                    biased;
+                    permit = permits.acquire() => Some(permit.expect("the copy semaphore is never closed")),
+                    () = self.cancel.cancelled() => return Err(CopyError::Interrupted { path: path.clone() }),
+                },
                 None => None,
             };
             let deadline = Instant::now() + self.retry.timeout;
@@ -729,7 +741,7 @@ mod tests {
     use super::*;
 
     /// An in-memory store that counts the parts of its multipart uploads, and how many of them
-    /// were uploading at once at most (each part taking a few milliseconds; HEADs and folder
+    /// were running at once at most (each part taking a few milliseconds; HEADs and folder
     /// listings count among them, each taking as long); as a source, the bytes its reads give,
     /// and it can change the bytes of every ranged read (as if the object had been replaced
     /// between reads).
@@ -737,7 +749,7 @@ mod tests {
     struct Counting {
         inner: InMemory,
         parts: Arc<AtomicUsize>,
-        uploading: Arc<AtomicUsize>,
+        running: Arc<AtomicUsize>,
         most_at_once: Arc<AtomicUsize>,
         /// How long each part takes.
         delay: std::time::Duration,
@@ -755,7 +767,7 @@ mod tests {
     struct CountedUpload {
         inner: Box<dyn MultipartUpload>,
         parts: Arc<AtomicUsize>,
-        uploading: Arc<AtomicUsize>,
+        running: Arc<AtomicUsize>,
         most_at_once: Arc<AtomicUsize>,
         delay: std::time::Duration,
     }
@@ -764,13 +776,13 @@ mod tests {
     impl MultipartUpload for CountedUpload {
         fn put_part(&mut self, data: PutPayload) -> UploadPart {
             self.parts.fetch_add(1, Ordering::SeqCst);
-            let now = self.uploading.fetch_add(1, Ordering::SeqCst) + 1;
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_at_once.fetch_max(now, Ordering::SeqCst);
-            let (part, uploading, delay) = (self.inner.put_part(data), self.uploading.clone(), self.delay);
+            let (part, running, delay) = (self.inner.put_part(data), self.running.clone(), self.delay);
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
                 let result = part.await;
-                uploading.fetch_sub(1, Ordering::SeqCst);
+                running.fetch_sub(1, Ordering::SeqCst);
                 result
             })
         }
@@ -798,9 +810,9 @@ mod tests {
             opts: PutMultipartOptions,
         ) -> object_store::Result<Box<dyn MultipartUpload>> {
             let inner = self.inner.put_multipart_opts(location, opts).await?;
-            let (parts, uploading, most_at_once) =
-                (self.parts.clone(), self.uploading.clone(), self.most_at_once.clone());
-            Ok(Box::new(CountedUpload { inner, parts, uploading, most_at_once, delay: self.delay }))
+            let (parts, running, most_at_once) =
+                (self.parts.clone(), self.running.clone(), self.most_at_once.clone());
+            Ok(Box::new(CountedUpload { inner, parts, running, most_at_once, delay: self.delay }))
         }
         async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
             if options.head {
@@ -842,11 +854,11 @@ mod tests {
     impl Counting {
         /// `request`, counted in flight for `delay` first.
         async fn in_flight<T>(&self, request: impl std::future::Future<Output = T>) -> T {
-            let now = self.uploading.fetch_add(1, Ordering::SeqCst) + 1;
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_at_once.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
             let result = request.await;
-            self.uploading.fetch_sub(1, Ordering::SeqCst);
+            self.running.fetch_sub(1, Ordering::SeqCst);
             result
         }
     }
@@ -950,6 +962,33 @@ mod tests {
         let most = target.most_at_once.load(Ordering::SeqCst);
         // A HEAD holds a permit; a round of listings holds one for its two requests.
         assert!((2..=2 * concurrency).contains(&most), "{most} requests at once");
+    }
+
+    /// After a stop, a re-check still waiting for a slot is never sent: it ends at once as
+    /// interrupted, so that a queue of them cannot outlast the grace period. One that finds a
+    /// slot free still runs.
+    #[tokio::test]
+    async fn a_stopped_run_sends_no_re_check_still_waiting_for_a_slot() {
+        let target = Arc::new(Counting::default());
+        let spec = ObjectSpec { rel_path: "index".into(), size: 3, sha256: None };
+        target.inner.put(&block_path("block", "index"), PutPayload::from_static(b"abc")).await.unwrap();
+        let copier = Copier::new(Arc::new(InMemory::new()), target.clone(), 1, DEFAULT_PART_SIZE);
+        let held = copier.recheck_permits.clone().acquire_owned().await.unwrap();
+        let waiting = {
+            let (copier, spec) = (copier.clone(), spec.clone());
+            tokio::spawn(async move { copier.recheck_target_block("block", &[spec], 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the re-check waits for the slot held");
+        copier.cancel.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("it stops waiting").unwrap();
+        let error = ended.expect_err("an interrupted re-check shows nothing in place");
+        assert!(matches!(error, CopyError::Interrupted { .. }), "{error:?}");
+        assert_eq!(error.failure().cause, FailureCause::Interrupted);
+        assert_eq!(target.most_at_once.load(Ordering::SeqCst), 0, "no HEAD was sent");
+        drop(held);
+        let listing = copier.recheck_target_block("block", &[spec], 1).await.unwrap();
+        assert_eq!(listing.len(), 1, "a free slot is still taken after the stop");
     }
 
     #[tokio::test]
