@@ -274,9 +274,8 @@ pub(crate) struct Copier {
     heads_refused: Arc<AtomicBool>,
     /// Re-checks in flight across the process, apart from the copies: a permit a HEAD, or a
     /// round of a block's listings (its two folders listed at once), as many permits as objects
-    /// may be copied at once. Without it,
-    /// a resumed run whose blocks are all in place would re-check four blocks of every group at
-    /// once, a connection each request.
+    /// may be copied at once. Without it, a resumed run whose blocks are all in place would
+    /// re-check four blocks of every group at once, a connection each request.
     recheck_permits: Arc<Semaphore>,
 }
 
@@ -413,7 +412,11 @@ impl Copier {
                 Err(error) => match self.after_failure(path, &error, tries, deadline) {
                     AfterFailure::Retry(wait) => {
                         tries += 1;
-                        tokio::time::sleep(wait).await;
+                        // A stop during the wait tries nothing again, as a stop before it would not.
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = self.cancel.cancelled() => return Err(error),
+                        }
                     }
                     AfterFailure::Spent | AfterFailure::Stop => return Err(error),
                 },
@@ -982,13 +985,40 @@ mod tests {
         assert!(!waiting.is_finished(), "the re-check waits for the slot held");
         copier.cancel.cancel();
         let ended = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("it stops waiting").unwrap();
-        let error = ended.expect_err("an interrupted re-check shows nothing in place");
+        let error = ended.expect_err("a re-check waiting for a slot fails as interrupted");
         assert!(matches!(error, CopyError::Interrupted { .. }), "{error:?}");
         assert_eq!(error.failure().cause, FailureCause::Interrupted);
         assert_eq!(target.most_at_once.load(Ordering::SeqCst), 0, "no HEAD was sent");
         drop(held);
         let listing = copier.recheck_target_block("block", &[spec], 1).await.unwrap();
         assert_eq!(listing.len(), 1, "a free slot is still taken after the stop");
+    }
+
+    /// A stop during a retry's wait ends the wait, and nothing is tried again.
+    #[tokio::test]
+    async fn a_stop_during_a_retrys_wait_tries_nothing_again() {
+        use crate::testkit::{FaultRule, FaultyStore, Op};
+        let inner = InMemory::new();
+        let path = Path::from("block/index");
+        inner.put(&path, PutPayload::from_static(b"abc")).await.unwrap();
+        let source = Arc::new(FaultyStore::new(inner, vec![FaultRule::transient("index", &[Op::Get], None)], 1));
+        let retry = RetryPolicy {
+            retries: 5,
+            timeout: Duration::from_secs(600),
+            initial_backoff: Duration::from_secs(300),
+            max_backoff: Duration::from_secs(300),
+        };
+        let copier = Copier::new(source.clone(), Arc::new(InMemory::new()), 1, DEFAULT_PART_SIZE).with_retry(retry);
+        let stop = copier.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.cancel();
+        });
+        let spec = ObjectSpec { rel_path: "index".into(), size: 3, sha256: None };
+        let ended = tokio::time::timeout(Duration::from_secs(10), copier.ensure(&path, &spec)).await;
+        let error = ended.expect("the stop ends the wait").expect_err("the read failed");
+        assert!(matches!(error, CopyError::Source { .. }), "the last failure is the one returned: {error:?}");
+        assert_eq!(source.injected(), 1, "one try, none after the stop");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -509,12 +509,12 @@ async fn commit_block(
                 copier.ensure(&path, &spec).await.map(|done| (spec.rel_path, done))
             }
         };
-        let repaired: Vec<_> = futures::stream::iter(wrong)
-            .map(repair)
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
-            .await
-            .map_err(CommitError::Recheck)?;
+        // Every repair is let end before a failure is returned: a repair dropped halfway would
+        // leave its multipart upload open, never aborted (after a stop, those waiting for a
+        // slot fail at once while others are still uploading).
+        let repaired: Vec<_> =
+            futures::stream::iter(wrong).map(repair).buffer_unordered(concurrency.max(1)).collect().await;
+        let repaired: Vec<_> = repaired.into_iter().collect::<Result<_, _>>().map_err(CommitError::Recheck)?;
         for (rel_path, done) in repaired {
             if done.copied {
                 copied += 1;
@@ -567,6 +567,7 @@ mod tests {
     use crate::model::meta::parse_meta;
     use object_store::memory::InMemory;
     use object_store::path::Path;
+    use std::time::Duration;
 
     const ULID: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
 
@@ -588,5 +589,43 @@ mod tests {
         source.delete(&path).await.unwrap();
         let deleted = read_planned_meta(&copier, &block).await.unwrap_err();
         assert!(matches!(deleted, CommitError::MetaGone), "{deleted}");
+    }
+
+    /// A failed repair lets the block's other repairs end before the block fails: one dropped
+    /// halfway would leave its multipart upload open. Here a stop fails the repair waiting for
+    /// the one copy slot, while the repair holding it goes on to the end.
+    #[tokio::test]
+    async fn a_failed_repair_lets_the_others_end_before_the_block_fails() {
+        let source = InMemory::new();
+        let planned =
+            format!(r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,"thanos":{{"labels":{{"a":"b"}}}}}}"#);
+        source.put(&Path::from(format!("{ULID}/meta.json")), PutPayload::from(planned.clone())).await.unwrap();
+        for rel in ["chunks/000001", "index"] {
+            source.put(&Path::from(format!("{ULID}/{rel}")), PutPayload::from_static(b"abc")).await.unwrap();
+        }
+        let meta = parse_meta(ULID, bytes::Bytes::from(planned)).unwrap();
+        let listing = vec![("chunks/000001".into(), 3), ("index".into(), 3)];
+        let block = SourceBlock::plan(ULID, meta, listing, &Grouping::default());
+        // Each source read takes long enough for the stop to come while the first repair reads.
+        let slow = Arc::new(crate::bucket::store::LatencyStore::new(source, Duration::from_millis(300)));
+        let target = Arc::new(InMemory::new());
+        let copier = Copier::new(slow, target.clone(), 1, 1 << 20);
+        let commit = Arc::new(CommitBlock { queue: "q".into(), block });
+        let pending = Pending { commit, awaiting: 0, done: HashMap::new(), errors: Vec::new() };
+        let stop = copier.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.cancel();
+        });
+        let failed = commit_block(&copier, &pending, 2, None).await.unwrap_err();
+        assert!(matches!(failed, CommitError::Recheck(CopyError::Interrupted { .. })), "{failed:?}");
+        let landed = |rel: &str| {
+            let path = Path::from(format!("{ULID}/{rel}"));
+            let target = target.clone();
+            async move { target.head(&path).await.is_ok() }
+        };
+        assert!(landed("chunks/000001").await, "the repair under way was let end");
+        assert!(!landed("index").await, "the repair waiting for a slot was never sent");
+        assert!(!landed("meta.json").await);
     }
 }
