@@ -412,16 +412,23 @@ impl Copier {
                 Err(error) => match self.after_failure(path, &error, tries, deadline) {
                     AfterFailure::Retry(wait) => {
                         tries += 1;
-                        // A stop during the wait tries nothing again, as a stop before it would not.
-                        tokio::select! {
-                            () = tokio::time::sleep(wait) => {}
-                            () = self.cancel.cancelled() => return Err(error),
+                        if !self.wait_to_retry(wait).await {
+                            return Err(error);
                         }
                     }
                     AfterFailure::Spent | AfterFailure::Stop => return Err(error),
                 },
                 done => return done,
             }
+        }
+    }
+
+    /// Waits `wait` before a retry: false when the run stops meanwhile, and nothing is tried
+    /// again, as a stop before the wait would have decided ([`Copier::after_failure`]).
+    pub(super) async fn wait_to_retry(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = self.cancel.cancelled() => false,
         }
     }
 
@@ -1019,6 +1026,27 @@ mod tests {
         let error = ended.expect("the stop ends the wait").expect_err("the read failed");
         assert!(matches!(error, CopyError::Source { .. }), "the last failure is the one returned: {error:?}");
         assert_eq!(source.injected(), 1, "one try, none after the stop");
+    }
+
+    /// A stop during a part's retry wait ends the wait: the part is not sent again, and the
+    /// object's upload is given up.
+    #[tokio::test]
+    async fn a_stop_during_a_parts_retry_wait_sends_it_no_more() {
+        let (copier, _source, parts, data) = flaky_part_three(false).await;
+        let long_wait = Duration::from_secs(300);
+        let retry = RetryPolicy { initial_backoff: long_wait, max_backoff: long_wait, ..RetryPolicy::default() };
+        let copier = copier.with_retry(retry);
+        let stop = copier.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.cancel();
+        });
+        let path = Path::from("block/index");
+        let ended = tokio::time::timeout(Duration::from_secs(10), copier.ensure(&path, &spec_of(&data))).await;
+        ended.expect("the stop ends the wait").expect_err("the failed part was not sent again");
+        let sent = parts.sent.lock().unwrap().iter().filter(|(index, _)| *index == 3).count();
+        assert_eq!(sent, 1, "part 3 is sent once, and fails");
+        assert_eq!(parts.aborted.load(Ordering::SeqCst), 1, "the upload is given up");
     }
 
     #[tokio::test]

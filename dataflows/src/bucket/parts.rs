@@ -299,7 +299,9 @@ impl Copier {
             match self.after_failure(path, &error, tries, deadline) {
                 AfterFailure::Retry(wait) => {
                     tries += 1;
-                    tokio::time::sleep(wait).await;
+                    if !self.wait_to_retry(wait).await {
+                        return Err(error);
+                    }
                 }
                 AfterFailure::Spent => {
                     return Err(CopyError::PartSpent { path: path.clone(), part: part.index, source: Box::new(error) });
