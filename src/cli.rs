@@ -274,6 +274,13 @@ pub struct ReplicateArgs {
     /// overlaps a target block of its group is replicated rather than refused.
     #[arg(long = "target.vertical-compaction")]
     pub target_vertical_compaction: bool,
+    /// The longest time from the start of a block's re-check in the target to the meta.json
+    /// write that relies on it; a block whose turn comes later is re-checked again first. A
+    /// target compactor deletes a folder without meta.json once its ULID is older than its
+    /// partial-upload threshold (a mirrored block's is, from its first object on): the shorter
+    /// this, the narrower the window in which a block it cleaned could be made visible.
+    #[arg(long = "recheck.max-age", value_name = "DURATION", value_parser = parse_duration_flag, default_value = "1s")]
+    pub recheck_max_age: Duration,
     /// Leave this block out entirely (repeated), without holding back the newer blocks of its
     /// group: for a broken source block that should not stop its group.
     #[arg(long = "exclude-block", value_name = "ULID")]

@@ -46,6 +46,7 @@ impl ReplicateArgs {
             layout: self.layout()?,
             replica_labels: self.replica_labels()?,
             target_vertical_compaction: self.target_vertical_compaction,
+            recheck_max_age: self.recheck_max_age,
             cache_dir: self.cache_dir.clone(),
             meta_budget: defaults.meta_budget,
             single_run: self.is_single_run(),

@@ -66,6 +66,7 @@ pub struct RunMetrics {
     blocks_covered: Counter,
     blocks_late: Counter,
     every_group_held_back_by: Family<BlockLabel, Gauge>,
+    held_back_by_target: Family<BlockLabel, Gauge>,
     meta_synced: Family<StateLabel, Gauge>,
     origin_iterations: Counter,
     origin_meta_loads: Counter,
@@ -88,6 +89,7 @@ impl RunMetrics {
             blocks_covered: Counter::default(),
             blocks_late: Counter::default(),
             every_group_held_back_by: Family::default(),
+            held_back_by_target: Family::default(),
             meta_synced: Family::default(),
             origin_iterations: Counter::default(),
             origin_meta_loads: Counter::default(),
@@ -177,6 +179,11 @@ impl RunMetrics {
             "1 for each block whose meta.json could not be read and whose group is unknown, which held back every group in the last run.",
             m.every_group_held_back_by.clone(),
         );
+        own.register(
+            "held_back_by_target_block",
+            "1 for each target block whose meta.json could not be read (or is beyond the size bound), which held back the groups it could belong to in the last run.",
+            m.held_back_by_target.clone(),
+        );
         m
     }
 
@@ -203,6 +210,10 @@ impl RunMetrics {
         self.every_group_held_back_by.clear();
         for block in &report.every_queue_held_back_by {
             self.every_group_held_back_by.get_or_create(&BlockLabel { block: block.clone() }).set(1);
+        }
+        self.held_back_by_target.clear();
+        for block in &report.held_back_by_target {
+            self.held_back_by_target.get_or_create(&BlockLabel { block: block.clone() }).set(1);
         }
         self.blocks_replicated.inc_by(report.counts.replicated);
         self.objects_replicated.inc_by(report.objects_copied);

@@ -178,9 +178,12 @@ fn groups_of(report: &RunReport) -> Vec<GroupLine> {
             blocks: Vec::new(),
         });
         let detail = match &block.outcome {
-            Outcome::HeldBack { behind } => {
+            Outcome::HeldBack { behind, behind_in_target, .. } => {
                 line.held_back += 1;
-                format!("behind {behind}")
+                match behind_in_target {
+                    true => format!("behind target block {behind}, whose meta.json cannot be read"),
+                    false => format!("behind {behind}"),
+                }
             }
             Outcome::Failed { cause, error, .. } => {
                 line.failed += 1;

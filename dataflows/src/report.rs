@@ -62,10 +62,21 @@ pub enum Outcome {
         /// Bytes of those objects.
         bytes_copied: u64,
     },
-    /// Not committed because an older block of its commit queue failed in this run.
+    /// Not committed because an older block of its commit queue failed in this run, or because
+    /// a block it may be judged against cannot be read.
     HeldBack {
         /// The older block of the queue that failed, or whose meta.json could not be read.
         behind: String,
+        /// `behind` is a target block folder whose meta.json could not be read (or is beyond the
+        /// size bound): what it holds is unknown, so no block it could overlap is committed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        behind_in_target: bool,
+        /// Objects of the block copied in this run before it was held back.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        objects_copied: u64,
+        /// Bytes of those objects.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        bytes_copied: u64,
     },
     /// Dry run: what a real run would copy.
     Planned {
@@ -76,7 +87,24 @@ pub enum Outcome {
     },
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Outcome {
+    /// Held back behind `behind`, a source block, before anything was copied.
+    pub fn held_back(behind: impl Into<String>) -> Outcome {
+        Outcome::HeldBack { behind: behind.into(), behind_in_target: false, objects_copied: 0, bytes_copied: 0 }
+    }
+
+    /// The block a held-back block is behind, or `None` for any other outcome.
+    pub fn held_back_behind(&self) -> Option<&str> {
+        match self {
+            Outcome::HeldBack { behind, .. } => Some(behind),
+            _ => None,
+        }
+    }
+
     /// A failure before anything was copied.
     pub fn failed(failure: Failure) -> Outcome {
         Outcome::failed_after(failure, 0, 0)
@@ -231,6 +259,10 @@ pub struct RunReport {
     /// back every commit queue of the run.
     #[serde(default)]
     pub every_queue_held_back_by: Vec<String>,
+    /// Target block folders whose meta.json could not be read (or is beyond the size bound):
+    /// each held back the blocks of every group it could belong to.
+    #[serde(default)]
+    pub held_back_by_target: Vec<String>,
 }
 
 impl RunReport {
@@ -255,6 +287,7 @@ impl RunReport {
             blocks: Vec::new(),
             errors: Vec::new(),
             every_queue_held_back_by: Vec::new(),
+            held_back_by_target: Vec::new(),
         };
         for record in records {
             match record {
@@ -283,10 +316,20 @@ impl RunReport {
                 Outcome::Covered { .. } => c.covered += 1,
                 Outcome::Filtered { .. } => c.filtered += 1,
                 Outcome::Skipped { .. } => c.skipped += 1,
-                Outcome::HeldBack { .. } => c.held_back += 1,
+                Outcome::HeldBack { behind, behind_in_target, objects_copied, bytes_copied } => {
+                    c.held_back += 1;
+                    // Copies made before the block was held back are work done, and paid for.
+                    report.objects_copied += objects_copied;
+                    report.bytes_copied += bytes_copied;
+                    if *behind_in_target {
+                        report.held_back_by_target.push(behind.clone());
+                    }
+                }
                 Outcome::Planned { .. } => c.planned += 1,
             }
         }
+        report.held_back_by_target.sort();
+        report.held_back_by_target.dedup();
         let unselected = |o: &Outcome| matches!(o, Outcome::Filtered { .. } | Outcome::Skipped { .. });
         report.blocks.sort_by(|a, b| {
             (unselected(&a.outcome), &a.group, a.min_time, &a.block).cmp(&(

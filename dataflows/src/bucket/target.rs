@@ -26,7 +26,7 @@ use super::read::read_meta_bytes;
 use crate::model::block::{SourceBlock, TargetListing};
 use crate::model::failure::error_chain;
 use crate::model::group::Grouping;
-use crate::model::layout::{block_id, Layout};
+use crate::model::layout::{block_id, tenant_of, Layout};
 use crate::model::meta::{parse_meta, MetaSummary};
 
 /// A visible target block, as far as judging source blocks needs it.
@@ -123,30 +123,53 @@ impl TargetView {
         })
     }
 
-    /// Judges `block` against the visible blocks of its group, itself aside. Without
-    /// `vertical` compaction in the target, an overlap is refused; with it, the compactor merges
-    /// overlapping blocks and the overlap is allowed.
+    /// Judges `block` against the visible blocks of its group, itself aside (see [`judge_among`]).
     pub(crate) fn judge(&self, block: &SourceBlock, vertical: bool) -> Verdict {
-        let meta = &block.summary;
-        let Some(group) = self.groups.get(&block.group) else { return Verdict::Fresh };
-        let others = || group.iter().filter(|t| t.ulid != meta.ulid);
-        let sources = &meta.sources;
-        if let Some(by) = others().find(|t| is_subset(sources, &t.sources)) {
-            return Verdict::Covered { by: by.dir.clone() };
+        let group = self.groups.get(&block.group).map(Vec::as_slice).unwrap_or_default();
+        judge_among(block, group.iter().map(|t| &**t), vertical)
+    }
+
+    /// A target folder whose meta.json could not be read, and which could hold a block of
+    /// `block`'s group: what it says is unknown, so it could be a block that `block` overlaps, or
+    /// one that covers it. The first such folder by name, so that every block of a group names
+    /// the same one. The block's own folder is not counted: it is the block's defect.
+    pub(crate) fn unknown_in_way(&self, block: &SourceBlock, per_tenant: bool) -> Option<&str> {
+        self.unreadable
+            .keys()
+            .filter(|dir| dir.as_str() != block.dir)
+            // Under tenants, a folder's tenant is its path's: only its own tenant's groups can hold it.
+            .filter(|dir| !per_tenant || tenant_of(dir) == tenant_of(&block.dir))
+            .min()
+            .map(String::as_str)
+    }
+}
+
+/// Judges `block` against `group`, visible target blocks of its group (itself aside). Without
+/// `vertical` compaction in the target, an overlap is refused; with it, the compactor merges
+/// overlapping blocks and the overlap is allowed.
+pub(crate) fn judge_among<'a>(
+    block: &SourceBlock,
+    group: impl Iterator<Item = &'a TargetBlock> + Clone,
+    vertical: bool,
+) -> Verdict {
+    let meta = &block.summary;
+    let others = || group.clone().filter(|t| t.ulid != meta.ulid);
+    let sources = &meta.sources;
+    if let Some(by) = others().find(|t| is_subset(sources, &t.sources)) {
+        return Verdict::Covered { by: by.dir.clone() };
+    }
+    if !vertical {
+        let overlapping = others()
+            .find(|t| meta.min_time < t.max_time && t.min_time < meta.max_time && !is_subset(&t.sources, sources));
+        if let Some(t) = overlapping {
+            return Verdict::Overlaps { with: t.dir.clone(), min_time: t.min_time, max_time: t.max_time };
         }
-        if !vertical {
-            let overlapping = others()
-                .find(|t| meta.min_time < t.max_time && t.min_time < meta.max_time && !is_subset(&t.sources, sources));
-            if let Some(t) = overlapping {
-                return Verdict::Overlaps { with: t.dir.clone(), min_time: t.min_time, max_time: t.max_time };
-            }
+    }
+    match others().max_by_key(|t| (t.min_time, t.ulid)) {
+        Some(newest) if (meta.min_time, meta.ulid) < (newest.min_time, newest.ulid) => {
+            Verdict::Late { behind: newest.dir.clone() }
         }
-        match others().max_by_key(|t| (t.min_time, t.ulid)) {
-            Some(newest) if (meta.min_time, meta.ulid) < (newest.min_time, newest.ulid) => {
-                Verdict::Late { behind: newest.dir.clone() }
-            }
-            _ => Verdict::Fresh,
-        }
+        _ => Verdict::Fresh,
     }
 }
 
@@ -172,6 +195,9 @@ pub(crate) struct TargetIndex {
     remember_commits: bool,
     /// Each run's listing and view, each made once by whichever worker asks first.
     runs: Mutex<BTreeMap<u64, Arc<RunCells>>>,
+    /// The blocks this process made visible in its latest run, by group: the run's view is as
+    /// old as the run, so a block is judged against these again at its commit.
+    run_commits: Mutex<(u64, HashMap<String, Vec<TargetBlock>>)>,
 }
 
 /// One run's listing of the target and its view, made once each per process.
@@ -190,6 +216,7 @@ impl TargetIndex {
             concurrency: concurrency.max(1),
             known: Mutex::new(HashMap::new()),
             runs: Mutex::new(BTreeMap::new()),
+            run_commits: Mutex::new((0, HashMap::new())),
             remember_commits: true,
         }
     }
@@ -226,19 +253,38 @@ impl TargetIndex {
         runs.entry(run).or_default().clone()
     }
 
-    /// Remembers the meta.json this process just wrote for `block` (with ETag `e_tag`), so that
-    /// the next run knows it from the listing without reading it back.
-    pub(crate) fn committed(&self, block: &SourceBlock, e_tag: Option<String>) {
+    /// Remembers the meta.json this process just wrote for `block` (with ETag `e_tag`) in run
+    /// `run`: the blocks committed after it in the run are judged against it, and the next run
+    /// knows it from the listing without reading it back.
+    pub(crate) fn committed(&self, run: u64, block: &SourceBlock, e_tag: Option<String>) {
+        let visible = TargetBlock::new(&block.dir, &block.summary, &self.grouping);
+        {
+            let mut run_commits = self.run_commits.lock().expect("never poisoned");
+            if run_commits.0 != run {
+                // An earlier run's commits are in this run's listing of the target.
+                *run_commits = (run, HashMap::new());
+            }
+            run_commits.1.entry(block.group.clone()).or_default().push(visible.clone());
+        }
         if !self.remember_commits {
             return;
         }
         let validator = Validator { size: block.meta.size(), e_tag, last_modified: None };
-        let known = Known {
-            validator,
-            digest: block.summary.digest,
-            block: Arc::new(TargetBlock::new(&block.dir, &block.summary, &self.grouping)),
-        };
+        let known = Known { validator, digest: block.summary.digest, block: Arc::new(visible) };
         self.known.lock().expect("never poisoned").insert(block.dir.clone(), known);
+    }
+
+    /// Judges `block` against the blocks of its group that this process committed earlier in
+    /// run `run`, which the run's view (listed at its start) lacks. A queue's commits are made
+    /// by one worker, one after another, so this sees every block committed before `block` in
+    /// its queue.
+    pub(crate) fn judge_against_run(&self, run: u64, block: &SourceBlock, vertical: bool) -> Verdict {
+        let run_commits = self.run_commits.lock().expect("never poisoned");
+        if run_commits.0 != run {
+            return Verdict::Fresh;
+        }
+        let group = run_commits.1.get(&block.group).map(Vec::as_slice).unwrap_or_default();
+        judge_among(block, group.iter(), vertical)
     }
 
     /// Takes what a cache file at `path` (made under `settings`) knows of the target.

@@ -18,13 +18,19 @@ pub(crate) fn enqueue<'scope>(
     blocks: Stream<'scope, SourceBlock>,
     ctx: &Arc<Context>,
 ) -> Stream<'scope, Arc<CommitBlock>> {
-    let (strategy, layout) = (ctx.strategy, ctx.layout.clone());
+    let (strategy, layout, held_back) = (ctx.strategy, ctx.layout.clone(), ctx.held_back.clone());
     let progress = ctx.copier.telemetry.progress.clone();
     blocks.map(move |block| {
         progress.blocks_total.fetch_add(1, Ordering::Relaxed);
         progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
+        let queue = strategy.partition_key(&block, &layout);
+        if block.defect.is_some() && strategy.ordered_commit() {
+            // It will fail in its place, holding back the later blocks of its queue: their
+            // copies not started yet need not be made.
+            held_back.fail(block.run, &queue, block.order_key());
+        }
         // Shared by the copy stage and the commit, which both hold it until its copies end.
-        Arc::new(CommitBlock { queue: strategy.partition_key(&block, &layout), block })
+        Arc::new(CommitBlock { queue, block })
     })
 }
 
@@ -44,6 +50,8 @@ pub(crate) fn commit<'scope>(
         target_index: ctx.target_index.clone(),
         held_back: ctx.held_back.clone(),
         meta_budget: ctx.meta_budget.clone(),
+        vertical: ctx.vertical_compaction,
+        recheck_max_age: ctx.recheck_max_age,
     };
     let progress = ctx.copier.telemetry.progress.clone();
     commit_inputs(blocks, barriers).ordered_commit(completions, policy).inspect(move |_| {

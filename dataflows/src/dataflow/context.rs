@@ -47,6 +47,8 @@ pub(crate) struct Context {
     /// The target compactor merges overlapping blocks (it compacts vertically), so an overlap
     /// with a target block is no reason to refuse a block.
     pub(crate) vertical_compaction: bool,
+    /// The longest time from a block's re-check to its meta.json write (see `EngineConfig`).
+    pub(crate) recheck_max_age: std::time::Duration,
     /// The queues each run has given up on past some block, so that later copies are not made.
     pub(crate) held_back: Arc<HeldBack>,
     /// Move mode: marks source blocks for deletion once they are safe in the target.

@@ -79,6 +79,13 @@ pub struct EngineConfig {
     /// The target compactor runs with `--compact.enable-vertical-compaction`, so it merges
     /// overlapping blocks rather than halting on them.
     pub target_vertical_compaction: bool,
+    /// The longest time from the start of a block's re-check to the meta.json write that relies
+    /// on it. A block whose turn in its queue comes later than that is re-checked again: a
+    /// target compactor deletes a folder without meta.json once its ULID is older than its
+    /// partial-upload threshold, which a mirrored block's is from its first object on, so the
+    /// older the re-check, the wider the window in which the write could make visible a block
+    /// whose objects that cleanup took.
+    pub recheck_max_age: Duration,
     /// A folder where the source's and the target's block metas are kept across restarts (as
     /// Thanos's meta-syncer folder), so that a restarted sidecar or a cron job does not read
     /// every meta.json again. Each process of a cluster keeps its own files there.
@@ -114,6 +121,7 @@ impl Default for EngineConfig {
             layout: Layout::Thanos,
             replica_labels: Vec::new(),
             target_vertical_compaction: false,
+            recheck_max_age: Duration::from_secs(1),
             cache_dir: None,
             meta_budget: DEFAULT_META_BUDGET,
             single_run: false,
@@ -151,6 +159,7 @@ fn agreed_settings(config: &EngineConfig) -> Settings {
     state("layout", format!("{:?}", config.layout));
     state("replica_labels", format!("{:?}", config.replica_labels));
     state("target_vertical_compaction", config.target_vertical_compaction.to_string());
+    state("recheck_max_age", format!("{:?}", config.recheck_max_age));
     state("filter", format!("{:?}", config.filter));
     state("dry_run", config.dry_run.to_string());
     state("copy_markers", config.copy_markers.to_string());
@@ -291,7 +300,11 @@ impl Replicator {
             source_metas,
             meta_budget: MetaBudget::new(config.meta_budget),
             held_back: Arc::default(),
-            vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty(),
+            recheck_max_age: config.recheck_max_age,
+            // Mimir's and Cortex's compactors merge a tenant's overlapping blocks (its ingesters
+            // upload one 2-hour range each, replication factor times): an overlap is their normal
+            // path, never a halt.
+            vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty() || tenants,
             strategy: config.strategy,
             concurrency,
             dry_run: config.dry_run,

@@ -71,7 +71,16 @@ pub(crate) fn load<'scope>(listed: Stream<'scope, Listed>, ctx: &Arc<Context>) -
         },
         move |listed: Listed| {
             let ctx = c.clone();
-            async move { vec![load_one(&ctx, listed).await] }
+            async move {
+                let run = listed.request.run_id;
+                let loaded = load_one(&ctx, listed).await;
+                if let (Err(Unloaded::Barrier { queue, .. }), true) = (&loaded, ctx.strategy.ordered_commit()) {
+                    // The commit holds back its queue (or all) when the barrier reaches it; copies
+                    // not started by then need not be made.
+                    ctx.held_back.hold(run, queue.as_deref());
+                }
+                vec![loaded]
+            }
         },
     );
     let (blocks, unloaded) = loaded.ok_err(|r| r);

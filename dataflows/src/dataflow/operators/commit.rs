@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -19,7 +20,7 @@ use tokio::runtime::Handle;
 use super::tasks::OperatorTasks;
 use crate::bucket::copy::{unchanged, Copier, CopyError, ObjectDone};
 use crate::bucket::read::read_meta_bytes;
-use crate::bucket::target::TargetIndex;
+use crate::bucket::target::{TargetIndex, Verdict};
 use crate::dataflow::held_back::HeldBack;
 use crate::dataflow::wire::Wire;
 use crate::dataflow::{route, Epoch};
@@ -87,6 +88,11 @@ pub(crate) struct CommitPolicy {
     pub held_back: Arc<HeldBack>,
     /// What waiting blocks' meta.json bytes may take, blocks from other processes included.
     pub meta_budget: Arc<MetaBudget>,
+    /// The target compactor merges overlapping blocks, so an overlap is no reason to refuse one.
+    pub vertical: bool,
+    /// The longest time from the start of a block's re-check to the meta.json write that relies
+    /// on it: a block whose turn comes later is re-checked again.
+    pub recheck_max_age: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +186,24 @@ impl Pending {
         let (objects_copied, bytes_copied, _) = self.copied();
         Record::of_block(self.block(), Outcome::failed_after(failure, objects_copied, bytes_copied))
     }
+
+    /// Held back behind `behind`, a source block, with what was copied of it before.
+    fn held_back(&self, behind: String) -> Record {
+        let (objects_copied, bytes_copied, _) = self.copied();
+        let outcome = Outcome::HeldBack { behind, behind_in_target: false, objects_copied, bytes_copied };
+        Record::of_block(self.block(), outcome)
+    }
+}
+
+/// The end of one block's commit task, for the operator.
+struct TaskEnd {
+    epoch: Epoch,
+    queue: String,
+    dir: String,
+    key: OrderKey,
+    record: Record,
+    /// The block was not committed, and the later blocks of its queue must not be either.
+    holds_back: bool,
 }
 
 #[derive(Default)]
@@ -190,9 +214,6 @@ struct Queue {
     /// The last commit started: its block, and the end of its write.
     last: Option<(String, Turn)>,
     failed_at: Option<String>,
-    /// Blocks held back before every copy of theirs reported: how many reports are still to
-    /// come, to be dropped as they arrive.
-    gone: HashMap<String, usize>,
 }
 
 struct EpochState {
@@ -235,14 +256,6 @@ impl EpochState {
                 Some(pending) if pending.block().dir == completion.dir => return pending.apply(completion),
                 _ => {}
             }
-            // A block held back already has nothing left to decide.
-            if let Some(left) = queue.gone.get_mut(&completion.dir) {
-                *left -= 1;
-                if *left == 0 {
-                    queue.gone.remove(&completion.dir);
-                }
-                return;
-            }
         }
         self.early.entry(completion.dir.clone()).or_default().push(completion);
     }
@@ -268,7 +281,7 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
             move |_initial, info| {
                 let activator = worker.sync_activator_for(info.address.to_vec());
                 let mut tasks =
-                    OperatorTasks::<(Epoch, String, String, Record)>::new(policy.runtime.clone(), activator);
+                    OperatorTasks::<TaskEnd>::new(policy.runtime.clone(), activator);
                 let mut epochs: BTreeMap<Epoch, EpochState> = BTreeMap::new();
                 let new_state = |capability| EpochState {
                     capability,
@@ -294,25 +307,25 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                             state.add_completion(completion);
                         }
                     });
-                    for (epoch, queue, dir, record) in tasks.drain() {
+                    for TaskEnd { epoch, queue, dir, key, record, holds_back } in tasks.drain() {
                         let Some(state) = epochs.get_mut(&epoch) else { continue };
-                        let committed =
-                            matches!(&record, Record::Block(b) if matches!(b.outcome, Outcome::Replicated { .. }));
                         if let Some(q) = state.queues.get_mut(&queue) {
                             q.committing -= 1;
                             if q.committing == 0 {
                                 q.last = None;
                             }
-                            if !committed && policy.ordered {
+                            if holds_back && policy.ordered {
                                 // Blocks held back by the chain name the block that failed.
                                 let behind = match &record {
                                     Record::Block(b) => match &b.outcome {
-                                        Outcome::HeldBack { behind } => behind.clone(),
+                                        Outcome::HeldBack { behind, .. } => behind.clone(),
                                         _ => dir,
                                     },
                                     _ => dir,
                                 };
                                 q.failed_at.get_or_insert(behind);
+                                // Copies of the queue's later blocks not yet started never will be.
+                                policy.held_back.fail(epoch, &queue, key);
                             }
                         }
                         output.session(&state.capability).give(record);
@@ -364,7 +377,7 @@ fn advance_queue(
     blocks_done: bool,
     inputs_done: bool,
     policy: &CommitPolicy,
-    tasks: &mut OperatorTasks<(Epoch, String, String, Record)>,
+    tasks: &mut OperatorTasks<TaskEnd>,
     records: &mut Vec<Record>,
 ) {
     // Without order, each block is a queue of its own and commits alone.
@@ -374,11 +387,12 @@ fn advance_queue(
             return;
         };
         if let Some(behind) = &queue.failed_at {
-            let pending = entry.remove();
-            records.push(Record::of_block(pending.block(), Outcome::HeldBack { behind: behind.clone() }));
-            if pending.awaiting > 0 {
-                queue.gone.insert(pending.block().dir.clone(), pending.awaiting);
+            // Its copies under way end first (those not started are not made, see `HeldBack`),
+            // so that what they copied is counted.
+            if entry.get().awaiting > 0 && !inputs_done {
+                return;
             }
+            records.push(entry.remove().held_back(behind.clone()));
             continue;
         }
         if policy.ordered && !blocks_done {
@@ -413,116 +427,177 @@ fn advance_queue(
         queue.committing += 1;
         let (turn_done, turn) = tokio::sync::oneshot::channel();
         let after = if policy.ordered { queue.last.replace((pending.block().dir.clone(), turn)) } else { None };
-        let (queue_name, dir) = (queue_key.to_string(), pending.block().dir.clone());
-        let (panic_queue, panic_dir) = (queue_name.clone(), dir.clone());
+        let (queue, dir, key) = (queue_key.to_string(), pending.block().dir.clone(), pending.block().order_key());
         let panic_record =
             pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
-        let (copier, concurrency) = (policy.copier.clone(), policy.recheck_concurrency);
-        let index = policy.target_index.clone();
+        let panic_end =
+            TaskEnd { epoch, queue: queue.clone(), dir: dir.clone(), key, record: panic_record, holds_back: true };
+        let policy = policy.clone();
         tasks.spawn(
             async move {
-                let result = commit_block(&copier, &pending, concurrency, after).await;
-                // The block after it may write now, or must not.
+                let result = commit_block(&policy, epoch, &pending, after).await;
+                if let Ok(Committed::Written { e_tag, .. }) = &result {
+                    // Before the block after it is let go: it is judged against this one.
+                    policy.target_index.committed(epoch, pending.block(), e_tag.clone());
+                }
+                // The block after it may write now, or must not. A block refused by its
+                // judgement holds nothing back, as when it is refused at planning.
                 let _ = turn_done.send(match &result {
                     Ok(_) => Ok(()),
                     Err(CommitError::Behind(behind)) => Err(behind.clone()),
                     Err(_) => Err(pending.block().dir.clone()),
                 });
-                let record = match result {
-                    Ok((repaired, repaired_bytes, e_tag)) => {
-                        index.committed(pending.block(), e_tag);
-                        let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
-                        let late_behind = pending.block().late_behind.clone();
-                        match &late_behind {
-                            Some(behind) => tracing::warn!(block = %pending.block().dir, group = %pending.block().group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first"),
-                            None => tracing::info!(block = %pending.block().dir, group = %pending.block().group, run = epoch, "block replicated"),
-                        }
-                        Record::of_block(pending.block(), Outcome::Replicated {
-                            objects_copied: objects_copied + repaired,
-                            bytes_copied: bytes_copied + repaired_bytes,
-                            objects_already_present,
-                            late_behind,
-                        })
-                    }
-                    Err(CommitError::Behind(behind)) => {
-                        Record::of_block(pending.block(), Outcome::HeldBack { behind })
-                    }
-                    Err(e) => {
-                        let cause = match &e {
-                            CommitError::Recheck(copy) | CommitError::WriteMeta(copy) => copy.failure().cause,
-                            CommitError::StillWrong { .. } => FailureCause::Verification,
-                            CommitError::RereadMeta(_) | CommitError::MetaChanged | CommitError::MetaGone => {
-                                FailureCause::Source
-                            }
-                            CommitError::Behind(_) => FailureCause::Internal,
-                        };
-                        let error = error_chain(&e);
-                        tracing::warn!(block = %pending.block().dir, group = %pending.block().group, run = epoch, %error, "block failed");
-                        pending.failed(Failure::new(cause, error))
-                    }
-                };
-                (epoch, queue_name, dir, record)
+                let (record, holds_back) = commit_record(epoch, &pending, result);
+                TaskEnd { epoch, queue, dir, key, record, holds_back }
             },
-            move |_| (epoch, panic_queue, panic_dir, panic_record),
+            move |_| panic_end,
         );
     }
 }
 
-/// Re-checks every object of the block in the target ([`Copier::recheck_target_block`]), copies
-/// again what is missing or changed, and checks again, round after round (as many as the retry
-/// policy allows: a target compactor's cleanup may delete a block's objects more than once),
-/// until one round shows every object intact. Only then is meta.json written. Returns the
-/// objects and bytes copied again.
-async fn commit_block(
-    copier: &Copier,
-    pending: &Pending,
-    concurrency: usize,
-    after: Option<(String, Turn)>,
-) -> Result<(u64, u64, Option<String>), CommitError> {
+/// The record of a block's commit, and whether it holds back the later blocks of its queue.
+fn commit_record(epoch: Epoch, pending: &Pending, result: Result<Committed, CommitError>) -> (Record, bool) {
     let block = pending.block();
-    // The ETag each object had when it was last written, to notice it being replaced.
-    let mut e_tags: HashMap<String, Option<String>> =
-        pending.done.iter().map(|(rel, done)| (rel.clone(), done.e_tag.clone())).collect();
-    let (mut copied, mut copied_bytes) = (0u64, 0u64);
-    let mut round = 0;
-    loop {
-        let listing =
-            copier.recheck_target_block(&block.dir, &block.objects, concurrency).await.map_err(CommitError::Recheck)?;
-        let wrong: Vec<&ObjectSpec> = block
-            .objects
-            .iter()
-            .filter(|spec| {
-                let e_tag = e_tags.get(&spec.rel_path).cloned().flatten();
-                let listed = listing.get(&spec.rel_path);
-                !listed.is_some_and(|(size, tag)| unchanged(spec, e_tag.as_deref(), *size, tag.as_deref()))
-            })
-            .collect();
-        let Some(first) = wrong.first() else { break };
-        if round >= copier.retry.retries {
-            return Err(CommitError::StillWrong { path: block.path(&first.rel_path) });
+    match result {
+        Ok(Committed::Written { repaired, repaired_bytes, .. }) => {
+            let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
+            let late_behind = block.late_behind.clone();
+            match &late_behind {
+                Some(behind) => tracing::warn!(block = %block.dir, group = %block.group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first"),
+                None => tracing::info!(block = %block.dir, group = %block.group, run = epoch, "block replicated"),
+            }
+            let outcome = Outcome::Replicated {
+                objects_copied: objects_copied + repaired,
+                bytes_copied: bytes_copied + repaired_bytes,
+                objects_already_present,
+                late_behind,
+            };
+            (Record::of_block(block, outcome), false)
         }
-        round += 1;
-        let repair = |spec: &ObjectSpec| {
-            let (path, spec) = (block.path(&spec.rel_path), spec.clone());
-            async move {
-                tracing::warn!(%path, "object changed or vanished in the target before commit; copying it again");
-                copier.ensure(&path, &spec).await.map(|done| (spec.rel_path, done))
-            }
-        };
-        // Every repair is let end before a failure is returned: a repair dropped halfway would
-        // leave its multipart upload open, never aborted (after a stop, those waiting for a
-        // slot fail at once while others are still uploading).
-        let repaired: Vec<_> =
-            futures::stream::iter(wrong).map(repair).buffer_unordered(concurrency.max(1)).collect().await;
-        let repaired: Vec<_> = repaired.into_iter().collect::<Result<_, _>>().map_err(CommitError::Recheck)?;
-        for (rel_path, done) in repaired {
-            if done.copied {
-                copied += 1;
-                copied_bytes += done.bytes;
-            }
-            e_tags.insert(rel_path, done.e_tag);
+        Ok(Committed::Refused(verdict)) => {
+            let (objects_copied, bytes_copied, _) = pending.copied();
+            let outcome = match verdict {
+                Verdict::Covered { by } => {
+                    tracing::info!(block = %block.dir, group = %block.group, run = epoch, covered_by = %by, "not committed: a block committed before it in this run holds it");
+                    Outcome::Covered { by }
+                }
+                Verdict::Overlaps { with, min_time, max_time } => {
+                    let error = format!(
+                        "[{}, {}) overlaps block {with} [{min_time}, {max_time}) of its group, committed before it in this run, \
+                         and neither holds the other: the target compactor would halt on the overlap (give \
+                         --target.vertical-compaction if it compacts vertically)",
+                        block.summary.min_time, block.summary.max_time
+                    );
+                    tracing::error!(block = %block.dir, group = %block.group, run = epoch, %error, "block not committed");
+                    Outcome::failed_after(Failure::new(FailureCause::Overlap, error), objects_copied, bytes_copied)
+                }
+                Verdict::Fresh | Verdict::Late { .. } => unreachable!("only a refusal stops a commit"),
+            };
+            (Record::of_block(block, outcome), false)
+        }
+        Err(CommitError::Behind(behind)) => (pending.held_back(behind), true),
+        Err(e) => {
+            let cause = match &e {
+                CommitError::Recheck(copy) | CommitError::WriteMeta(copy) => copy.failure().cause,
+                CommitError::StillWrong { .. } => FailureCause::Verification,
+                CommitError::RereadMeta(_) | CommitError::MetaChanged | CommitError::MetaGone => FailureCause::Source,
+                CommitError::Behind(_) => FailureCause::Internal,
+            };
+            let error = error_chain(&e);
+            tracing::warn!(block = %block.dir, group = %block.group, run = epoch, %error, "block failed");
+            (pending.failed(Failure::new(cause, error)), true)
         }
     }
+}
+
+/// What a block's commit came to, short of an error.
+#[derive(Debug)]
+enum Committed {
+    /// meta.json written: the objects and bytes copied again before, and meta.json's ETag.
+    Written { repaired: u64, repaired_bytes: u64, e_tag: Option<String> },
+    /// Not written: a block committed before it in this run covers it, or it overlaps one.
+    Refused(Verdict),
+}
+
+/// The re-check of one block's objects in the target, round after round, with what its
+/// repairs copied.
+struct Recheck<'a> {
+    copier: &'a Copier,
+    block: &'a SourceBlock,
+    concurrency: usize,
+    /// The ETag each object had when it was last written, to notice it being replaced.
+    e_tags: HashMap<String, Option<String>>,
+    round: usize,
+    copied: u64,
+    copied_bytes: u64,
+}
+
+impl Recheck<'_> {
+    /// Re-checks every object of the block in the target ([`Copier::recheck_target_block`]),
+    /// copies again what is missing or changed, and checks again, round after round (as many as
+    /// the retry policy allows in all: a target compactor's cleanup may delete a block's objects
+    /// more than once), until one round shows every object intact. Returns when that round
+    /// started: what the meta.json write relies on is as old as that.
+    async fn until_intact(&mut self) -> Result<Instant, CommitError> {
+        let (copier, block, concurrency) = (self.copier, self.block, self.concurrency);
+        loop {
+            let started = Instant::now();
+            let listing =
+                copier.recheck_target_block(&block.dir, &block.objects, concurrency).await.map_err(CommitError::Recheck)?;
+            let wrong: Vec<&ObjectSpec> = block
+                .objects
+                .iter()
+                .filter(|spec| {
+                    let e_tag = self.e_tags.get(&spec.rel_path).cloned().flatten();
+                    let listed = listing.get(&spec.rel_path);
+                    !listed.is_some_and(|(size, tag)| unchanged(spec, e_tag.as_deref(), *size, tag.as_deref()))
+                })
+                .collect();
+            let Some(first) = wrong.first() else { return Ok(started) };
+            if self.round >= copier.retry.retries {
+                return Err(CommitError::StillWrong { path: block.path(&first.rel_path) });
+            }
+            self.round += 1;
+            let repair = |spec: &ObjectSpec| {
+                let (path, spec) = (block.path(&spec.rel_path), spec.clone());
+                async move {
+                    tracing::warn!(%path, "object changed or vanished in the target before commit; copying it again");
+                    copier.ensure(&path, &spec).await.map(|done| (spec.rel_path, done))
+                }
+            };
+            // Every repair is let end before a failure is returned: a repair dropped halfway would
+            // leave its multipart upload open, never aborted (after a stop, those waiting for a
+            // slot fail at once while others are still uploading).
+            let repaired: Vec<_> =
+                futures::stream::iter(wrong).map(repair).buffer_unordered(concurrency.max(1)).collect().await;
+            let repaired: Vec<_> = repaired.into_iter().collect::<Result<_, _>>().map_err(CommitError::Recheck)?;
+            for (rel_path, done) in repaired {
+                if done.copied {
+                    self.copied += 1;
+                    self.copied_bytes += done.bytes;
+                }
+                self.e_tags.insert(rel_path, done.e_tag);
+            }
+        }
+    }
+}
+
+/// Commits one block: re-checks its objects until one round shows them all intact ([`Recheck`]),
+/// waits for the write of the block before it in its queue (`after`), which must have
+/// succeeded, judges it against the blocks of its group committed earlier in this run, and
+/// writes its meta.json. When the turn came later than `recheck_max_age` after the re-check
+/// started, the block is re-checked again first, and then written with no further wait.
+async fn commit_block(
+    policy: &CommitPolicy,
+    run: Epoch,
+    pending: &Pending,
+    after: Option<(String, Turn)>,
+) -> Result<Committed, CommitError> {
+    let (copier, block) = (&policy.copier, pending.block());
+    let e_tags = pending.done.iter().map(|(rel, done)| (rel.clone(), done.e_tag.clone())).collect();
+    let concurrency = policy.recheck_concurrency;
+    let mut recheck = Recheck { copier, block, concurrency, e_tags, round: 0, copied: 0, copied_bytes: 0 };
+    let mut checked_at = recheck.until_intact().await?;
     // A meta.json let go after planning is read again, off the queue's chain.
     let meta = match block.meta.bytes() {
         Some(bytes) => bytes.clone(),
@@ -530,6 +605,7 @@ async fn commit_block(
     };
     // Checked, the block waits for the write of the block before it, which must have succeeded.
     if let Some((before, turn)) = after {
+        tracing::debug!(block = %block.dir, group = %block.group, run, before = %before, "re-checked; waiting for the block before it");
         match turn.await {
             Ok(Ok(())) => {}
             Ok(Err(behind)) => return Err(CommitError::Behind(behind)),
@@ -537,6 +613,16 @@ async fn commit_block(
             Err(_) => return Err(CommitError::Behind(before)),
         }
     }
+    // The run's view was listed at its start: the blocks committed since count too.
+    match policy.target_index.judge_against_run(run, block, policy.vertical) {
+        Verdict::Fresh | Verdict::Late { .. } => {}
+        refusal => return Ok(Committed::Refused(refusal)),
+    }
+    if checked_at.elapsed() > policy.recheck_max_age {
+        tracing::debug!(block = %block.dir, group = %block.group, run, age = ?checked_at.elapsed(), "its turn came long after its re-check; re-checking again");
+        checked_at = recheck.until_intact().await?;
+    }
+    tracing::debug!(block = %block.dir, run, age = ?checked_at.elapsed(), "writing meta.json");
     let meta_path = block.path(META_FILENAME);
     let written = copier
         .retrying(&meta_path, || async {
@@ -546,7 +632,7 @@ async fn commit_block(
         })
         .await
         .map_err(CommitError::WriteMeta)?;
-    Ok((copied, copied_bytes, written.e_tag))
+    Ok(Committed::Written { repaired: recheck.copied, repaired_bytes: recheck.copied_bytes, e_tag: written.e_tag })
 }
 
 /// The meta.json `block` was planned from, read again from the source: only the same bytes (by
@@ -570,6 +656,78 @@ mod tests {
     use std::time::Duration;
 
     const ULID: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG1";
+
+    fn policy(copier: Copier, concurrency: usize) -> CommitPolicy {
+        let target_index = TargetIndex::new(copier.target.clone(), Default::default(), Grouping::default(), 1);
+        CommitPolicy {
+            copier,
+            ordered: true,
+            recheck_concurrency: concurrency,
+            runtime: Handle::current(),
+            target_index: Arc::new(target_index),
+            held_back: Arc::default(),
+            meta_budget: MetaBudget::new(1 << 20),
+            vertical: false,
+            recheck_max_age: Duration::from_secs(1),
+        }
+    }
+
+    /// A block of `ulid` over `[min, max)` in `source`, its one object (`index`) also in
+    /// `target` when `in_target`, waiting for its commit.
+    async fn pending_block(ulid: &str, min: i64, max: i64, source: &InMemory, target: &InMemory) -> Pending {
+        let planned = format!(
+            r#"{{"ulid":"{ulid}","minTime":{min},"maxTime":{max},"version":1,"thanos":{{"labels":{{"a":"b"}}}}}}"#
+        );
+        source.put(&Path::from(format!("{ulid}/meta.json")), PutPayload::from(planned.clone())).await.unwrap();
+        for store in [source, target] {
+            store.put(&Path::from(format!("{ulid}/index")), PutPayload::from_static(b"abc")).await.unwrap();
+        }
+        let meta = parse_meta(ulid, bytes::Bytes::from(planned)).unwrap();
+        let block = SourceBlock::plan(ulid, meta, vec![("index".into(), 3)], &Grouping::default());
+        let commit = Arc::new(CommitBlock { queue: block.group.clone(), block });
+        Pending { commit, awaiting: 0, done: HashMap::new(), errors: Vec::new() }
+    }
+
+    /// A block whose turn comes long after its re-check is re-checked again before its
+    /// meta.json is written: an object deleted meanwhile (as a compactor's partial-upload
+    /// cleanup would) is copied again first, never left missing under a visible block.
+    #[tokio::test]
+    async fn a_turn_that_comes_late_is_re_checked_again() {
+        let (source, target) = (Arc::new(InMemory::new()), Arc::new(InMemory::new()));
+        let pending = pending_block(ULID, 0, 10, &source, &target).await;
+        let mut policy = policy(Copier::new(source.clone(), target.clone(), 1, 1 << 20), 1);
+        policy.recheck_max_age = Duration::from_millis(100);
+        let (turn_done, turn) = tokio::sync::oneshot::channel();
+        let commit = tokio::spawn(async move { commit_block(&policy, 0, &pending, Some(("before".into(), turn))).await });
+        // The re-check of an in-memory store is done long before; the object goes after it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        target.delete(&Path::from(format!("{ULID}/index"))).await.unwrap();
+        turn_done.send(Ok(())).unwrap();
+        let committed = commit.await.unwrap().unwrap();
+        assert!(matches!(committed, Committed::Written { repaired: 1, .. }), "{committed:?}");
+        assert!(target.head(&Path::from(format!("{ULID}/index"))).await.is_ok(), "copied again before meta.json");
+        assert!(target.head(&Path::from(format!("{ULID}/meta.json"))).await.is_ok());
+    }
+
+    /// A block is judged at its commit against the blocks of its group committed before it in
+    /// the same run, which the run's view of the target (listed at its start) lacks.
+    #[tokio::test]
+    async fn a_block_overlapping_one_committed_earlier_in_the_run_is_refused() {
+        const OTHER: &str = "01DWJQ1R9XW3Z3WJ7A7HNGQRG2";
+        let (source, target) = (Arc::new(InMemory::new()), Arc::new(InMemory::new()));
+        let first = pending_block(ULID, 0, 10, &source, &target).await;
+        let overlapping = pending_block(OTHER, 5, 15, &source, &target).await;
+        let mut policy = policy(Copier::new(source.clone(), target.clone(), 1, 1 << 20), 1);
+        let written = commit_block(&policy, 3, &first, None).await.unwrap();
+        let Committed::Written { e_tag, .. } = written else { panic!("{written:?}") };
+        policy.target_index.committed(3, first.block(), e_tag);
+        let refused = commit_block(&policy, 3, &overlapping, None).await.unwrap();
+        assert!(matches!(&refused, Committed::Refused(Verdict::Overlaps { with, .. }) if with == ULID), "{refused:?}");
+        assert!(target.head(&Path::from(format!("{OTHER}/meta.json"))).await.is_err());
+        // Another run lists the first block in its view instead; a vertical compactor merges it.
+        policy.vertical = true;
+        assert!(matches!(commit_block(&policy, 3, &overlapping, None).await.unwrap(), Committed::Written { .. }));
+    }
 
     /// A meta.json let go after planning is written only if it is still the one planned.
     #[tokio::test]
@@ -617,7 +775,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             stop.cancel();
         });
-        let failed = commit_block(&copier, &pending, 2, None).await.unwrap_err();
+        let failed = commit_block(&policy(copier, 2), 0, &pending, None).await.unwrap_err();
         assert!(matches!(failed, CommitError::Recheck(CopyError::Interrupted { .. })), "{failed:?}");
         let landed = |rel: &str| {
             let path = Path::from(format!("{ULID}/{rel}"));
