@@ -6,75 +6,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use bucketflow_dataflows::testkit::synth::{blocks, BlockShape, SynthBlock, SynthSpec};
 use serde_json::Value;
-use support::buckets::{files, fs_yaml, write_folder};
+use support::buckets::{files, write_folder};
+use support::place::Place;
 use support::process::BIN;
-use support::servers::{self, s3_yaml, Server};
 
 const HOUR: i64 = 3_600_000;
 const T0: i64 = 1_700_000_000_000;
-
-/// Where a test's source and target buckets live.
-enum Place {
-    Folder(tempfile::TempDir),
-    S3(Server),
-}
-
-impl Place {
-    /// A folder, and S3 on s3s-fs when it is installed (always in CI).
-    fn all() -> Vec<Place> {
-        let mut places = vec![Place::Folder(tempfile::tempdir().unwrap())];
-        places.extend(servers::s3s_fs(&["source", "target"]).map(Place::S3));
-        places
-    }
-
-    /// The folder that holds bucket `name`'s objects as files.
-    fn dir(&self, name: &str) -> PathBuf {
-        match self {
-            Place::Folder(tmp) => tmp.path().join(name),
-            Place::S3(server) => server.data_dir().join(name),
-        }
-    }
-
-    fn yaml(&self, name: &str) -> String {
-        match self {
-            Place::Folder(_) => fs_yaml(&self.dir(name)),
-            Place::S3(server) => s3_yaml(server, name, ""),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Place::Folder(_) => "folder",
-            Place::S3(_) => "s3",
-        }
-    }
-
-    /// One single run from `source` to `target`: its exit code and report.
-    fn replicate(&self, extra: &[&str]) -> (Option<i32>, Value) {
-        let report = self.dir("report").with_extension("json");
-        let out = Command::new(BIN)
-            .args([
-                "replicate",
-                "--objstore.config",
-                &self.yaml("source"),
-                "--objstore-to.config",
-                &self.yaml("target"),
-            ])
-            .args(["--single-run", "--http-address", "127.0.0.1:0", "--report-file", report.to_str().unwrap()])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let report = std::fs::read(&report).unwrap_or_else(|_| panic!("no report ({}): {stderr}", self.name()));
-        std::fs::remove_file(self.dir("report").with_extension("json")).unwrap();
-        (out.status.code(), serde_json::from_slice(&report).unwrap())
-    }
-}
 
 fn at(hours: i64) -> i64 {
     T0 + hours * HOUR

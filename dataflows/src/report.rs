@@ -342,9 +342,10 @@ impl RunReport {
         report
     }
 
-    /// A run failed when a selected block failed or the run itself hit an error.
+    /// A run failed when a selected block failed, a target block could not be judged (its
+    /// meta.json unreadable: the run could not tell what is safe), or the run itself hit an error.
     pub fn is_failure(&self) -> bool {
-        self.counts.failed > 0 || !self.errors.is_empty()
+        self.counts.failed > 0 || !self.held_back_by_target.is_empty() || !self.errors.is_empty()
     }
 
     /// The outcome of each block by folder name, for tests and summaries.

@@ -11,8 +11,8 @@ use bucketflow_dataflows::testkit::synth::{generate, write, SynthBlock, SynthSpe
 use bucketflow_dataflows::testkit::ExpectedBlock;
 use bucketflow_dataflows::testkit::{FaultRule, FaultyStore, Op, RecordingStore, SafetyChecker, Write};
 use bucketflow_dataflows::Outcome;
-use bucketflow_dataflows::{LatencyStore, RetryPolicy};
 use bucketflow_dataflows::{EngineConfig, Replicator, RunReport, Strategy};
+use bucketflow_dataflows::{LatencyStore, RetryPolicy};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use support::{contents, runtime};
@@ -388,7 +388,10 @@ fn a_failure_at_the_commit_stops_the_copies_of_the_newer_blocks() {
         })
         .collect();
     let copied_later = written.iter().filter(|p| later.iter().any(|dir| p.starts_with(dir))).count();
-    assert!(copied_later * 4 < later_objects, "{copied_later} of {later_objects} objects of held-back blocks were copied");
+    assert!(
+        copied_later * 4 < later_objects,
+        "{copied_later} of {later_objects} objects of held-back blocks were copied"
+    );
     // Every object written is in the report, the held-back blocks' too.
     let written_bytes: u64 = rt.block_on(contents(&*recording)).values().map(|b| b.len() as u64).sum();
     assert_eq!(report.bytes_copied, written_bytes, "{report:#?}");

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test file uses its own share of these.
 
 pub mod buckets;
+pub mod place;
 pub mod process;
 pub mod servers;
 pub mod sidecar;

@@ -820,8 +820,7 @@ mod tests {
             opts: PutMultipartOptions,
         ) -> object_store::Result<Box<dyn MultipartUpload>> {
             let inner = self.inner.put_multipart_opts(location, opts).await?;
-            let (parts, running, most_at_once) =
-                (self.parts.clone(), self.running.clone(), self.most_at_once.clone());
+            let (parts, running, most_at_once) = (self.parts.clone(), self.running.clone(), self.most_at_once.clone());
             Ok(Box::new(CountedUpload { inner, parts, running, most_at_once, delay: self.delay }))
         }
         async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {

@@ -20,13 +20,13 @@ use crate::report::NO_META_JSON;
 /// Why a listed block folder will not be replicated, when that is known before its group is.
 #[derive(Debug)]
 pub(crate) enum Unusable {
-    /// No meta.json, an oversized one, or one that is not JSON at all: an upload in progress or
-    /// abandoned, skipped as Thanos does.
+    /// No meta.json, or one that is not JSON at all: an upload in progress or abandoned, skipped
+    /// as Thanos does.
     Partial(String),
     /// meta.json says the block is of a format bucketflow cannot read: a failure of this block.
     Unsupported(String),
-    /// meta.json could not be read (the store refused it), or is JSON but no usable block
-    /// metadata. The block may be older than blocks of its group that would commit without it,
+    /// meta.json could not be read (the store refused it, or it is beyond the size bound), or is
+    /// JSON but no usable block metadata. The block may be older than blocks of its group that would commit without it,
     /// so it holds back its group: the one its meta.json names (`group`), when it names one.
     Unreadable { error: String, group: Option<String> },
 }
@@ -70,7 +70,8 @@ pub(crate) async fn load_block(
     let bytes = match read_meta_bytes(store, dir).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(Unusable::Partial(NO_META_JSON.into())),
-        Err(e @ SourceError::TooLarge { .. }) => return Err(Unusable::Partial(e.to_string())),
+        // Thanos reads a meta.json of any size: a block beyond the bound is valid to it, and may
+        // be older than blocks of its group that would commit without it.
         Err(e) => return Err(Unusable::Unreadable { error: error_chain(&e), group: None }),
     };
     let defective = |bytes: &Bytes, cause: FailureCause, error: &MetaError| {

@@ -27,7 +27,7 @@ use crate::model::block::{SourceBlock, TargetListing};
 use crate::model::failure::error_chain;
 use crate::model::group::Grouping;
 use crate::model::layout::{block_id, tenant_of, Layout};
-use crate::model::meta::{parse_meta, MetaSummary};
+use crate::model::meta::{parse_meta, MetaError, MetaSummary};
 
 /// A visible target block, as far as judging source blocks needs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -332,13 +332,25 @@ impl TargetIndex {
         let mut known = self.known.lock().expect("never poisoned");
         for (dir, validator, bytes) in read {
             match bytes {
-                // A meta.json that does not parse (or is gone again) is invisible to the compactor.
-                Ok(Some(bytes)) => {
-                    let Ok(raw) = parse_meta(block_id(&dir), bytes) else { continue };
-                    let summary = MetaSummary::of(&raw);
-                    let block = Arc::new(TargetBlock::new(&dir, &summary, &self.grouping));
-                    known.insert(dir, Known { validator, digest: summary.digest, block });
-                }
+                Ok(Some(bytes)) => match parse_meta(block_id(&dir), bytes.clone()) {
+                    Ok(raw) => {
+                        let summary = MetaSummary::of(&raw);
+                        let block = Arc::new(TargetBlock::new(&dir, &summary, &self.grouping));
+                        known.insert(dir, Known { validator, digest: summary.digest, block });
+                    }
+                    // A meta.json that is no JSON (or nests deeper than Go parses) is a partial
+                    // upload to the compactor, invisible to it (`ErrorSyncMetaCorrupted` in
+                    // Thanos's pkg/block/fetcher.go). JSON that lacks a field bucketflow needs
+                    // is another matter: Go reads a missing field as zero.
+                    Err(MetaError::Parse { .. })
+                        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() => {}
+                    // Any other error fails the compactor's view: what the block holds is
+                    // unknown to bucketflow, not absent.
+                    Err(error) => {
+                        tracing::warn!(block = %dir, %error, "a target meta.json that cannot be used");
+                        unreadable.insert(dir, error.to_string());
+                    }
+                },
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(block = %dir, %error, "reading a target meta.json");

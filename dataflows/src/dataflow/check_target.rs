@@ -64,8 +64,12 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
     // fetcher fails on one meta.json does nothing that iteration (pkg/block/fetcher.go).
     if let Some(unknown) = view.unknown_in_way(&block, ctx.grouping.per_tenant) {
         tracing::warn!(block = %block.dir, group = %block.group, run = request.run_id, target_block = unknown, "held back: a target block of its group may be, and its meta.json cannot be read");
-        let outcome =
-            Outcome::HeldBack { behind: unknown.to_string(), behind_in_target: true, objects_copied: 0, bytes_copied: 0 };
+        let outcome = Outcome::HeldBack {
+            behind: unknown.to_string(),
+            behind_in_target: true,
+            objects_copied: 0,
+            bytes_copied: 0,
+        };
         return Err(Record::of_block(&block, outcome));
     }
     let block = match view.judge(&block, ctx.vertical_compaction) {

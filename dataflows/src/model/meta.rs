@@ -16,15 +16,20 @@ use super::group::Grouping;
 pub(crate) const META_FILENAME: &str = "meta.json";
 /// The only meta.json version Prometheus and Thanos write.
 pub(crate) const SUPPORTED_META_VERSION: u32 = 1;
-/// A meta.json larger than this is treated as corrupt rather than read into memory.
-pub(crate) const MAX_META_BYTES: usize = 4 * 1024 * 1024;
-/// A meta.json whose arrays and objects nest deeper than this is treated as corrupt. Real ones
-/// nest a handful of levels, but the free-form sections (`index_stats`, `extensions`, `rewrites`)
-/// are kept as JSON values, and a parsed meta.json travels between processes as JSON inside
-/// other records ([`crate::wire::Wire`]), a few levels deeper than it was read: without this
-/// limit a meta.json just under serde_json's recursion limit (128) parses here but cannot be
-/// decoded by the receiving worker.
-pub(crate) const MAX_META_DEPTH: usize = 64;
+/// The largest meta.json read, a bound that protects memory and that no real block reaches.
+/// Thanos reads a meta.json whole, with no bound at all (`io.ReadAll` in `loadMeta`,
+/// pkg/block/fetcher.go), so a block with a larger one is valid to it: such a block is never
+/// skipped as partial, it holds back the groups it could belong to (source) or be judged
+/// against (target), named in the report. A meta.json grows with `compaction.sources` and
+/// `parents`, about 150 bytes a level-1 block merged into it: 64 MiB is some 400,000 of them,
+/// where a 14-day block of one Prometheus holds 168.
+pub(crate) const MAX_META_BYTES: usize = 64 * 1024 * 1024;
+/// A meta.json whose arrays and objects nest deeper than this does not parse, as in Go's
+/// `encoding/json` (its scanner's `maxNestingDepth`), and is partial to Thanos as to bucketflow.
+/// Only the fields planning needs are parsed; the free-form sections (`index_stats`,
+/// `extensions`, `rewrites`) are skipped without recursion, and the raw bytes are what is
+/// copied, so any depth Go accepts is accepted here and crosses processes.
+pub(crate) const MAX_META_DEPTH: usize = 10_000;
 
 /// Why a meta.json could not be used.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -111,12 +116,6 @@ pub struct ThanosMeta {
     pub files: Vec<BlockFile>,
     #[serde(default)]
     pub upload_time: Option<String>,
-    #[serde(default)]
-    pub index_stats: Option<serde_json::Value>,
-    #[serde(default)]
-    pub extensions: Option<serde_json::Value>,
-    #[serde(default)]
-    pub rewrites: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -371,17 +370,22 @@ mod tests {
         assert!(matches!(parse_meta(ULID, big), Err(MetaError::TooLarge { .. })));
     }
 
-    /// Caught by the round-trip check of the `meta` fuzz target (the input is
-    /// fuzz/regressions/meta/index-stats-123-deep.json): 123 nested arrays in `index_stats`
-    /// parsed, but the block could not cross processes in cluster mode, where the receiving
-    /// timely worker panics when a record does not decode ("recursion limit exceeded").
+    /// A meta.json nested as deep as Go's `encoding/json` accepts is read, as Thanos reads it (the
+    /// fuzz target's regression fuzz/regressions/meta/index-stats-123-deep.json, 125 levels, once
+    /// could not cross processes; the free-form sections are now skipped rather than kept), and
+    /// one nested deeper is not, as it is not for Thanos.
     #[test]
-    fn rejects_nesting_too_deep_to_cross_processes() {
-        let value = format!("{}{}", "[".repeat(123), "]".repeat(123));
-        let json = format!(
-            r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,"thanos":{{"labels":{{"a":"b"}},"index_stats":{value}}}}}"#
-        );
-        let err = parse_meta(ULID, Bytes::from(json)).unwrap_err();
+    fn reads_nesting_as_deep_as_go_accepts() {
+        let nested = |levels: usize| {
+            let value = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+            Bytes::from(format!(
+                r#"{{"ulid":"{ULID}","minTime":0,"maxTime":1,"version":1,"thanos":{{"labels":{{"a":"b"}},"index_stats":{value}}}}}"#
+            ))
+        };
+        // The document nests two levels more than its `index_stats`.
+        parse_meta(ULID, nested(123)).unwrap();
+        parse_meta(ULID, nested(MAX_META_DEPTH - 2)).unwrap();
+        let err = parse_meta(ULID, nested(MAX_META_DEPTH - 1)).unwrap_err();
         assert!(matches!(&err, MetaError::Parse { reason, .. } if reason.contains("nest")), "{err}");
         assert!(err.to_string().contains(ULID), "{err}");
     }

@@ -280,8 +280,7 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
             "OrderedCommit",
             move |_initial, info| {
                 let activator = worker.sync_activator_for(info.address.to_vec());
-                let mut tasks =
-                    OperatorTasks::<TaskEnd>::new(policy.runtime.clone(), activator);
+                let mut tasks = OperatorTasks::<TaskEnd>::new(policy.runtime.clone(), activator);
                 let mut epochs: BTreeMap<Epoch, EpochState> = BTreeMap::new();
                 let new_state = |capability| EpochState {
                     capability,
@@ -463,7 +462,9 @@ fn commit_record(epoch: Epoch, pending: &Pending, result: Result<Committed, Comm
             let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
             let late_behind = block.late_behind.clone();
             match &late_behind {
-                Some(behind) => tracing::warn!(block = %block.dir, group = %block.group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first"),
+                Some(behind) => {
+                    tracing::warn!(block = %block.dir, group = %block.group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first")
+                }
                 None => tracing::info!(block = %block.dir, group = %block.group, run = epoch, "block replicated"),
             }
             let outcome = Outcome::Replicated {
@@ -542,8 +543,10 @@ impl Recheck<'_> {
         let (copier, block, concurrency) = (self.copier, self.block, self.concurrency);
         loop {
             let started = Instant::now();
-            let listing =
-                copier.recheck_target_block(&block.dir, &block.objects, concurrency).await.map_err(CommitError::Recheck)?;
+            let listing = copier
+                .recheck_target_block(&block.dir, &block.objects, concurrency)
+                .await
+                .map_err(CommitError::Recheck)?;
             let wrong: Vec<&ObjectSpec> = block
                 .objects
                 .iter()
@@ -698,7 +701,8 @@ mod tests {
         let mut policy = policy(Copier::new(source.clone(), target.clone(), 1, 1 << 20), 1);
         policy.recheck_max_age = Duration::from_millis(100);
         let (turn_done, turn) = tokio::sync::oneshot::channel();
-        let commit = tokio::spawn(async move { commit_block(&policy, 0, &pending, Some(("before".into(), turn))).await });
+        let commit =
+            tokio::spawn(async move { commit_block(&policy, 0, &pending, Some(("before".into(), turn))).await });
         // The re-check of an in-memory store is done long before; the object goes after it.
         tokio::time::sleep(Duration::from_millis(300)).await;
         target.delete(&Path::from(format!("{ULID}/index"))).await.unwrap();
