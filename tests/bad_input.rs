@@ -52,7 +52,8 @@ fn each_bad_block_is_named_and_the_good_ones_replicate() {
     block(&src, GOOD_OLD, &meta(GOOD_OLD, labels("good"), 0, 1, json!([])), &[]);
     block(&src, GOOD_NEW, &meta(GOOD_NEW, labels("good"), 100, 1, json!([])), &[]);
     block(&src, CORRUPT, "{\"ulid\": \"01HF", &[]);
-    let padding = " ".repeat(5 * 1024 * 1024);
+    // Past the 64 MiB bound (a 4.3 MB meta.json, which Thanos reads, is read too).
+    let padding = " ".repeat(65 * 1024 * 1024);
     block(&src, OVERSIZED, &format!("{}{padding}", meta(OVERSIZED, labels("big"), 0, 1, json!([]))), &[]);
     block(&src, VERSION_2, &meta(VERSION_2, labels("v2"), 0, 2, json!([])), &[]);
     let escaping = json!([{"rel_path": "../01HF856H80000000000000000A/index", "size_bytes": 5}]);
@@ -89,7 +90,7 @@ fn each_bad_block_is_named_and_the_good_ones_replicate() {
     expect(GOOD_OLD, "replicated", &[]);
     expect(GOOD_NEW, "replicated", &[]);
     expect(CORRUPT, "skipped", &[CORRUPT, "meta.json"]);
-    expect(OVERSIZED, "skipped", &["meta.json", "limit"]);
+    expect(OVERSIZED, "failed", &["meta.json", "limit", "never reads"]);
     expect(VERSION_2, "failed", &[VERSION_2, "version 2"]);
     expect(ESCAPING, "failed", &[ESCAPING, "../01HF856H80000000000000000A/index"]);
     expect(ENCODED, "failed", &[ENCODED, "chunks/%2E%2E/%2E%2E/index"]);

@@ -70,8 +70,12 @@ pub(crate) async fn load_block(
     let bytes = match read_meta_bytes(store, dir).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(Unusable::Partial(NO_META_JSON.into())),
-        // Thanos reads a meta.json of any size: a block beyond the bound is valid to it, and may
-        // be older than blocks of its group that would commit without it.
+        // Thanos reads a meta.json of any size, so a block beyond the bound is valid to it: a
+        // failure named as such, never a partial upload. Nothing waits for it: bucketflow never
+        // copies it, so it can never land behind the blocks of its group that commit meanwhile.
+        Err(e @ SourceError::TooLarge { .. }) => {
+            return Err(Unusable::Unsupported(format!("{e}: bucketflow never reads a meta.json that large")))
+        }
         Err(e) => return Err(Unusable::Unreadable { error: error_chain(&e), group: None }),
     };
     let defective = |bytes: &Bytes, cause: FailureCause, error: &MetaError| {
