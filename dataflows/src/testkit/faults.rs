@@ -109,7 +109,12 @@ impl FaultRule {
 pub struct FaultyStore<T> {
     inner: T,
     faults: Arc<Faults>,
+    /// An adversary that acts just before each PUT whose path matches, while faults are on.
+    before_put: Option<(Regex, BeforePut)>,
 }
+
+/// What an adversary does just before a PUT of the path it is given.
+pub type BeforePut = Arc<dyn Fn(Path) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// The rules and their state, shared with the streams the store hands out.
 struct Faults {
@@ -131,7 +136,14 @@ impl<T> FaultyStore<T> {
             injected: AtomicUsize::new(0),
             enabled: AtomicBool::new(true),
         };
-        FaultyStore { inner, faults: Arc::new(faults) }
+        FaultyStore { inner, faults: Arc::new(faults), before_put: None }
+    }
+
+    /// This store, with `act` run before each PUT of a path matching `path` (a regex) while the
+    /// faults are on: an adversary that strikes at the moment a write is made, such as a
+    /// compactor's cleanup at the moment a meta.json is written.
+    pub fn before_put(self, path: &str, act: BeforePut) -> Self {
+        FaultyStore { before_put: Some((Regex::new(path).expect("a valid test regex"), act)), ..self }
     }
 
     /// How many failures were injected so far.
@@ -194,6 +206,11 @@ impl<T: fmt::Debug> fmt::Debug for FaultyStore<T> {
 #[async_trait]
 impl<T: ObjectStore> ObjectStore for FaultyStore<T> {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        if let Some((path, act)) = self.before_put.as_ref().filter(|_| self.faults.enabled.load(Ordering::SeqCst)) {
+            if path.is_match(location.as_ref()) {
+                act(location.clone()).await;
+            }
+        }
         let effect = self.check(Op::Put, location)?;
         let result = self.inner.put_opts(location, payload, opts).await?;
         if effect == Some(Effect::VanishAfterPut) {

@@ -17,7 +17,7 @@ mod recording;
 mod safety;
 pub mod synth;
 
-pub use faults::{Effect, FaultRule, FaultyStore, Op};
+pub use faults::{BeforePut, Effect, FaultRule, FaultyStore, Op};
 pub use recording::{RecordingStore, Write};
 pub use safety::{ExpectedBlock, SafetyChecker, Violation};
 
