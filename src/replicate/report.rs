@@ -44,6 +44,9 @@ fn log_report(report: &RunReport) {
     for block in &report.every_queue_held_back_by {
         tracing::error!(run = report.run_id, %block, "meta.json unreadable and its group unknown: every group was held back");
     }
+    for block in &report.held_back_by_target {
+        tracing::error!(run = report.run_id, %block, "target meta.json unreadable: every group it could belong to was held back");
+    }
     for error in &report.errors {
         tracing::error!(run = report.run_id, %error, "replication run error");
     }
