@@ -377,8 +377,10 @@ pub struct ReplicateArgs {
     #[arg(long = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
-    /// Also replicate no-compact-mark.json and no-downsample-mark.json, written before the block's
-    /// meta.json (a deletion-mark.json is never copied).
+    /// Also replicate no-compact-mark.json, no-downsample-mark.json and deletion-mark.json, written
+    /// before the block's meta.json, or onto a block already replicated as soon as the source has
+    /// them, so that the target's compactor follows the source's marks and retention (a deletion
+    /// mark written by move mode is never copied).
     #[arg(long = "copy-markers")]
     pub copy_markers: bool,
 

@@ -80,6 +80,12 @@ fn markers_and_move_mode_through_the_binary() {
     after.retain(|p, _| !p.ends_with("deletion-mark.json"));
     assert_eq!(after, before, "deletion marks are the only writes to the source");
     assert!(!dst.join(name).join("deletion-mark.json").exists(), "and they are never copied");
+    // Nor later, without move mode: the target's copy is the one that stays.
+    let report = replicate(&src, &dst, &["--copy-markers"]);
+    assert_eq!(report["counts"]["already_replicated"], 3, "{report}");
+    for block in &blocks {
+        assert!(!dst.join(block.file_name().unwrap()).join("deletion-mark.json").exists(), "{report}");
+    }
 }
 
 #[test]

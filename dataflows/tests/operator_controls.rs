@@ -33,7 +33,7 @@ fn get(rt: &tokio::runtime::Runtime, store: &dyn ObjectStore, dir: &str, rel: &s
 }
 
 #[test]
-fn markers_are_copied_before_meta_json_only_when_asked_and_deletion_marks_never() {
+fn markers_are_copied_before_meta_json_only_when_asked() {
     let rt = runtime();
     let (blocks, source) = bucket(&rt);
     let marked = &blocks[1];
@@ -55,22 +55,26 @@ fn markers_are_copied_before_meta_json_only_when_asked_and_deletion_marks_never(
     let target = Arc::new(RecordingStore::new(InMemory::new()));
     let report = replicate(&rt, source.clone(), target.clone(), EngineConfig { copy_markers: true, ..config() });
     assert_eq!(report.counts.replicated, blocks.len() as u64);
-    for rel in [NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK] {
+    for rel in [NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK, DELETION_MARK] {
         assert_eq!(get(&rt, &*target, &marked.dir, rel), get(&rt, &*source, &marked.dir, rel), "{rel}");
     }
-    assert_eq!(get(&rt, &*target, &marked.dir, DELETION_MARK), None, "a deletion mark is never copied");
     let writes = target.writes();
     let at = |rel: &str| writes.iter().position(|w| w == &Write::Put(format!("{}/{rel}", marked.dir))).unwrap();
-    assert!(at(NO_COMPACT_MARK) < at("meta.json") && at(NO_DOWNSAMPLE_MARK) < at("meta.json"), "{writes:#?}");
+    for rel in [NO_COMPACT_MARK, NO_DOWNSAMPLE_MARK, DELETION_MARK] {
+        assert!(at(rel) < at("meta.json"), "{rel} before meta.json: {writes:#?}");
+    }
 
-    // A mark added to the source after the block was replicated comes along in the next run.
+    // A mark added to the source after the block was replicated comes along in the next run: a
+    // deletion mark too, so that the target's compactor follows the source's retention.
     let later = &blocks[4];
-    rt.block_on(source.put(&block_path(&later.dir, NO_COMPACT_MARK), PutPayload::from_static(b"{\"late\":1}")))
-        .unwrap();
+    for (rel, data) in [(NO_COMPACT_MARK, &b"{\"late\":1}"[..]), (DELETION_MARK, b"{\"retention\":1}")] {
+        rt.block_on(source.put(&block_path(&later.dir, rel), PutPayload::from_static(data))).unwrap();
+    }
     let again = replicate(&rt, source.clone(), target.clone(), EngineConfig { copy_markers: true, ..config() });
     assert_eq!(again.counts.already_replicated, blocks.len() as u64, "{again:#?}");
     assert_eq!(get(&rt, &*target, &later.dir, NO_COMPACT_MARK).as_deref(), Some(&b"{\"late\":1}"[..]));
-    assert_eq!(source.writes().len(), test_writes + 1, "only the test wrote the source");
+    assert_eq!(get(&rt, &*target, &later.dir, DELETION_MARK).as_deref(), Some(&b"{\"retention\":1}"[..]));
+    assert_eq!(source.writes().len(), test_writes + 2, "only the test wrote the source");
 }
 
 #[test]

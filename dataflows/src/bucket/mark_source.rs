@@ -13,7 +13,7 @@ use super::error::SourceError;
 use super::listing::list_block;
 use crate::model::block::{block_path, folder_path};
 use crate::model::layout::{block_id, global_deletion_mark};
-use crate::model::markers::{is_marker, DeletionMark, DELETION_MARK};
+use crate::model::markers::{is_marker, DeletionMark, DELETION_MARK, MOVE_MODE_DETAILS};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MarkError {
@@ -73,7 +73,7 @@ impl SourceMarker {
             id,
             deletion_time: now_seconds,
             version: DeletionMark::VERSION,
-            details: Some("replicated by bucketflow --mark-source-for-deletion".into()),
+            details: Some(MOVE_MODE_DETAILS.into()),
         };
         let json = serde_json::to_vec(&mark).expect("a deletion mark always serializes");
         // Mimir and Cortex read a tenant's marks from its markers/ folder too: both are written,

@@ -11,7 +11,7 @@ use crate::model::block::{block_path, folder_path, SourceBlock};
 use crate::model::failure::{error_chain, Failure, FailureCause};
 use crate::model::group::Grouping;
 use crate::model::layout::{block_id, global_deletion_mark};
-use crate::model::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES};
+use crate::model::markers::{DeletionMark, DELETION_MARK, MAX_MARKER_BYTES, MOVE_MODE_DETAILS};
 use crate::model::meta::{
     group_of_unparsable, parse_meta, BlockMeta, MetaError, RawMeta, MAX_META_BYTES, META_FILENAME,
 };
@@ -123,10 +123,11 @@ pub(crate) async fn load_block(
         None
     };
     if let Some(mark) = mark {
-        match read_deletion_time(store, dir, &mark).await {
-            Ok(Some(time)) => {
+        match read_deletion_mark(store, dir, &mark).await {
+            Ok(Some(read)) => {
                 block.markers.deletion = true;
-                block.markers.deletion_time = time;
+                block.markers.deletion_time = read.as_ref().map(|m| m.deletion_time);
+                block.markers.deletion_by_move = read.is_some_and(|m| m.details.as_deref() == Some(MOVE_MODE_DETAILS));
             }
             Ok(None) => {}
             Err(e) => {
@@ -139,12 +140,12 @@ pub(crate) async fn load_block(
 }
 
 /// A block's deletion mark at `path`: `None` when there is none, `Some(None)` when it is partial
-/// or corrupt (which Thanos treats as no mark, with a warning), else its deletion time.
-async fn read_deletion_time(
+/// or corrupt (which Thanos treats as no mark, with a warning), else the mark.
+async fn read_deletion_mark(
     store: &dyn ObjectStore,
     dir: &str,
     path: &Path,
-) -> Result<Option<Option<i64>>, SourceError> {
+) -> Result<Option<Option<DeletionMark>>, SourceError> {
     let bytes = match read_small(store, path, MAX_MARKER_BYTES).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Ok(None),
@@ -155,7 +156,7 @@ async fn read_deletion_time(
         Err(e) => return Err(e),
     };
     match serde_json::from_slice::<DeletionMark>(&bytes) {
-        Ok(mark) => Ok(Some(Some(mark.deletion_time))),
+        Ok(mark) => Ok(Some(Some(mark))),
         Err(error) => {
             tracing::warn!(block = dir, %error, %path, "ignoring a partial or corrupt deletion mark");
             Ok(Some(None))

@@ -8,7 +8,7 @@ use crate::bucket::copy::Copier;
 use crate::bucket::target::{TargetFolder, Verdict};
 use crate::model::block::{Seen, SourceBlock};
 use crate::model::failure::{Failure, FailureCause};
-use crate::model::markers::is_marker;
+use crate::model::markers::{is_marker, DELETION_MARK};
 use crate::report::{Outcome, Record};
 
 /// Judges a planned block against the target: a block to copy, or the record of one that goes no
@@ -27,7 +27,13 @@ pub(crate) async fn check_target(
     mut block: SourceBlock,
 ) -> Result<SourceBlock, Record> {
     if ctx.copy_markers && !ctx.dry_run {
-        // Written before meta.json like every other object of the block.
+        // A deletion mark that move mode writes (in this run or any earlier one) says the
+        // source's copy may go because the target's is safe: copied, it would delete that one too.
+        let moving = ctx.source_marker.is_some() || block.markers.deletion_by_move;
+        block.markers_to_copy.retain(|m| !(moving && m.rel_path == DELETION_MARK));
+        // Written before meta.json like every other object of the block; onto a block already
+        // replicated, as soon as the source has it, so that the target's compactor follows the
+        // source's retention.
         block.objects.append(&mut block.markers_to_copy);
     }
     against_target(ctx, request, block).await

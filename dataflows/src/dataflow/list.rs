@@ -13,7 +13,7 @@ use super::{RunRequest, Stream};
 use crate::bucket::inventory::{take_inventory, Folder, Side};
 use crate::model::failure::error_chain;
 use crate::model::filter::FilterRule;
-use crate::model::markers::{is_marker, DELETION_MARK};
+use crate::model::markers::is_marker;
 use crate::report::{Outcome, Record};
 
 /// A block folder of a run, as the source's listing saw it.
@@ -92,11 +92,9 @@ fn replicated_by_listing(ctx: &Context, source: &Folder, target: Option<&Folder>
         return false;
     }
     let in_target = |rel: &str, size: u64| target.objects.iter().any(|(r, s, _)| r == rel && *s == size);
+    // A deletion mark move mode wrote is never copied, and only reading it tells: a block with a
+    // deletion mark the target lacks goes the full way.
     let marks_copied = !ctx.copy_markers
-        || source
-            .objects
-            .iter()
-            .filter(|(rel, _, _)| is_marker(rel) && rel != DELETION_MARK)
-            .all(|(rel, size, _)| in_target(rel, *size));
+        || source.objects.iter().filter(|(rel, _, _)| is_marker(rel)).all(|(rel, size, _)| in_target(rel, *size));
     target.meta.as_ref().is_some_and(|m| m.size == meta.size) && marks_copied
 }

@@ -10,7 +10,7 @@ use ulid::Ulid;
 use super::failure::{Failure, FailureCause};
 use super::group::Grouping;
 use super::held_meta::HeldMeta;
-use super::markers::{Markers, DELETION_MARK};
+use super::markers::Markers;
 use super::meta::{MetaSummary, RawMeta, META_FILENAME};
 
 /// One object of a block to copy, with what the target copy is checked against.
@@ -217,9 +217,7 @@ impl SourceBlock {
                 continue;
             }
             if markers.note(&rel_path) {
-                if rel_path != DELETION_MARK {
-                    markers_to_copy.push(ObjectSpec { rel_path, size, sha256: None });
-                }
+                markers_to_copy.push(ObjectSpec { rel_path, size, sha256: None });
                 continue;
             }
             sizes.insert(rel_path, size);
@@ -355,7 +353,8 @@ mod tests {
         let order: Vec<_> = b.objects.iter().map(|o| o.rel_path.as_str()).collect();
         assert_eq!(order, ["chunks/000001", "chunks/000002", "index", "tombstones"]);
         assert!(b.markers.deletion);
-        assert!(b.markers_to_copy.is_empty(), "a deletion mark is never to copy");
+        let marks: Vec<_> = b.markers_to_copy.iter().map(|o| o.rel_path.as_str()).collect();
+        assert_eq!(marks, ["deletion-mark.json"], "copied only with --copy-markers, and not in move mode");
         assert_eq!(b.total_bytes(), 13);
         assert_eq!(b.path("chunks/000001").as_ref(), format!("{ULID}/chunks/000001"));
     }

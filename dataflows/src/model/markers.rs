@@ -1,6 +1,7 @@
 //! Thanos marker files that live beside meta.json in a block folder.
 //!
-//! Markers are not part of a block's data: they are never copied by default, and a deletion mark
+//! Markers are not part of a block's data: they are never copied by default (with
+//! `--copy-markers`, before meta.json, or onto a block already replicated), and a deletion mark
 //! can exclude a block from replication (`--ignore-marked-for-deletion`).
 
 /// Written by the compactor or `thanos tools bucket mark` before a block is deleted.
@@ -27,6 +28,10 @@ pub struct Markers {
     /// When the deletion mark was readable: its `deletion_time` (Unix seconds). A partial or
     /// corrupt mark leaves this empty, and Thanos then keeps the block.
     pub deletion_time: Option<i64>,
+    /// The deletion mark is one bucketflow's move mode wrote (its `details` say so): it marks the
+    /// source's copy of a block that is safe in the target, and is never copied there.
+    #[serde(default)]
+    pub deletion_by_move: bool,
 }
 
 /// The content of a Thanos `deletion-mark.json` (version 1): read to honour
@@ -48,6 +53,9 @@ impl DeletionMark {
     /// The only mark version Thanos writes.
     pub(crate) const VERSION: u32 = 1;
 }
+
+/// The `details` of the deletion marks move mode writes.
+pub(crate) const MOVE_MODE_DETAILS: &str = "replicated by bucketflow --mark-source-for-deletion";
 
 /// A deletion mark larger than this is not a deletion mark.
 pub(crate) const MAX_MARKER_BYTES: usize = 64 * 1024;
