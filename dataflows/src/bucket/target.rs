@@ -332,18 +332,18 @@ impl TargetIndex {
         let mut known = self.known.lock().expect("never poisoned");
         for (dir, validator, bytes) in read {
             match bytes {
-                Ok(Some(bytes)) => match parse_meta(block_id(&dir), bytes.clone()) {
+                Ok(Some(bytes)) => match parse_meta(block_id(&dir), bytes) {
                     Ok(raw) => {
                         let summary = MetaSummary::of(&raw);
                         let block = Arc::new(TargetBlock::new(&dir, &summary, &self.grouping));
                         known.insert(dir, Known { validator, digest: summary.digest, block });
                     }
-                    // A meta.json that is no JSON (or nests deeper than Go parses) is a partial
-                    // upload to the compactor, invisible to it (`ErrorSyncMetaCorrupted` in
-                    // Thanos's pkg/block/fetcher.go). JSON that lacks a field bucketflow needs
-                    // is another matter: Go reads a missing field as zero.
-                    Err(MetaError::Parse { .. })
-                        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() => {}
+                    // A meta.json that Go's JSON cannot read into Thanos's metadata (no JSON, a
+                    // field of the wrong type, nesting deeper than Go parses) is a partial upload
+                    // to the compactor, invisible to it (`ErrorSyncMetaCorrupted` in Thanos's
+                    // pkg/block/fetcher.go). A missing field is another matter: Go reads it as
+                    // zero, and the block is visible to Thanos with what bucketflow cannot know.
+                    Err(MetaError::Parse { reason, .. }) if !reason.starts_with("missing field") => {}
                     // Any other error fails the compactor's view: what the block holds is
                     // unknown to bucketflow, not absent.
                     Err(error) => {
@@ -395,6 +395,34 @@ mod tests {
             let summary = MetaSummary::of(&RawMeta { bytes: bytes::Bytes::new(), meta: m.clone() });
             Arc::new(TargetBlock::new(&m.ulid.to_string(), &summary, &grouping))
         }))
+    }
+
+    /// A target meta.json Go cannot read into Thanos's metadata (a field of the wrong type, no
+    /// JSON) is a partial upload, left out; one Thanos reads but bucketflow cannot judge (a
+    /// missing field, which Go reads as zero; another version) is unknown, and holds back.
+    #[tokio::test]
+    async fn target_metas_are_partial_or_unknown_as_thanos_reads_them() {
+        use object_store::{memory::InMemory, ObjectStoreExt, PutPayload};
+        let store = Arc::new(InMemory::new());
+        let json = |n: u8, body: &str| format!(r#"{{"ulid":"{}",{body}}}"#, ulid(n));
+        let metas = [
+            (1, json(1, r#""minTime":"zero","maxTime":1,"version":1"#)),
+            (2, "{not json".to_string()),
+            (3, json(3, r#""maxTime":1,"version":1"#)),
+            (4, json(4, r#""minTime":0,"maxTime":1,"version":2"#)),
+            (5, json(5, r#""minTime":0,"maxTime":1,"version":1,"thanos":{"labels":{"a":"b"}}"#)),
+        ];
+        for (n, meta) in metas {
+            let path = object_store::path::Path::from(format!("{}/meta.json", ulid(n)));
+            store.put(&path, PutPayload::from(meta)).await.unwrap();
+        }
+        let index = TargetIndex::new(store, Layout::Thanos, Grouping::default(), 1);
+        let view = index.view(0).await.unwrap();
+        let mut unknown: Vec<&String> = view.unreadable.keys().collect();
+        unknown.sort();
+        assert_eq!(unknown, [&ulid(3).to_string(), &ulid(4).to_string()]);
+        let visible: Vec<&Ulid> = view.groups.values().flatten().map(|b| &b.ulid).collect();
+        assert_eq!(visible, [&ulid(5)]);
     }
 
     #[test]

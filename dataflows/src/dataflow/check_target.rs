@@ -42,6 +42,8 @@ pub(crate) async fn check_target(
 /// A block judged against the target as the run sees it: a block to copy (with what the target
 /// holds of it already), or the record of one that goes no further.
 async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) -> Result<SourceBlock, Record> {
+    // Its run, before any defect: a defect holds back the later copies of its queue in this run.
+    let block = SourceBlock { run: request.run_id, ..block };
     if ctx.copier.cancel.is_cancelled() {
         // A stop ends planning too; the block fails in its place in its group's order.
         return Ok(
@@ -98,7 +100,7 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
     };
     // What the target holds of the block already, from the run's listing: no request per block.
     let listing = folder.map(|f| f.listing()).unwrap_or_default();
-    Ok(SourceBlock { target_listing: Some(listing), run: request.run_id, ..block })
+    Ok(SourceBlock { target_listing: Some(listing), ..block })
 }
 
 /// The outcome of a block already visible in the target. Marks added to the source block since

@@ -28,8 +28,8 @@
 //! - Partial uploads ([`SimulatedCompactor::clean_partial`]): a folder without meta.json is
 //!   deleted once it is older than the partial-upload threshold (`PartialUploadThresholdAge`,
 //!   48h, in `BestEffortCleanAbortedPartialUploads`, pkg/compact/clean.go): by the ULID's time
-//!   before Thanos v0.40, which a mirrored block's always exceeds, and since then by its
-//!   newest object's last modification. Mimir marks such a folder after
+//!   in older Thanos, which a mirrored block's always exceeds, and in recent ones by its
+//!   objects' last modification (the function's test ages the objects, not the ULID). Mimir marks such a folder after
 //!   `-compactor.partial-block-deletion-delay` (1d) by its objects' age, Cortex only when it
 //!   carries a deletion mark. The simulation takes an age by last modification, which may be
 //!   zero: the worst case.
@@ -159,11 +159,15 @@ impl SimulatedCompactor {
             };
             let meta = match parse_meta(crate::model::layout::block_id(&dir), bytes) {
                 Ok(raw) => raw.meta,
-                Err(MetaError::Parse { .. }) => continue,
+                // Go reads a missing field as zero and keeps the block, which this model cannot
+                // do: it stops the pass instead, as an unreadable meta.json does.
+                Err(MetaError::Parse { reason, .. }) if !reason.starts_with("missing field") => continue,
                 Err(e) => return Err(object_store::Error::Generic { store: "compactor", source: Box::new(e) }),
             };
-            let ulid_time = meta.ulid.timestamp_ms() as i64;
-            if meta.thanos.source != "compactor" && ulid_time + CONSISTENCY_DELAY_MILLIS > now {
+            let uploaded =
+                meta.thanos.upload_time.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            let uploaded = uploaded.map_or(meta.ulid.timestamp_ms() as i64, |t| t.timestamp_millis());
+            if meta.thanos.source != "compactor" && uploaded + CONSISTENCY_DELAY_MILLIS > now {
                 continue;
             }
             let mut sources: BTreeSet<Ulid> = meta.compaction.sources.iter().copied().collect();

@@ -467,16 +467,19 @@ fn commit_record(epoch: Epoch, pending: &Pending, result: Result<Committed, Comm
                 }
                 None => tracing::info!(block = %block.dir, group = %block.group, run = epoch, "block replicated"),
             }
+            let now = chrono::Utc::now().timestamp_millis();
             let outcome = Outcome::Replicated {
                 objects_copied: objects_copied + repaired,
                 bytes_copied: bytes_copied + repaired_bytes,
                 objects_already_present,
                 late_behind,
+                lag_millis: block.meta_modified.map(|appeared| now.saturating_sub(appeared).max(0) as u64),
             };
             (Record::of_block(block, outcome), false)
         }
-        Ok(Committed::Refused(verdict)) => {
+        Ok(Committed::Refused { verdict, repaired, repaired_bytes }) => {
             let (objects_copied, bytes_copied, _) = pending.copied();
+            let (objects_copied, bytes_copied) = (objects_copied + repaired, bytes_copied + repaired_bytes);
             let outcome = match verdict {
                 Verdict::Covered { by } => {
                     tracing::info!(block = %block.dir, group = %block.group, run = epoch, covered_by = %by, "not committed: a block committed before it in this run holds it");
@@ -516,8 +519,9 @@ fn commit_record(epoch: Epoch, pending: &Pending, result: Result<Committed, Comm
 enum Committed {
     /// meta.json written: the objects and bytes copied again before, and meta.json's ETag.
     Written { repaired: u64, repaired_bytes: u64, e_tag: Option<String> },
-    /// Not written: a block committed before it in this run covers it, or it overlaps one.
-    Refused(Verdict),
+    /// Not written: a block committed before it in this run covers it, or it overlaps one; with
+    /// the objects and bytes its re-checks copied again before.
+    Refused { verdict: Verdict, repaired: u64, repaired_bytes: u64 },
 }
 
 /// The re-check of one block's objects in the target, round after round, with what its
@@ -600,7 +604,7 @@ async fn commit_block(
     let e_tags = pending.done.iter().map(|(rel, done)| (rel.clone(), done.e_tag.clone())).collect();
     let concurrency = policy.recheck_concurrency;
     let mut recheck = Recheck { copier, block, concurrency, e_tags, round: 0, copied: 0, copied_bytes: 0 };
-    let mut checked_at = recheck.until_intact().await?;
+    let checked_at = recheck.until_intact().await?;
     // A meta.json let go after planning is read again, off the queue's chain.
     let meta = match block.meta.bytes() {
         Some(bytes) => bytes.clone(),
@@ -619,22 +623,38 @@ async fn commit_block(
     // The run's view was listed at its start: the blocks committed since count too.
     match policy.target_index.judge_against_run(run, block, policy.vertical) {
         Verdict::Fresh | Verdict::Late { .. } => {}
-        refusal => return Ok(Committed::Refused(refusal)),
+        refusal => {
+            return Ok(Committed::Refused {
+                verdict: refusal,
+                repaired: recheck.copied,
+                repaired_bytes: recheck.copied_bytes,
+            })
+        }
     }
-    if checked_at.elapsed() > policy.recheck_max_age {
-        tracing::debug!(block = %block.dir, group = %block.group, run, age = ?checked_at.elapsed(), "its turn came long after its re-check; re-checking again");
-        checked_at = recheck.until_intact().await?;
-    }
-    tracing::debug!(block = %block.dir, run, age = ?checked_at.elapsed(), "writing meta.json");
+    // Each try of the write, the first and any after a failed one and its wait, relies on a
+    // re-check no older than the bound.
+    let state = tokio::sync::Mutex::new((recheck, checked_at));
     let meta_path = block.path(META_FILENAME);
     let written = copier
         .retrying(&meta_path, || async {
+            let mut state = state.lock().await;
+            let (recheck, checked_at) = &mut *state;
+            if checked_at.elapsed() > policy.recheck_max_age {
+                tracing::debug!(block = %block.dir, group = %block.group, run, age = ?checked_at.elapsed(), "its re-check is older than --recheck.max-age; re-checking again");
+                match recheck.until_intact().await {
+                    Ok(at) => *checked_at = at,
+                    // Not the write's failure: no reason to try the write again.
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            tracing::debug!(block = %block.dir, run, age = ?checked_at.elapsed(), "writing meta.json");
             let payload = PutPayload::from(meta.clone());
             let put = copier.target.put(&meta_path, payload).await;
-            put.map_err(|source| CopyError::WriteMeta { path: meta_path.clone(), source })
+            put.map(Ok).map_err(|source| CopyError::WriteMeta { path: meta_path.clone(), source })
         })
         .await
-        .map_err(CommitError::WriteMeta)?;
+        .map_err(CommitError::WriteMeta)??;
+    let (recheck, _) = state.into_inner();
     Ok(Committed::Written { repaired: recheck.copied, repaired_bytes: recheck.copied_bytes, e_tag: written.e_tag })
 }
 
@@ -726,7 +746,10 @@ mod tests {
         let Committed::Written { e_tag, .. } = written else { panic!("{written:?}") };
         policy.target_index.committed(3, first.block(), e_tag);
         let refused = commit_block(&policy, 3, &overlapping, None).await.unwrap();
-        assert!(matches!(&refused, Committed::Refused(Verdict::Overlaps { with, .. }) if with == ULID), "{refused:?}");
+        assert!(
+            matches!(&refused, Committed::Refused { verdict: Verdict::Overlaps { with, .. }, .. } if with == ULID),
+            "{refused:?}"
+        );
         assert!(target.head(&Path::from(format!("{OTHER}/meta.json"))).await.is_err());
         // Another run lists the first block in its view instead; a vertical compactor merges it.
         policy.vertical = true;
