@@ -31,6 +31,39 @@ pub struct RunLine {
     pub failed: u64,
     pub held_back: u64,
     pub bytes_copied: u64,
+    /// Selected source blocks the target still lacked after the run, and their bytes.
+    pub pending_blocks: u64,
+    pub pending_bytes: u64,
+    /// How long ago the oldest of them appeared in the source, when known.
+    pub oldest_pending_seconds: Option<f64>,
+    /// The replication lag of the blocks the run committed: median and 99th percentile, in
+    /// seconds, when it committed any whose meta.json's time the listing gave.
+    pub lag_p50_seconds: Option<f64>,
+    pub lag_p99_seconds: Option<f64>,
+}
+
+/// A run's backlog as the page writes it: blocks, bytes, and how old the oldest is.
+fn backlog_cell(run: &RunLine) -> String {
+    match (run.pending_blocks, run.oldest_pending_seconds) {
+        (0, _) => "none".to_string(),
+        (blocks, Some(oldest)) => format!("{blocks}, {} B, {oldest:.0} s", run.pending_bytes),
+        (blocks, None) => format!("{blocks}, {} B", run.pending_bytes),
+    }
+}
+
+/// A run's lag quantiles as the page writes them.
+fn lag_cell(run: &RunLine) -> String {
+    match (run.lag_p50_seconds, run.lag_p99_seconds) {
+        (Some(p50), Some(p99)) => format!("{p50:.1} s / {p99:.1} s"),
+        _ => "-".to_string(),
+    }
+}
+
+/// The `q` quantile (0 to 1) of `values`, by the nearest rank; `None` when there are none.
+fn quantile(values: &mut [u64], q: f64) -> Option<f64> {
+    values.sort_unstable();
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len().max(1));
+    values.get(rank - 1).map(|&v| v as f64 / 1000.0)
 }
 
 /// A block of a group, as the page shows it.
@@ -113,6 +146,8 @@ impl StatusBoard {
         let mut board = self.board.lock().expect("never poisoned");
         board.running_since = None;
         let c = &report.counts;
+        let backlog = report.backlog();
+        let mut lags: Vec<u64> = report.lags_millis().collect();
         board.runs.push_front(RunLine {
             run_id: report.run_id,
             started_at: report.started_at.clone(),
@@ -124,6 +159,13 @@ impl StatusBoard {
             failed: c.failed,
             held_back: c.held_back,
             bytes_copied: report.bytes_copied,
+            pending_blocks: backlog.blocks,
+            pending_bytes: backlog.bytes,
+            oldest_pending_seconds: backlog
+                .oldest_meta_modified
+                .map(|t| (Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0),
+            lag_p50_seconds: quantile(&mut lags, 0.5),
+            lag_p99_seconds: quantile(&mut lags, 0.99),
         });
         board.runs.truncate(HISTORY);
         board.last = Some(Arc::new(report.clone()));
@@ -312,11 +354,11 @@ pub fn html(status: &Status) -> String {
         }
         page.push_str("</table>");
     }
-    page.push_str("<h2>Last runs</h2><table><tr><th>run</th><th>started</th><th>seconds</th><th>result</th><th>replicated</th><th>already</th><th>covered</th><th>failed</th><th>held back</th><th>bytes</th></tr>");
+    page.push_str("<h2>Last runs</h2><table><tr><th>run</th><th>started</th><th>seconds</th><th>result</th><th>replicated</th><th>already</th><th>covered</th><th>failed</th><th>held back</th><th>bytes</th><th>backlog (blocks, bytes, oldest)</th><th>lag p50 / p99</th></tr>");
     for run in &status.runs {
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             run.run_id,
             escape(&run.started_at),
             run.duration_seconds,
@@ -326,7 +368,9 @@ pub fn html(status: &Status) -> String {
             run.covered,
             run.failed,
             run.held_back,
-            run.bytes_copied
+            run.bytes_copied,
+            backlog_cell(run),
+            lag_cell(run)
         );
     }
     page.push_str("</table><h2>Compaction groups, as the target compactor sees them</h2>");

@@ -49,7 +49,7 @@ pub use model::layout::{Layout, Tenants};
 pub use model::matcher::{parse_matchers, MatchOp, Matcher, MatcherError, Selector};
 pub use model::strategy::{Strategy, UnknownStrategy};
 pub use model::timespec::{format_duration, parse_duration, TimeOrDuration, TimeSpecError};
-pub use report::{BlockOutcome, Counts, Outcome, RunReport};
+pub use report::{Backlog, BlockOutcome, Counts, Outcome, RunReport};
 pub use telemetry::{
     ClusterProgress, CopyLabels, CopyMethod, EngineMetrics, ProcessProgress, Progress, RequestLabels, Side, Telemetry,
 };

@@ -29,6 +29,10 @@ pub enum Outcome {
         /// it, which the target compactor may already have planned around.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         late_behind: Option<String>,
+        /// The replication lag: milliseconds from its meta.json's appearance in the source (its
+        /// last-modified time) to its commit, where the source's listing gives that time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lag_millis: Option<u64>,
     },
     /// The target's meta.json was already byte-equal to the source's.
     AlreadyReplicated,
@@ -164,6 +168,25 @@ pub struct BlockOutcome {
     /// What happened to the block.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// Bytes of its objects but meta.json, where its plan is known: what a block still to copy
+    /// adds to the backlog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// When its meta.json appeared in the source (Unix milliseconds), where the listing says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_modified: Option<i64>,
+}
+
+/// The source blocks selected for replication that the target lacks after a run (failed, held
+/// back, or only planned): what the replication still owes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlog {
+    /// How many blocks.
+    pub blocks: u64,
+    /// Their bytes, where known.
+    pub bytes: u64,
+    /// The oldest of their meta.json files' appearance in the source (Unix milliseconds).
+    pub oldest_meta_modified: Option<i64>,
 }
 
 /// What reaches the collector: a block's outcome, or an error of the run as a whole.
@@ -179,9 +202,15 @@ pub enum Record {
 }
 
 impl Record {
-    /// The outcome of a block whose meta.json was read: with its group and time range.
+    /// The outcome of a block whose meta.json was read: with its group and time range, its size
+    /// and its meta.json's time.
     pub(crate) fn of_block(block: &SourceBlock, outcome: Outcome) -> Record {
-        Record::of_summary(&block.dir, &block.group, &block.summary, outcome)
+        let mut record = Record::of_summary(&block.dir, &block.group, &block.summary, outcome);
+        if let Record::Block(line) = &mut record {
+            line.bytes = (!block.objects.is_empty()).then(|| block.total_bytes());
+            line.meta_modified = block.meta_modified;
+        }
+        record
     }
 
     /// The outcome of block folder `dir` of `group`, whose meta.json says `summary`.
@@ -192,12 +221,22 @@ impl Record {
             min_time: Some(summary.min_time),
             max_time: Some(summary.max_time),
             outcome,
+            bytes: None,
+            meta_modified: None,
         })
     }
 
     /// The outcome of a block folder whose meta.json could not be used: its name alone.
     pub fn of_folder(dir: &str, outcome: Outcome) -> Record {
-        Record::Block(BlockOutcome { block: dir.to_string(), group: None, min_time: None, max_time: None, outcome })
+        Record::Block(BlockOutcome {
+            block: dir.to_string(),
+            group: None,
+            min_time: None,
+            max_time: None,
+            outcome,
+            bytes: None,
+            meta_modified: None,
+        })
     }
 }
 
@@ -300,7 +339,7 @@ impl RunReport {
         let c = &mut report.counts;
         for b in &report.blocks {
             match &b.outcome {
-                Outcome::Replicated { objects_copied, bytes_copied, objects_already_present, late_behind } => {
+                Outcome::Replicated { objects_copied, bytes_copied, objects_already_present, late_behind, .. } => {
                     c.replicated += 1;
                     c.late += u64::from(late_behind.is_some());
                     report.objects_copied += objects_copied;
@@ -346,6 +385,30 @@ impl RunReport {
     /// meta.json unreadable: the run could not tell what is safe), or the run itself hit an error.
     pub fn is_failure(&self) -> bool {
         self.counts.failed > 0 || !self.held_back_by_target.is_empty() || !self.errors.is_empty()
+    }
+
+    /// What the run leaves owed: the selected blocks the target still lacks.
+    pub fn backlog(&self) -> Backlog {
+        let mut backlog = Backlog::default();
+        let owed =
+            |o: &Outcome| matches!(o, Outcome::Failed { .. } | Outcome::HeldBack { .. } | Outcome::Planned { .. });
+        for block in self.blocks.iter().filter(|b| owed(&b.outcome)) {
+            backlog.blocks += 1;
+            backlog.bytes += block.bytes.unwrap_or_default();
+            backlog.oldest_meta_modified = match (backlog.oldest_meta_modified, block.meta_modified) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        backlog
+    }
+
+    /// The replication lag of each block committed in the run, in milliseconds, where known.
+    pub fn lags_millis(&self) -> impl Iterator<Item = u64> + '_ {
+        self.blocks.iter().filter_map(|b| match b.outcome {
+            Outcome::Replicated { lag_millis, .. } => lag_millis,
+            _ => None,
+        })
     }
 
     /// The outcome of each block by folder name, for tests and summaries.

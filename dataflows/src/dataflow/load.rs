@@ -126,6 +126,7 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<SourceBlock, Unloaded
     }
     match load_block(&*ctx.source, &dir, &folder, &ctx.grouping).await {
         Ok(mut block) => {
+            block.meta_modified = folder.meta.as_ref().and_then(|v| v.last_modified).map(|t| t.timestamp_millis());
             let settled = settled(ctx, request, &dir, &folder, &block.group, &block.summary, &block.markers).await;
             if let Some(validator) = folder.meta.filter(|_| ctx.remember_metas) {
                 ctx.source_metas.remember(request.run_id, &dir, validator, block.group.clone(), block.summary.clone());

@@ -62,6 +62,8 @@ mod tests {
             min_time: None,
             max_time: Some(10),
             outcome: Outcome::failed(Failure::new(FailureCause::Target, "gone")),
+            bytes: Some(7),
+            meta_modified: None,
         })
     }
 

@@ -135,6 +135,10 @@ pub struct SourceBlock {
     /// The run the block is copied in, once it is on its way to be copied.
     #[serde(default)]
     pub(crate) run: u64,
+    /// When its meta.json appeared in the source (the listing's last-modified time, Unix
+    /// milliseconds), where the listing says: what the replication lag is measured from.
+    #[serde(default)]
+    pub meta_modified: Option<i64>,
 }
 
 /// What a listing of the target's block folder said of an object: it spares the HEAD that would
@@ -201,6 +205,7 @@ impl SourceBlock {
             defect,
             late_behind: None,
             run: 0,
+            meta_modified: None,
         }
     }
 
@@ -283,6 +288,7 @@ impl SourceBlock {
             defect: None,
             late_behind: None,
             run: 0,
+            meta_modified: None,
         };
         block.with_defect(defect)
     }
