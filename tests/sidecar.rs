@@ -143,3 +143,54 @@ fn the_status_page_names_each_group_and_what_is_held_back_behind_what() {
     kill(&child, "-TERM");
     child.wait().unwrap();
 }
+
+/// The replication lag of each block committed, from its meta.json's appearance in the source,
+/// and the backlog the run leaves (a broken block fails and holds back two more of its group),
+/// on /metrics, /api/v1/status and the page. Then the block is repaired: the backlog empties.
+#[test]
+fn replication_lag_and_backlog_after_each_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, held, repair) = bucket_with_a_broken_block(&tmp.path().join("src"));
+    let (mut child, lines, address) = sidecar_after_one_run(tmp.path(), &["--interval", "2s"]);
+    let metric = |metrics: &str, name: &str| -> f64 {
+        let line =
+            metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (_, metrics) = http_get(&address, "/metrics");
+    // The three blocks of the other group committed, each with its lag.
+    assert_eq!(metric(&metrics, "bucketflow_replication_lag_seconds_count"), 3.0, "{metrics}");
+    assert_eq!(metric(&metrics, "bucketflow_pending_blocks"), 1.0 + held.len() as f64, "{metrics}");
+    let pending_bytes = metric(&metrics, "bucketflow_pending_bytes");
+    let held_bytes: u64 = held
+        .iter()
+        .flat_map(|b| files(&tmp.path().join("src").join(b)).into_iter())
+        .filter(|(p, _)| !p.ends_with("meta.json"))
+        .map(|(_, d)| d.len() as u64)
+        .sum();
+    // The broken block adds nothing: its plan failed, so what it would copy is unknown.
+    assert_eq!(pending_bytes, held_bytes as f64, "{metrics}");
+    assert!(metric(&metrics, "bucketflow_oldest_pending_seconds") > 0.0, "{metrics}");
+    let (_, json) = http_get(&address, "/api/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["runs"][0]["pending_blocks"], 3, "{status}");
+    assert!(status["runs"][0]["lag_p99_seconds"].as_f64().is_some(), "{status}");
+    assert!(http_get(&address, "/").1.contains("lag p50 / p99"));
+
+    repair();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        wait_for(&lines, "replication run finished", &mut seen);
+        let (_, metrics) = http_get(&address, "/metrics");
+        if metric(&metrics, "bucketflow_pending_blocks") == 0.0 {
+            assert_eq!(metric(&metrics, "bucketflow_pending_bytes"), 0.0);
+            assert_eq!(metric(&metrics, "bucketflow_oldest_pending_seconds"), 0.0);
+            assert_eq!(metric(&metrics, "bucketflow_replication_lag_seconds_count"), 6.0, "{metrics}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backlog never emptied: {metrics}");
+    }
+    kill(&child, "-TERM");
+    child.wait().unwrap();
+}
