@@ -84,5 +84,12 @@ def quantile(q):
         if cumulative >= rank:
             return le if le == float("inf") else lower + (le - lower) * (rank - below) / max(cumulative - below, 1e-9)
         lower, below = le, cumulative
-print(f"lag.sh: {count:.0f} blocks committed; lag p50 {quantile(0.5):.2f} s, p99 {quantile(0.99):.2f} s")
+print(f"lag.sh: {count:.0f} blocks committed; from the histogram's buckets: lag p50 {quantile(0.5):.2f} s, p99 {quantile(0.99):.2f} s")
+EOF
+# Each block's own lag, from the log's "block replicated" lines.
+python3 - "$work/bucketflow.log" <<'EOF'
+import math, re, sys
+lags = sorted(float(m.group(1)) for m in re.finditer(r"lag_seconds=Some\(([0-9.]+)\)", open(sys.argv[1]).read()))
+rank = lambda q: lags[max(1, math.ceil(q * len(lags))) - 1]
+print(f"lag.sh: from the log, {len(lags)} blocks: lag p50 {rank(0.5):.2f} s, p99 {rank(0.99):.2f} s, max {lags[-1]:.2f} s")
 EOF

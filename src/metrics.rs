@@ -54,8 +54,9 @@ const RUN_DURATION_BUCKETS: [f64; 14] =
 /// Replication lag, from a block's meta.json appearing in the source to its commit: seconds for
 /// a sidecar that keeps up, days for a bulk copy of an old bucket. The objective the alert holds
 /// it to (15 minutes, as S3 Replication Time Control's) falls on a bucket boundary.
-const LAG_BUCKETS: [f64; 16] = [
-    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 604800.0,
+const LAG_BUCKETS: [f64; 18] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
+    86400.0, 604800.0,
 ];
 
 fn lag_histogram() -> Histogram {

@@ -461,19 +461,24 @@ fn commit_record(epoch: Epoch, pending: &Pending, result: Result<Committed, Comm
         Ok(Committed::Written { repaired, repaired_bytes, .. }) => {
             let (objects_copied, bytes_copied, objects_already_present) = pending.copied();
             let late_behind = block.late_behind.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            let lag_millis = block.meta_modified.map(|appeared| now.saturating_sub(appeared).max(0) as u64);
+            // The lag in the log too, where the listing gave the source meta.json's time.
+            let lag_seconds = lag_millis.map(|ms| ms as f64 / 1000.0);
             match &late_behind {
                 Some(behind) => {
-                    tracing::warn!(block = %block.dir, group = %block.group, run = epoch, %behind, "block replicated late: the target showed a newer block of its group first")
+                    tracing::warn!(block = %block.dir, group = %block.group, run = epoch, %behind, ?lag_seconds, "block replicated late: the target showed a newer block of its group first")
                 }
-                None => tracing::info!(block = %block.dir, group = %block.group, run = epoch, "block replicated"),
+                None => {
+                    tracing::info!(block = %block.dir, group = %block.group, run = epoch, ?lag_seconds, "block replicated")
+                }
             }
-            let now = chrono::Utc::now().timestamp_millis();
             let outcome = Outcome::Replicated {
                 objects_copied: objects_copied + repaired,
                 bytes_copied: bytes_copied + repaired_bytes,
                 objects_already_present,
                 late_behind,
-                lag_millis: block.meta_modified.map(|appeared| now.saturating_sub(appeared).max(0) as u64),
+                lag_millis,
             };
             (Record::of_block(block, outcome), false)
         }
