@@ -22,19 +22,51 @@ pub struct Cli {
     pub command: Command,
 }
 
+const REPLICATE_EXAMPLES: &str = "Examples:
+  # A sidecar next to a store gateway: a run every minute, /metrics and the status page on :10902
+  bucketflow replicate --objstore.config-file source.yml --objstore-to.config-file target.yml
+
+  # One bulk copy between two buckets, as fast as the hardware allows
+  bucketflow replicate --from s3://old-bucket --to s3://new-bucket --single-run --concurrency 64
+
+  # A Mimir or Cortex bucket, tenant by tenant: the plan only
+  bucketflow replicate --from file:///data/mimir --to file:///backup/mimir --layout tenants --dry-run";
+
+const GEN_EXAMPLES: &str = "Examples:
+  # 40 groups of 500 tiny blocks (20,000 blocks) in a folder
+  bucketflow gen --to file:///tmp/bucket --groups 40 --blocks-per-group 500 --max-chunk-files 1";
+
+const BENCH_EXAMPLES: &str = "Examples:
+  # Every strategy at concurrency 4, 16 and 32 on simulated S3; a table and a chart in bench-results/
+  bucketflow bench
+
+  # Two real buckets instead
+  bucketflow bench --source-config source.yml --target-config target.yml --strategies grouped,serial";
+
+const VERIFY_EXAMPLES: &str = "Examples:
+  # Audit a target after a replication, as its compactor groups HA replicas
+  bucketflow verify --url s3://new-bucket --deduplication.replica-label replica
+
+  # Sizes only, no object read back, with the audit as JSON
+  bucketflow verify --objstore.config-file target.yml --skip-hashes --report-file audit.json";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replicate blocks from one bucket to another (a drop-in for `thanos tools bucket replicate`).
+    #[command(after_help = REPLICATE_EXAMPLES)]
     Replicate(Box<ReplicateArgs>),
     /// Write a synthetic Thanos bucket (compaction groups of consecutive blocks), for trials and
     /// benchmarks.
+    #[command(after_help = GEN_EXAMPLES)]
     Gen(GenArgs),
     /// Compare replication strategies at several concurrency levels on one synthetic bucket,
     /// between simulated S3 stores (by default) or real buckets; writes a table and a chart.
+    #[command(after_help = BENCH_EXAMPLES)]
     Bench(BenchArgs),
     /// Audit one bucket: every visible block complete (sizes and hashes that meta.json lists),
     /// partial uploads with their age, and each compaction group's time line with gaps and
     /// overlaps. Exits 1 when a visible block is incomplete.
+    #[command(after_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
     /// One benchmark run, in a process of its own so that its peak memory is its own.
     #[command(hide = true)]
@@ -215,210 +247,225 @@ pub struct BucketFlags {
 #[derive(Debug, Args)]
 pub struct ReplicateArgs {
     /// Path to the source bucket's Thanos objstore YAML.
-    #[arg(long = "objstore.config-file", value_name = "FILE")]
+    #[arg(help_heading = "Buckets", long = "objstore.config-file", value_name = "FILE")]
     pub source_config_file: Option<PathBuf>,
     /// The source bucket's Thanos objstore YAML, inline (instead of --objstore.config-file).
-    #[arg(long = "objstore.config", value_name = "YAML", conflicts_with = "source_config_file")]
+    #[arg(
+        help_heading = "Buckets",
+        long = "objstore.config",
+        value_name = "YAML",
+        conflicts_with = "source_config_file"
+    )]
     pub source_config: Option<String>,
     /// Path to the target bucket's Thanos objstore YAML.
-    #[arg(long = "objstore-to.config-file", value_name = "FILE")]
+    #[arg(help_heading = "Buckets", long = "objstore-to.config-file", value_name = "FILE")]
     pub target_config_file: Option<PathBuf>,
     /// The target bucket's Thanos objstore YAML, inline (instead of --objstore-to.config-file).
-    #[arg(long = "objstore-to.config", value_name = "YAML", conflicts_with = "target_config_file")]
+    #[arg(
+        help_heading = "Buckets",
+        long = "objstore-to.config",
+        value_name = "YAML",
+        conflicts_with = "target_config_file"
+    )]
     pub target_config: Option<String>,
     /// Source bucket as a URL (file:///dir, s3://bucket/prefix, gs://, az://, memory://) with
     /// object_store options as query parameters, instead of the YAML flags.
-    #[arg(long = "from", value_name = "URL", conflicts_with_all = ["source_config_file", "source_config"])]
+    #[arg(help_heading = "Buckets", long = "from", value_name = "URL", conflicts_with_all = ["source_config_file", "source_config"])]
     pub from: Option<String>,
     /// Target bucket as a URL, instead of the YAML flags.
-    #[arg(long = "to", value_name = "URL", conflicts_with_all = ["target_config_file", "target_config"])]
+    #[arg(help_heading = "Buckets", long = "to", value_name = "URL", conflicts_with_all = ["target_config_file", "target_config"])]
     pub to: Option<String>,
 
     /// Only blocks with these resolutions are replicated (repeated).
-    #[arg(long = "resolution", value_name = "DURATION", value_parser = parse_duration_flag, default_values = ["0s", "5m", "1h"])]
+    #[arg(help_heading = "Selection", long = "resolution", value_name = "DURATION", value_parser = parse_duration_flag, default_values = ["0s", "5m", "1h"])]
     pub resolutions: Vec<Duration>,
     /// Only blocks with at least this compaction level are replicated.
-    #[arg(long = "compaction-min", default_value_t = 1)]
+    #[arg(help_heading = "Selection", long = "compaction-min", default_value_t = 1)]
     pub compaction_min: i64,
     /// Only blocks up to this compaction level are replicated.
-    #[arg(long = "compaction-max", default_value_t = 4)]
+    #[arg(help_heading = "Selection", long = "compaction-max", default_value_t = 4)]
     pub compaction_max: i64,
     /// Only blocks with these compaction levels are replicated (repeated; overrides min and max).
-    #[arg(long = "compaction", value_name = "LEVEL")]
+    #[arg(help_heading = "Selection", long = "compaction", value_name = "LEVEL")]
     pub compaction: Vec<i64>,
     /// Blocks whose external labels match this selector are replicated (repeated; all must match).
     /// Prometheus matcher syntax: key="value" or {a="b",c=~"x.*"}, with = != =~ !~.
-    #[arg(long = "matcher", value_name = "MATCHER")]
+    #[arg(help_heading = "Selection", long = "matcher", value_name = "MATCHER")]
     pub matchers: Vec<String>,
     /// Run once and exit, instead of replicating every --interval.
-    #[arg(long = "single-run")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "single-run")]
     pub single_run: bool,
     /// Replicate only these blocks (repeated); other filters are ignored; implies --single-run.
-    #[arg(long = "id", value_name = "ULID")]
+    #[arg(help_heading = "Selection", long = "id", value_name = "ULID")]
     pub ids: Vec<Ulid>,
     /// Replicate only blocks that end at or after this time: RFC3339 or a duration relative to now (-2w).
-    #[arg(long = "min-time", value_name = "TIME", allow_hyphen_values = true)]
+    #[arg(help_heading = "Selection", long = "min-time", value_name = "TIME", allow_hyphen_values = true)]
     pub min_time: Option<TimeOrDuration>,
     /// Replicate only blocks that start at or before this time: RFC3339 or a duration relative to now.
-    #[arg(long = "max-time", value_name = "TIME", allow_hyphen_values = true)]
+    #[arg(help_heading = "Selection", long = "max-time", value_name = "TIME", allow_hyphen_values = true)]
     pub max_time: Option<TimeOrDuration>,
     /// Do not replicate blocks that have a deletion mark.
-    #[arg(long = "ignore-marked-for-deletion")]
+    #[arg(help_heading = "Selection", long = "ignore-marked-for-deletion")]
     pub ignore_marked_for_deletion: bool,
     /// A label the target's compactor strips before grouping blocks (its own
     /// --deduplication.replica-label; repeated): both replicas of an HA pair are then one group,
     /// ordered as one. The target compactor then also compacts vertically.
-    #[arg(long = "deduplication.replica-label", value_name = "LABEL")]
+    #[arg(help_heading = "The target compactor", long = "deduplication.replica-label", value_name = "LABEL")]
     pub replica_labels: Vec<String>,
     /// The target's compactor runs with --compact.enable-vertical-compaction: a block that
     /// overlaps a target block of its group is replicated rather than refused.
-    #[arg(long = "target.vertical-compaction")]
+    #[arg(help_heading = "The target compactor", long = "target.vertical-compaction")]
     pub target_vertical_compaction: bool,
     /// The longest time from the start of a block's re-check in the target to the meta.json
     /// write that relies on it; a block whose turn comes later is re-checked again first. A
     /// target compactor deletes a folder without meta.json once its ULID is older than its
     /// partial-upload threshold (a mirrored block's is, from its first object on): the shorter
     /// this, the narrower the window in which a block it cleaned could be made visible.
-    #[arg(long = "recheck.max-age", value_name = "DURATION", value_parser = parse_duration_flag, default_value = "1s")]
+    #[arg(help_heading = "The target compactor", long = "recheck.max-age", value_name = "DURATION", value_parser = parse_duration_flag, default_value = "1s")]
     pub recheck_max_age: Duration,
     /// Leave this block out entirely (repeated), without holding back the newer blocks of its
     /// group: for a broken source block that should not stop its group.
-    #[arg(long = "exclude-block", value_name = "ULID")]
+    #[arg(help_heading = "Selection", long = "exclude-block", value_name = "ULID")]
     pub exclude_blocks: Vec<Ulid>,
     /// Keep the source's and the target's block metas in this folder across restarts, so that a
     /// restarted sidecar or a single run from cron reads only the meta.json files it has not
     /// seen (Thanos's meta-syncer folder does this).
-    #[arg(long = "cache-dir", value_name = "DIR")]
+    #[arg(help_heading = "Copying", long = "cache-dir", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// Listen address for HTTP (metrics and probes); port 0 picks a free port.
-    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: SocketAddr,
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(help_heading = "Logging", long = "log.level", value_enum, default_value = "info")]
     pub log_level: LogLevel,
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(help_heading = "Logging", long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
     /// How long the HTTP server waits for requests in flight when the process stops, as in
     /// Thanos: it stops accepting connections at once.
-    #[arg(long = "http-grace-period", value_parser = parse_duration_flag, default_value = "2m")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "http-grace-period", value_parser = parse_duration_flag, default_value = "2m")]
     pub http_grace_period: Duration,
     /// TLS and basic auth for every HTTP endpoint, in the web configuration format of Prometheus
     /// and Thanos (tls_server_config, http_server_config.headers, basic_auth_users with bcrypt
     /// hashes). A field bucketflow cannot honour is refused by name, never ignored.
-    #[arg(long = "http.config", value_name = "FILE")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "http.config", value_name = "FILE")]
     pub http_config: Option<PathBuf>,
     /// Thanos's tracing configuration (YAML). bucketflow exports no traces: an empty
     /// configuration is accepted, a non-empty one refused rather than ignored.
-    #[arg(long = "tracing.config", value_name = "YAML", conflicts_with = "tracing_config_file")]
+    #[arg(
+        help_heading = "Runs, sidecar and HTTP",
+        long = "tracing.config",
+        value_name = "YAML",
+        conflicts_with = "tracing_config_file"
+    )]
     pub tracing_config: Option<String>,
     /// Thanos's tracing configuration file; as --tracing.config.
-    #[arg(long = "tracing.config-file", value_name = "FILE")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "tracing.config-file", value_name = "FILE")]
     pub tracing_config_file: Option<PathBuf>,
     /// Thanos's Go runtime memory limit. Meaningless for bucketflow, which is not a Go program:
     /// accepted so that a Thanos command line runs unchanged, and ignored.
-    #[arg(long = "enable-auto-gomemlimit")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "enable-auto-gomemlimit")]
     pub enable_auto_gomemlimit: bool,
     /// Thanos's Go runtime memory limit ratio; as --enable-auto-gomemlimit, accepted and ignored.
-    #[arg(long = "auto-gomemlimit.ratio", default_value_t = 0.9)]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "auto-gomemlimit.ratio", default_value_t = 0.9)]
     pub auto_gomemlimit_ratio: f64,
 
     /// Objects in flight across the process; besides, as many re-checks before meta.json writes
     /// (a HEAD each, or a block's two folder listings).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Copying", long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
     /// Timely worker threads (default: the number of cores).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Copying", long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
     /// Threads for a folder bucket's file calls (default: twice the cores, at least 4). Raise it
     /// for a network file system, whose calls wait on the network rather than use the CPU.
-    #[arg(long = "io-threads", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Copying", long = "io-threads", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub io_threads: Option<u32>,
     /// Multipart part size in bytes, from 5 MiB (S3's smallest part) to 5 GiB; with
     /// --concurrency it bounds the memory used by copies.
-    #[arg(long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024))]
+    #[arg(help_heading = "Copying", long = "part-size", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024))]
     pub part_size: u64,
     /// Server-side copies: `auto` lets the provider copy objects itself when both buckets are on
     /// one provider endpoint (one S3 endpoint and region, one GCS endpoint, one Azure account, or
     /// one bucket under two prefixes), and
     /// streams every object once the provider refuses one (AccessDenied); `never` streams every
     /// object through bucketflow.
-    #[arg(long = "server-side-copy", value_enum, default_value = "auto")]
+    #[arg(help_heading = "Copying", long = "server-side-copy", value_enum, default_value = "auto")]
     pub server_side_copy: ServerSideCopyFlag,
     /// Retries of a failed request or object copy (transient failures only: 5xx, throttling,
     /// timeouts, resets, bodies damaged in transit); a missing or forbidden object fails its
     /// block at once.
-    #[arg(long, default_value_t = 10)]
+    #[arg(help_heading = "Copying", long, default_value_t = 10)]
     pub retries: usize,
     /// How long one request or object copy may keep retrying.
-    #[arg(long = "retry-timeout", value_parser = parse_duration_flag, default_value = "3m")]
+    #[arg(help_heading = "Copying", long = "retry-timeout", value_parser = parse_duration_flag, default_value = "3m")]
     pub retry_timeout: Duration,
     /// After SIGINT or SIGTERM, how long copies in flight may take to finish before the process
     /// exits anyway (no meta.json is ever written for an incomplete block).
-    #[arg(long = "grace-period", value_parser = parse_duration_flag, default_value = "30s")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "grace-period", value_parser = parse_duration_flag, default_value = "30s")]
     pub grace_period: Duration,
     /// Copies objects above this many bytes server-side in parts (5 MiB at least) rather than
     /// with one request, as above 5 GiB (for tests, which have no 5 GiB objects).
-    #[arg(long = "debug.multipart-copy-above", value_name = "BYTES", hide = true)]
+    #[arg(help_heading = "Copying", long = "debug.multipart-copy-above", value_name = "BYTES", hide = true)]
     pub debug_multipart_copy_above: Option<u64>,
     /// Adds this latency to every request to either bucket (for demonstrations and tests).
-    #[arg(long = "debug.latency", value_parser = parse_duration_flag, hide = true)]
+    #[arg(help_heading = "Copying", long = "debug.latency", value_parser = parse_duration_flag, hide = true)]
     pub debug_latency: Option<Duration>,
     /// Period of continuous replication.
-    #[arg(long, value_parser = parse_duration_flag, default_value = "1m")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long, value_parser = parse_duration_flag, default_value = "1m")]
     pub interval: Duration,
     /// Print what would be replicated; write nothing. Implies a single run.
-    #[arg(long = "dry-run")]
+    #[arg(help_heading = "Copying", long = "dry-run")]
     pub dry_run: bool,
     /// Replication strategy: grouped (safe, concurrent), serial (Thanos's behaviour), unordered
     /// (unsafe; for benchmarks).
-    #[arg(long, default_value = "grouped", value_parser = parse_strategy)]
+    #[arg(help_heading = "Copying", long, default_value = "grouped", value_parser = parse_strategy)]
     pub strategy: Strategy,
     /// Write each run's report as JSON to this file (process 0 of a cluster).
-    #[arg(long = "report-file", value_name = "PATH")]
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
     /// Also replicate no-compact-mark.json, no-downsample-mark.json and deletion-mark.json, written
     /// before the block's meta.json, or onto a block already replicated as soon as the source has
     /// them, so that the target's compactor follows the source's marks and retention (a deletion
     /// mark written by move mode is never copied).
-    #[arg(long = "copy-markers")]
+    #[arg(help_heading = "Copying", long = "copy-markers")]
     pub copy_markers: bool,
 
     /// Where the source's blocks are: `thanos` (at the root) or `tenants` (Mimir, Cortex:
     /// `<tenant>/<ULID>/`, each tenant committed in time order as one queue).
-    #[arg(long, value_enum, default_value = "thanos")]
+    #[arg(help_heading = "Buckets", long, value_enum, default_value = "thanos")]
     pub layout: LayoutFlag,
     /// With --layout tenants: only these tenants (comma-separated or repeated).
-    #[arg(long = "enabled-tenants", value_name = "TENANT", value_delimiter = ',')]
+    #[arg(help_heading = "Buckets", long = "enabled-tenants", value_name = "TENANT", value_delimiter = ',')]
     pub enabled_tenants: Vec<String>,
     /// With --layout tenants: never these tenants (comma-separated or repeated).
-    #[arg(long = "disabled-tenants", value_name = "TENANT", value_delimiter = ',')]
+    #[arg(help_heading = "Buckets", long = "disabled-tenants", value_name = "TENANT", value_delimiter = ',')]
     pub disabled_tenants: Vec<String>,
     /// With --layout tenants: write tenant SRC under the name DST in the target (repeated).
-    #[arg(long = "tenant-mapping", value_name = "SRC=DST")]
+    #[arg(help_heading = "Buckets", long = "tenant-mapping", value_name = "SRC=DST")]
     pub tenant_mapping: Vec<String>,
 
     /// Move mode: once a block is in the target and its objects verified, write a Thanos
     /// deletion-mark.json into the source block, for the source's compactor to delete it after
     /// its delete delay. The only write bucketflow ever makes to a source.
-    #[arg(long = "mark-source-for-deletion")]
+    #[arg(help_heading = "Copying", long = "mark-source-for-deletion")]
     pub mark_source_for_deletion: bool,
 
     /// Bytes per second for the whole process, e.g. 50MiB/s: one rate for source reads and target
     /// writes alike, or READ:WRITE (either may be `off`). Server-side copies are not limited.
-    #[arg(long = "bwlimit", value_name = "RATE", value_parser = parse_bwlimit)]
+    #[arg(help_heading = "Copying", long = "bwlimit", value_name = "RATE", value_parser = parse_bwlimit)]
     pub bwlimit: Option<BandwidthLimit>,
 
     /// Processes in a timely cluster that share one replication; start each with the same flags
     /// but its own --process.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Cluster", long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub processes: u32,
     /// This process's index in the cluster, from 0; process 0 starts the runs and writes the report.
-    #[arg(long, default_value_t = 0)]
+    #[arg(help_heading = "Cluster", long, default_value_t = 0)]
     pub process: u32,
     /// The cluster's addresses, one host:port a line in process order (default: 127.0.0.1 from
     /// port 2101 up).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Cluster", long, value_name = "FILE")]
     pub hostfile: Option<PathBuf>,
 }
 
