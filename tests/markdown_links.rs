@@ -1,0 +1,110 @@
+//! Every link between the repository's Markdown files resolves: a relative link names a file or
+//! folder that exists, and a `#anchor` into a Markdown file names one of its headings (as GitHub
+//! makes anchors of them). Links to the web are not followed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The Markdown files of the repository, build output and fetched copies aside.
+fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if path.is_dir() {
+            if !["target", ".git", "corpus", "artifacts", "logs", "node_modules"].contains(&name.as_str()) {
+                markdown_files(&path, out);
+            }
+        } else if name.ends_with(".md") {
+            out.push(path);
+        }
+    }
+}
+
+/// The targets of the inline links `[text](target)` of a Markdown text, outside code blocks.
+fn links(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            found.push(after[..end].split_whitespace().next().unwrap_or_default().to_string());
+            rest = &after[end..];
+        }
+    }
+    found
+}
+
+/// The anchors GitHub makes of a Markdown text's headings: lower case, spaces to hyphens, and
+/// every other character but letters, digits, `-` and `_` dropped.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim().to_lowercase();
+        let slug: String = title
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        out.insert(slug);
+    }
+    out
+}
+
+#[test]
+fn every_link_between_markdown_files_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    markdown_files(root, &mut files);
+    assert!(files.len() > 3, "the repository's Markdown files: {files:?}");
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for link in links(&text) {
+            if link.contains("://") || link.starts_with("mailto:") || link.is_empty() {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = link.split_once('#').map_or((link.as_str(), None), |(p, a)| (p, Some(a)));
+            let target = if path.is_empty() { file.clone() } else { file.parent().unwrap().join(path) };
+            if !target.exists() {
+                broken.push(format!("{}: {link} (no such file)", file.strip_prefix(root).unwrap().display()));
+                continue;
+            }
+            if let Some(anchor) = anchor.filter(|_| target.extension().is_some_and(|e| e == "md")) {
+                if !anchors(&std::fs::read_to_string(&target).unwrap()).contains(anchor) {
+                    broken.push(format!("{}: {link} (no such heading)", file.strip_prefix(root).unwrap().display()));
+                }
+            }
+        }
+    }
+    assert!(checked >= 5, "links checked: {checked}");
+    assert_eq!(broken, Vec::<String>::new(), "broken links");
+}
+
+#[test]
+fn a_broken_link_is_found() {
+    let text = "# A title, with words\n[ok](#a-title-with-words) [code](x)\n```\n[not](a link)\n```\n";
+    assert_eq!(links(text), ["#a-title-with-words", "x"]);
+    assert!(anchors(text).contains("a-title-with-words"));
+    assert!(anchors("### The re-check's freshness").contains("the-re-checks-freshness"));
+}
