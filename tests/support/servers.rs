@@ -1,5 +1,5 @@
 //! Real object-store servers on 127.0.0.1 for integration tests, started and stopped by the test
-//! itself: s3s-fs and moto (S3), azurite (Azure Blob).
+//! itself: s3s-fs and moto (S3), azurite (Azure Blob), fake-gcs-server (GCS).
 //!
 //! Reached through `mod support;` as `support::servers`. Install the tools with
 //! `.ci/install-test-servers.sh`. A missing tool makes the constructor print
@@ -193,6 +193,27 @@ pub fn azurite(containers: &[&str]) -> Option<Server> {
 
 /// A real Prometheus (Debian's package) on 127.0.0.1 with `config` as its configuration; rule
 /// files it names must be absolute paths.
+/// fake-gcs-server (the GCS emulator), serving the buckets that `seed` writes as folders under
+/// the directory it is given (each folder a bucket, each file an object; read once, at start),
+/// in memory, over plain HTTP. Its XML API serves object_store's reads (GET, ranged GET, HEAD,
+/// listings) and deletes; it refuses object_store's writes (`400 invalid uploadType`).
+pub fn fake_gcs(seed: impl Fn(&Path)) -> Option<Server> {
+    let exe = tool("fake-gcs-server", &["-help"])?;
+    Some(start("fake-gcs-server", |dir, port| {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        seed(&data);
+        let public = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(&exe);
+        cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
+            // Requests must name this host exactly, as object_store's do with its base URL.
+            .args(["-public-host", &public, "-external-url", &format!("http://{public}")])
+            .args(["-backend", "memory", "-log-level", "warn", "-data"])
+            .arg(&data);
+        (cmd, data)
+    }))
+}
+
 pub fn prometheus(config: &str) -> Option<Server> {
     let exe = tool("prometheus", &["--version"])?;
     Some(start("prometheus", |dir, port| {
