@@ -108,3 +108,23 @@ fn a_broken_link_is_found() {
     assert!(anchors(text).contains("a-title-with-words"));
     assert!(anchors("### The re-check's freshness").contains("the-re-checks-freshness"));
 }
+
+/// The dataflow's picture in the README and the architecture page is the one in the code's own
+/// doc (`dataflows/src/dataflow/mod.rs`), which `build` follows.
+#[test]
+fn the_dataflow_is_drawn_as_the_code_draws_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let code = std::fs::read_to_string(root.join("dataflows/src/dataflow/mod.rs")).unwrap();
+    let doc: Vec<&str> =
+        code.lines().filter_map(|l| l.strip_prefix("//!")).map(|l| l.strip_prefix(' ').unwrap_or(l)).collect();
+    let start = doc.iter().position(|l| *l == "```text").expect("a text diagram in the doc") + 1;
+    let end = start + doc[start..].iter().position(|l| *l == "```").unwrap();
+    let picture = doc[start..end].join("\n");
+    for page in ["README.md", "docs/architecture.md"] {
+        let text = std::fs::read_to_string(root.join(page)).unwrap();
+        assert!(
+            text.contains(&picture),
+            "{page} does not draw the dataflow as dataflows/src/dataflow/mod.rs does:\n{picture}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
-//! Stage 5, commit: blocks join their commit queues, and each queue writes its blocks' meta.json
-//! in order once their objects are copied. A dry run stops short of it, with a plan.
+//! Stage 6, commit: each commit queue writes its blocks' meta.json in order once their objects
+//! are copied (the operator, `operators::ordered_commit`). A dry run stops short of it, with a
+//! plan.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,27 +13,6 @@ use super::operators::{commit_inputs, CommitBlock, CommitPolicy, Completion, Ord
 use super::Stream;
 use crate::model::block::SourceBlock;
 use crate::report::{Outcome, Record};
-
-/// Each block to copy joins the commit queue its strategy gives it (counted for progress).
-pub(crate) fn enqueue<'scope>(
-    blocks: Stream<'scope, SourceBlock>,
-    ctx: &Arc<Context>,
-) -> Stream<'scope, Arc<CommitBlock>> {
-    let (strategy, layout, held_back) = (ctx.strategy, ctx.layout.clone(), ctx.held_back.clone());
-    let progress = ctx.copier.telemetry.progress.clone();
-    blocks.map(move |block| {
-        progress.blocks_total.fetch_add(1, Ordering::Relaxed);
-        progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
-        let queue = strategy.partition_key(&block, &layout);
-        if block.defect.is_some() && strategy.ordered_commit() {
-            // It will fail in its place, holding back the later blocks of its queue: their
-            // copies not started yet need not be made.
-            held_back.fail(block.run, &queue, block.order_key());
-        }
-        // Shared by the copy stage and the commit, which both hold it until its copies end.
-        Arc::new(CommitBlock { queue, block })
-    })
-}
 
 /// Commits each queue's blocks in order once their `completions` are in; a barrier holds back
 /// its queue (or all). Every block yields one record.

@@ -1,4 +1,4 @@
-//! Stage 4, copy: every object of every block to copy, spread over the workers by path.
+//! Stage 5, copy: every object of every block to copy, spread over the workers by path.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Stage 6, mark (move mode only): a block safe in the target gets a deletion mark in the source.
+//! Stage 7, mark (move mode only): a block safe in the target gets a deletion mark in the source.
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@
 //!
 //! One function per stage, in the order a block meets them; [`build`] wires them:
 //! [`list`](list::list), [`load`](load::load) (which also applies the run's filters, and runs
-//! [`check_target`](check_target::check_target) in each block's task), [`enqueue`](commit::enqueue),
+//! [`check_target`](check_target::check_target) in each block's task), [`enqueue`](enqueue::enqueue),
 //! [`copy`](copy::copy), [`commit`](commit::commit) (or [`plan`](commit::plan) in a dry run),
 //! [`mark`](mark::mark). Each takes streams and the shared [`Context`] and returns streams.
 //! The operators they are made of are in [`operators`], one a file; [`engine`] runs the graph
@@ -22,6 +22,7 @@ mod commit;
 mod context;
 mod copy;
 pub(crate) mod engine;
+mod enqueue;
 mod handshake;
 mod held_back;
 mod list;
@@ -75,7 +76,7 @@ pub(crate) fn build<'scope>(
     let outcomes = if ctx.dry_run {
         commit::plan(to_copy)
     } else {
-        let queued = commit::enqueue(to_copy, &ctx);
+        let queued = enqueue::enqueue(to_copy, &ctx);
         let completions = copy::copy(queued.clone(), &ctx);
         commit::commit(queued, loaded.barriers, completions, &ctx)
     };

@@ -3,11 +3,11 @@
 
 mod async_flat_map;
 mod collect;
-mod commit;
+mod ordered_commit;
 mod share_progress;
 mod tasks;
 
 pub(crate) use async_flat_map::AsyncFlatMap;
 pub(crate) use collect::CollectRuns;
-pub(crate) use commit::{commit_inputs, CommitBlock, CommitPolicy, Completion, OrderedCommit};
+pub(crate) use ordered_commit::{commit_inputs, CommitBlock, CommitPolicy, Completion, OrderedCommit};
 pub(crate) use share_progress::{ShareProgress, Sharing};
