@@ -22,7 +22,7 @@ pub(crate) fn enqueue<'scope>(
     blocks.map(move |block| {
         progress.blocks_total.fetch_add(1, Ordering::Relaxed);
         progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
-        let queue = strategy.partition_key(&block, &layout);
+        let queue = strategy.queue_of(&block, &layout);
         if block.defect.is_some() && strategy.ordered_commit() {
             // It will fail in its place, holding back the later blocks of its queue: their
             // copies not started yet need not be made.

@@ -35,7 +35,7 @@ impl Strategy {
 
     /// The commit queue a block joins. One worker owns each queue. In a tenants bucket, a
     /// tenant's blocks commit in time order across its label sets (see [`Layout::Tenants`]).
-    pub fn partition_key(self, block: &SourceBlock, layout: &Layout) -> String {
+    pub fn queue_of(self, block: &SourceBlock, layout: &Layout) -> String {
         match self {
             Strategy::Grouped => match layout {
                 Layout::Thanos => block.group.clone(),

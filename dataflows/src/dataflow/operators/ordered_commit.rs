@@ -30,7 +30,8 @@ use crate::model::held_meta::MetaBudget;
 use crate::model::meta::{digest_of, META_FILENAME};
 use crate::report::{Outcome, Record};
 
-/// A block on its way to the commit, with the queue (partition key) it belongs to.
+/// A block on its way to the commit, with the commit queue it belongs to (its key: a group, a
+/// tenant, or the one serial queue; see `Strategy::queue_of`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CommitBlock {
     pub queue: String,
