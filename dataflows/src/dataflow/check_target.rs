@@ -3,12 +3,12 @@
 //! task of each block, not an operator of its own.
 
 use super::context::Context;
+use super::settle::already_replicated;
 use super::RunRequest;
-use crate::bucket::copy::Copier;
-use crate::bucket::target::{TargetFolder, Verdict};
-use crate::model::block::{Seen, SourceBlock};
+use crate::bucket::target::Verdict;
+use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
-use crate::model::markers::{is_marker, DELETION_MARK};
+use crate::model::markers::DELETION_MARK;
 use crate::report::{Outcome, Record};
 
 /// Judges a planned block against the target: a block to copy, or the record of one that goes no
@@ -101,18 +101,4 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
     // What the target holds of the block already, from the run's listing: no request per block.
     let listing = folder.map(|f| f.listing()).unwrap_or_default();
     Ok(SourceBlock { target_listing: Some(listing), ..block })
-}
-
-/// The outcome of a block already visible in the target. Marks added to the source block since
-/// it was replicated are copied now (when marks are copied at all, they are among its objects):
-/// the block is visible already, so no order is at stake.
-async fn already_replicated(copier: &Copier, block: &SourceBlock, folder: &TargetFolder<'_>) -> Outcome {
-    let listing = folder.listing();
-    for spec in block.objects.iter().filter(|o| is_marker(&o.rel_path)) {
-        let seen = Seen::of(Some(&listing), &spec.rel_path);
-        if let Err(e) = copier.ensure_seen(&block.path(&spec.rel_path), spec, seen).await {
-            return Outcome::failed(e.failure());
-        }
-    }
-    Outcome::AlreadyReplicated
 }

@@ -18,13 +18,11 @@ use super::check_target::check_target;
 use super::context::Context;
 use super::list::Listed;
 use super::operators::AsyncFlatMap;
-use super::{route, RunRequest, Stream};
-use crate::bucket::inventory::Folder;
+use super::settle::{settled, settled_from_memory};
+use super::{route, Stream};
 use crate::bucket::read::{load_block, Unusable};
 use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
-use crate::model::markers::{is_marker, Markers};
-use crate::model::meta::MetaSummary;
 use crate::report::{Outcome, Record};
 
 /// What loading a run's block folders gives.
@@ -166,40 +164,4 @@ async fn load_one(ctx: &Context, listed: Listed) -> Result<SourceBlock, Unloaded
             Err(Unloaded::Barrier { dir, cause: FailureCause::Source, error, queue })
         }
     }
-}
-
-/// The outcome of a block this process read before and whose meta.json is the same version (the
-/// listing's size and ETag), when that outcome needs no request. `None` sends it the full way.
-async fn settled_from_memory(ctx: &Context, request: RunRequest, dir: &str, folder: &Folder) -> Option<Record> {
-    let (group, summary) = ctx.source_metas.get(request.run_id, dir, folder.meta.as_ref()?)?;
-    // A deletion mark's time is in the mark: the full way reads it.
-    if folder.deletion_marked() && ctx.filter.ignore_marked_for_deletion {
-        return None;
-    }
-    settled(ctx, request, dir, folder, &group, &summary, &Markers::default()).await
-}
-
-/// The outcome of a block whose meta.json says `summary`, when it goes no further than this: the
-/// filters leave it out, or the target holds its meta.json already, byte for byte (and its marks,
-/// when marks are copied). `None` when it has work to do.
-async fn settled(
-    ctx: &Context,
-    request: RunRequest,
-    dir: &str,
-    folder: &Folder,
-    group: &str,
-    summary: &MetaSummary,
-    markers: &Markers,
-) -> Option<Record> {
-    let record = |outcome| Record::of_summary(dir, group, summary, outcome);
-    if let Err((rule, reason)) = ctx.filter.check(summary, markers, request.now_millis) {
-        return Some(record(Outcome::Filtered { reason, rule }));
-    }
-    // Marks to copy need the block's plan: the full way copies them.
-    if ctx.copy_markers && folder.objects.iter().any(|(rel, _, _)| is_marker(rel)) {
-        return None;
-    }
-    let view = ctx.target_index.view(request.run_id).await.ok()?;
-    let in_target = view.folder(dir)?;
-    (in_target.meta_digest == Some(summary.digest)).then(|| record(Outcome::AlreadyReplicated))
 }

@@ -29,6 +29,7 @@ mod list;
 mod load;
 mod mark;
 pub(crate) mod operators;
+mod settle;
 pub(crate) mod wire;
 
 use std::sync::Arc;
