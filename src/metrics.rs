@@ -259,9 +259,7 @@ impl RunMetrics {
             let backlog = report.backlog();
             self.pending_blocks.set(backlog.blocks as i64);
             self.pending_bytes.set(backlog.bytes as i64);
-            let now = chrono::Utc::now().timestamp_millis();
-            let oldest = backlog.oldest_meta_modified.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-            self.oldest_pending.set(oldest);
+            self.oldest_pending.set(backlog.oldest_age_seconds().unwrap_or(0.0));
         }
         self.blocks_replicated.inc_by(report.counts.replicated);
         self.objects_replicated.inc_by(report.objects_copied);

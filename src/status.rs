@@ -161,9 +161,7 @@ impl StatusBoard {
             bytes_copied: report.bytes_copied,
             pending_blocks: backlog.blocks,
             pending_bytes: backlog.bytes,
-            oldest_pending_seconds: backlog
-                .oldest_meta_modified
-                .map(|t| (Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0),
+            oldest_pending_seconds: backlog.oldest_age_seconds(),
             lag_p50_seconds: quantile(&mut lags, 0.5),
             lag_p99_seconds: quantile(&mut lags, 0.99),
         });

@@ -189,6 +189,14 @@ pub struct Backlog {
     pub oldest_meta_modified: Option<i64>,
 }
 
+impl Backlog {
+    /// How long ago the oldest of the blocks appeared in the source, in seconds, where known.
+    pub fn oldest_age_seconds(&self) -> Option<f64> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.oldest_meta_modified.map(|t| (now - t).max(0) as f64 / 1000.0)
+    }
+}
+
 /// What reaches the collector: a block's outcome, or an error of the run as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {

@@ -24,10 +24,11 @@ use super::inventory::{take_inventory, Inventory, Side, Validator};
 use super::meta_cache::CacheFile;
 use super::read::read_meta_bytes;
 use crate::model::block::{SourceBlock, TargetListing};
-use crate::model::failure::error_chain;
+use crate::model::failure::{error_chain, Failure, FailureCause};
 use crate::model::group::Grouping;
 use crate::model::layout::{block_id, tenant_of, Layout};
 use crate::model::meta::{parse_meta, MetaError, MetaSummary};
+use crate::report::Outcome;
 
 /// A visible target block, as far as judging source blocks needs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,6 +74,48 @@ pub(crate) enum Verdict {
     /// Older than the newest visible block of its group, overlapping nothing: the compactor may
     /// already have planned around the gap it fills.
     Late { behind: String },
+}
+
+impl Verdict {
+    /// The outcome of `block` when this verdict refuses it (covered, or overlapping), logged, with
+    /// what was copied of it already; `None` when it goes on. `earlier_in_run`: the block it meets
+    /// was committed earlier in run `run`, rather than listed in the target at its start.
+    pub(crate) fn refusal(
+        &self,
+        block: &SourceBlock,
+        run: u64,
+        earlier_in_run: bool,
+        (objects_copied, bytes_copied): (u64, u64),
+    ) -> Option<Outcome> {
+        let (dir, group) = (&block.dir, &block.group);
+        match self {
+            Verdict::Fresh | Verdict::Late { .. } => None,
+            Verdict::Covered { by } => {
+                let why = match earlier_in_run {
+                    true => "not committed: a block committed before it in this run holds it",
+                    false => "not copied: the target compacted it into another block",
+                };
+                tracing::info!(block = %dir, group = %group, run, covered_by = %by, "{why}");
+                Some(Outcome::Covered { by: by.clone() })
+            }
+            Verdict::Overlaps { with, min_time, max_time } => {
+                let whose = match earlier_in_run {
+                    true => {
+                        format!("block {with} [{min_time}, {max_time}) of its group, committed before it in this run,")
+                    }
+                    false => format!("target block {with} [{min_time}, {max_time}) of its group,"),
+                };
+                let error = format!(
+                    "[{}, {}) overlaps {whose} and neither holds the other: the target compactor would halt on the \
+                     overlap (give --target.vertical-compaction if it compacts vertically)",
+                    block.summary.min_time, block.summary.max_time
+                );
+                tracing::error!(block = %dir, group = %group, run, %error, "block not committed");
+                let failure = Failure::new(FailureCause::Overlap, error);
+                Some(Outcome::failed_after(failure, objects_copied, bytes_copied))
+            }
+        }
+    }
 }
 
 /// One target block folder as the run saw it.
@@ -197,7 +240,7 @@ pub(crate) struct TargetIndex {
     runs: Mutex<BTreeMap<u64, Arc<RunCells>>>,
     /// The blocks this process made visible in its latest run, by group: the run's view is as
     /// old as the run, so a block is judged against these again at its commit.
-    run_commits: Mutex<(u64, HashMap<String, Vec<TargetBlock>>)>,
+    run_commits: Mutex<(u64, HashMap<String, Vec<Arc<TargetBlock>>>)>,
 }
 
 /// One run's listing of the target and its view, made once each per process.
@@ -257,7 +300,8 @@ impl TargetIndex {
     /// `run`: the blocks committed after it in the run are judged against it, and the next run
     /// knows it from the listing without reading it back.
     pub(crate) fn committed(&self, run: u64, block: &SourceBlock, e_tag: Option<String>) {
-        let visible = TargetBlock::new(&block.dir, &block.summary, &self.grouping);
+        // One record, shared by the run's commits and what the index knows.
+        let visible = Arc::new(TargetBlock::new(&block.dir, &block.summary, &self.grouping));
         {
             let mut run_commits = self.run_commits.lock().expect("never poisoned");
             if run_commits.0 != run {
@@ -270,7 +314,7 @@ impl TargetIndex {
             return;
         }
         let validator = Validator { size: block.meta.size(), e_tag, last_modified: None };
-        let known = Known { validator, digest: block.summary.digest, block: Arc::new(visible) };
+        let known = Known { validator, digest: block.summary.digest, block: visible };
         self.known.lock().expect("never poisoned").insert(block.dir.clone(), known);
     }
 
@@ -284,7 +328,7 @@ impl TargetIndex {
             return Verdict::Fresh;
         }
         let group = run_commits.1.get(&block.group).map(Vec::as_slice).unwrap_or_default();
-        judge_among(block, group.iter(), vertical)
+        judge_among(block, group.iter().map(|t| &**t), vertical)
     }
 
     /// Takes what a cache file at `path` (made under `settings`) knows of the target.

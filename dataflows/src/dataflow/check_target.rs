@@ -80,23 +80,13 @@ async fn against_target(ctx: &Context, request: RunRequest, block: SourceBlock) 
         };
         return Err(Record::of_block(&block, outcome));
     }
-    let block = match view.judge(&block, ctx.vertical_compaction) {
-        Verdict::Fresh => block,
+    let verdict = view.judge(&block, ctx.vertical_compaction);
+    if let Some(refused) = verdict.refusal(&block, request.run_id, false, (0, 0)) {
+        return Err(Record::of_block(&block, refused));
+    }
+    let block = match verdict {
         Verdict::Late { behind } => SourceBlock { late_behind: Some(behind), ..block },
-        Verdict::Covered { by } => {
-            tracing::info!(block = %block.dir, group = %block.group, run = request.run_id, covered_by = %by, "not copied: the target compacted it into another block");
-            return Err(Record::of_block(&block, Outcome::Covered { by }));
-        }
-        Verdict::Overlaps { with, min_time, max_time } => {
-            let meta = &block.summary;
-            let error = format!(
-                "[{}, {}) overlaps target block {with} [{min_time}, {max_time}) of its group, and neither holds the other: \
-                 the target compactor would halt on the overlap (give --target.vertical-compaction if it compacts vertically)",
-                meta.min_time, meta.max_time
-            );
-            tracing::error!(block = %block.dir, group = %block.group, run = request.run_id, %error, "block not committed");
-            return Err(Record::of_block(&block, Outcome::failed(Failure::new(FailureCause::Overlap, error))));
-        }
+        _ => block,
     };
     // What the target holds of the block already, from the run's listing: no request per block.
     let listing = folder.map(|f| f.listing()).unwrap_or_default();

@@ -485,24 +485,8 @@ fn commit_record(epoch: Epoch, pending: &Pending, result: Result<Committed, Comm
         }
         Ok(Committed::Refused { verdict, repaired, repaired_bytes }) => {
             let (objects_copied, bytes_copied, _) = pending.copied();
-            let (objects_copied, bytes_copied) = (objects_copied + repaired, bytes_copied + repaired_bytes);
-            let outcome = match verdict {
-                Verdict::Covered { by } => {
-                    tracing::info!(block = %block.dir, group = %block.group, run = epoch, covered_by = %by, "not committed: a block committed before it in this run holds it");
-                    Outcome::Covered { by }
-                }
-                Verdict::Overlaps { with, min_time, max_time } => {
-                    let error = format!(
-                        "[{}, {}) overlaps block {with} [{min_time}, {max_time}) of its group, committed before it in this run, \
-                         and neither holds the other: the target compactor would halt on the overlap (give \
-                         --target.vertical-compaction if it compacts vertically)",
-                        block.summary.min_time, block.summary.max_time
-                    );
-                    tracing::error!(block = %block.dir, group = %block.group, run = epoch, %error, "block not committed");
-                    Outcome::failed_after(Failure::new(FailureCause::Overlap, error), objects_copied, bytes_copied)
-                }
-                Verdict::Fresh | Verdict::Late { .. } => unreachable!("only a refusal stops a commit"),
-            };
+            let copied = (objects_copied + repaired, bytes_copied + repaired_bytes);
+            let outcome = verdict.refusal(block, epoch, true, copied).expect("only a refusal stops a commit");
             (Record::of_block(block, outcome), false)
         }
         Err(CommitError::Behind(behind)) => (pending.held_back(behind), true),
