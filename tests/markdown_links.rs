@@ -109,17 +109,58 @@ fn a_broken_link_is_found() {
     assert!(anchors("### The re-check's freshness").contains("the-re-checks-freshness"));
 }
 
-/// The dataflow's picture in the README and the architecture page is the one in the code's own
-/// doc (`dataflows/src/dataflow/mod.rs`), which `build` follows.
-#[test]
-fn the_dataflow_is_drawn_as_the_code_draws_it() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+/// The text diagram of the dataflow in the code's own doc (`dataflows/src/dataflow/mod.rs`).
+fn code_picture(root: &Path) -> String {
     let code = std::fs::read_to_string(root.join("dataflows/src/dataflow/mod.rs")).unwrap();
     let doc: Vec<&str> =
         code.lines().filter_map(|l| l.strip_prefix("//!")).map(|l| l.strip_prefix(' ').unwrap_or(l)).collect();
     let start = doc.iter().position(|l| *l == "```text").expect("a text diagram in the doc") + 1;
     let end = start + doc[start..].iter().position(|l| *l == "```").unwrap();
-    let picture = doc[start..end].join("\n");
+    doc[start..end].join("\n")
+}
+
+/// The words of a text diagram: its stage names and edge labels, the runs of text between its
+/// arrows and box-drawing characters, trimmed.
+fn diagram_labels(picture: &str) -> BTreeSet<String> {
+    picture
+        .split(|c: char| ('\u{2500}'..='\u{25FF}').contains(&c))
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The contents of the `<text>` elements of an SVG, trimmed and unescaped.
+fn svg_texts(svg: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = svg;
+    while let Some(at) = rest.find("<text") {
+        rest = &rest[at + "<text".len()..];
+        if !rest.starts_with(|c: char| c == '>' || c.is_whitespace()) {
+            continue; // another element, such as <textPath>
+        }
+        let Some(open) = rest.find('>') else { break };
+        let Some(close) = rest.find("</text>") else { break };
+        if close > open {
+            let content = rest[open + 1..close]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&#39;", "'")
+                .replace("&amp;", "&");
+            out.insert(content.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The dataflow's picture in the README and the architecture page is the one in the code's own
+/// doc (`dataflows/src/dataflow/mod.rs`), which `build` follows.
+#[test]
+fn the_dataflow_is_drawn_as_the_code_draws_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let picture = code_picture(root);
     for page in ["README.md", "docs/architecture.md"] {
         let text = std::fs::read_to_string(root.join(page)).unwrap();
         assert!(
@@ -127,4 +168,20 @@ fn the_dataflow_is_drawn_as_the_code_draws_it() {
             "{page} does not draw the dataflow as dataflows/src/dataflow/mod.rs does:\n{picture}"
         );
     }
+}
+
+/// The SVG picture of the dataflow (`docs/dataflow.svg`, shown in the README) names every stage
+/// and exchange of the text diagram in the code's doc, each as the whole text of an element.
+#[test]
+fn the_dataflow_svg_draws_every_label_of_the_text_diagram() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let labels = diagram_labels(&code_picture(root));
+    for known in ["requests", "load + check target", "exchange(folder)", "mark (move mode)", "collect"] {
+        assert!(labels.contains(known), "{known:?} not read from the text diagram: {labels:?}");
+    }
+    let texts = svg_texts(&std::fs::read_to_string(root.join("docs/dataflow.svg")).unwrap());
+    let missing: Vec<&String> = labels.iter().filter(|l| !texts.contains(*l)).collect();
+    assert!(missing.is_empty(), "docs/dataflow.svg has no <text> for {missing:?}; its texts: {texts:?}");
+    let sample = "<text x='1'>a &amp;lt; b</text><textPath>c</textPath><text>\n d </text>";
+    assert_eq!(svg_texts(sample), BTreeSet::from(["a &lt; b".to_string(), "d".to_string()]));
 }

@@ -207,196 +207,33 @@ impl Caches {
 
 impl Replicator {
     /// Starts the workers. Async I/O runs on `runtime`, which must outlive the replicator.
+    /// In four parts: the stores and the copier ([`Stores::wrap`]), the caches kept across
+    /// restarts ([`CacheFiles::open`]), the context every stage shares ([`shared_context`]), and
+    /// timely's workers ([`start_workers`]).
     pub fn start(
         source: Arc<dyn ObjectStore>,
         target: Arc<dyn ObjectStore>,
         config: EngineConfig,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, EngineError> {
-        // The engine never writes to its source (promise 3); the wrapper makes a stray write fail.
-        let metrics = config.telemetry.metrics.clone();
-        let mapping = match &config.layout {
-            Layout::Tenants(tenants) if !tenants.mapping.is_empty() => Some(tenants.mapping.clone()),
-            _ => None,
+        let stores = Stores::wrap(source, target, &config);
+        let grouping = Grouping {
+            replica_labels: config.replica_labels.clone(),
+            per_tenant: matches!(config.layout, Layout::Tenants(_)),
         };
-        let target: Arc<dyn ObjectStore> = match &mapping {
-            Some(mapping) => Arc::new(TenantMapStore::new(target, mapping.clone())),
-            None => target,
-        };
-        let target: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(target, Side::Target, metrics.clone()));
-        let source_marker = config.mark_source_for_deletion.then(|| SourceMarker {
-            writer: Arc::new(InstrumentedStore::new(
-                ReadOnlyStore::allowing_deletion_marks(source.clone()),
-                Side::Source,
-                metrics.clone(),
-            )),
-            target: target.clone(),
+        let cache_files = CacheFiles::open(&config, &grouping)?;
+        let context = Arc::new(shared_context(stores, grouping, cache_files.as_ref(), &config, runtime));
+        let caches = cache_files.map(|files| {
+            context.target_index.load(&files.target, &files.settings);
+            Caches { source: files.source, target: files.target, settings: files.settings, context: context.clone() }
         });
-        let source: Arc<dyn ObjectStore> =
-            Arc::new(InstrumentedStore::new(ReadOnlyStore::new(source), Side::Source, metrics.clone()));
-        // A server-side copy goes from a source path to the same path: no renamed tenants. A
-        // copy within one store goes through the instrumented store, which counts it; one
-        // between two buckets is counted on its own.
-        let server_side: Option<Arc<dyn ServerSideCopy>> = match (&config.same_store, &config.server_side_copy) {
-            _ if mapping.is_some() => None,
-            (Some(same), _) => Some(Arc::new(SameStoreCopy::new(SameStore {
-                store: Arc::new(InstrumentedStore::new(same.store.clone(), Side::Target, metrics.clone())),
-                ..same.clone()
-            }))),
-            (None, Some(copy)) => Some(Arc::new(CountedCopy::new(copy.clone(), metrics.clone()))),
-            (None, None) => None,
-        };
-        // Parts go to the target's paths, under the tenants' names there.
-        let target_parts = config.target_parts.as_ref().map(|parts| {
-            let parts = match &mapping {
-                Some(mapping) => PartStore(Arc::new(TenantMapStore::new(parts.clone(), mapping.clone()))),
-                None => parts.clone(),
-            };
-            PartStore(Arc::new(InstrumentedStore::new(parts, Side::Target, metrics.clone())))
-        });
-        let copier = Copier::new(
-            source.clone(),
-            target.clone(),
-            config.strategy.copy_concurrency(config.concurrency),
-            config.part_size,
-        )
-        .with_retry(config.retry)
-        .with_server_side(server_side)
-        .with_parts(target_parts)
-        .with_telemetry(config.telemetry.clone(), config.cancel.clone())
-        .with_bandwidth(Bandwidth::new(config.bandwidth));
-        let tenants = matches!(config.layout, Layout::Tenants(_));
-        let grouping = Grouping { replica_labels: config.replica_labels.clone(), per_tenant: tenants };
-        let concurrency = config.concurrency.max(1);
-        let process = config.cluster.as_ref().map_or(0, |c| c.process);
-        let cache_files = match &config.cache_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| EngineError::CacheDir(dir.clone(), e))?;
-                let file = |side: &str| dir.join(format!("{side}-metas-{process}.json"));
-                Some((file("source"), file("target"), serde_json::to_string(&grouping).expect("serialises")))
-            }
-            None => None,
-        };
-        let source_metas = match &cache_files {
-            Some((source, _, settings)) => SourceMetas::load(source, settings),
-            None => SourceMetas::default(),
-        };
-        // A meta is remembered for the next run: of this process, or of the next, through the
-        // cache folder. A single run without one would only grow with the bucket.
-        let remember_metas = !config.single_run || cache_files.is_some();
-        let target_index = TargetIndex::new(target, config.layout.clone(), grouping.clone(), concurrency);
-        let context = Arc::new(Context {
-            source,
-            target_index: Arc::new(target_index.remembering(remember_metas)),
-            remember_metas,
-            single_run: config.single_run,
-            copier,
-            // Mimir's ingesters upload blocks without external labels.
-            filter: BlockFilter {
-                keep_empty_labels: config.filter.keep_empty_labels || tenants,
-                ..config.filter.clone()
-            },
-            grouping,
-            source_metas,
-            meta_budget: MetaBudget::new(config.meta_budget),
-            held_back: Arc::default(),
-            recheck_max_age: config.recheck_max_age,
-            // Mimir's and Cortex's compactors merge a tenant's overlapping blocks (its ingesters
-            // upload one 2-hour range each, replication factor times): an overlap is their normal
-            // path, never a halt.
-            vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty() || tenants,
-            strategy: config.strategy,
-            concurrency,
-            dry_run: config.dry_run,
-            copy_markers: config.copy_markers,
-            layout: config.layout.clone(),
-            source_marker,
-            runtime,
-            cluster_progress: config.cluster.as_ref().map(|cluster| Sharing {
-                process: cluster.process,
-                workers: config.workers.max(1),
-                progress: config.telemetry.progress.clone(),
-                cluster: config.telemetry.cluster.clone(),
-            }),
-        });
-        let caches = cache_files.map(|(source, target, settings)| {
-            context.target_index.load(&target, &settings);
-            Caches { source, target, settings, context: context.clone() }
-        });
-        let (command_tx, command_rx) = mpsc::channel::<Command>();
-        let (report_tx, report_rx) = mpsc::channel::<RunReport>();
-        let command_rx = Arc::new(Mutex::new(Some(command_rx)));
-        let threads = config.workers.max(1);
-        let leader = config.cluster.as_ref().is_none_or(ClusterConfig::is_leader);
-        let communication = match config.cluster.clone() {
-            None => timely::CommunicationConfig::Process(threads),
-            Some(ClusterConfig { process, addresses, .. }) => {
-                timely::CommunicationConfig::Cluster { threads, process, addresses, report: false, zerocopy: false }
-            }
-        };
-        let handshake = config.cluster.as_ref().map(|cluster| (cluster.process, agreed_settings(&config)));
-        let (agreed_tx, agreed_rx) = mpsc::channel::<Result<(), String>>();
-        let timely_config = timely::Config { communication, worker: WorkerConfig::default() };
-        let (strategy, dry_run) = (config.strategy, config.dry_run);
-        let guards = timely::execute(timely_config, move |worker| {
-            if let Some((process, settings)) = &handshake {
-                let agreed = agree(worker, *process, threads, settings);
-                if worker.index() == process * threads {
-                    // The receiver waits in `start` for exactly this answer.
-                    let _ = agreed_tx.send(agreed.clone());
-                }
-                if agreed.is_err() {
-                    return;
-                }
-            }
-            let report_tx = report_tx.clone();
-            let context = context.clone();
-            let mut input = worker.dataflow::<Epoch, _, _>(move |scope| {
-                let (input, requests) = scope.new_input::<RunRequest>();
-                build(scope, requests, context, move |request, records| {
-                    let started = chrono::DateTime::from_timestamp_millis(request.now_millis).unwrap_or_default();
-                    let report = RunReport::from_records(request.run_id, strategy, dry_run, started, records);
-                    // The receiver is gone only when the replicator was dropped mid-run.
-                    let _ = report_tx.send(report);
-                });
-                input
-            });
-            // Only worker 0 (of process 0, in a cluster) feeds runs; the others close their
-            // input at once, so that the frontier follows worker 0's input alone.
-            let commands = if worker.index() == 0 { command_rx.lock().ok().and_then(|mut c| c.take()) } else { None };
-            if let Some(commands) = commands {
-                loop {
-                    match commands.try_recv() {
-                        Ok(Command::Run(request)) => {
-                            input.send(request);
-                            input.advance_to(request.run_id + 1);
-                        }
-                        Err(mpsc::TryRecvError::Disconnected) => break,
-                        Err(mpsc::TryRecvError::Empty) => {
-                            worker.step_or_park(Some(Duration::from_millis(20)));
-                        }
-                    }
-                }
-            }
-            drop(input);
-            while worker.step_or_park(Some(PARK)) {}
-        })
-        .map_err(EngineError::Start)?;
-        if config.cluster.is_some() {
-            // Every worker of this process stops at a disagreement; only then is it safe to
-            // report it, with no worker left waiting for a peer.
-            let agreed = agreed_rx.recv().map_err(|_| EngineError::WorkerLost)?;
-            if let Err(differences) = agreed {
-                let _ = guards.join();
-                return Err(EngineError::SettingsDiffer(differences));
-            }
-        }
+        let (commands, reports, guards) = start_workers(context, &config)?;
         Ok(Replicator {
-            commands: Some(command_tx),
-            reports: report_rx,
+            commands: Some(commands),
+            reports,
             guards: Some(guards),
             next_run: 0,
-            leader,
+            leader: config.cluster.as_ref().is_none_or(ClusterConfig::is_leader),
             caches,
         })
     }
@@ -464,5 +301,232 @@ impl Replicator {
 impl Drop for Replicator {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+/// The buckets as the engine uses them: each wrapped in the decorators that count its requests
+/// (and keep the source read-only), and the copier between them.
+struct Stores {
+    source: Arc<dyn ObjectStore>,
+    target: Arc<dyn ObjectStore>,
+    source_marker: Option<SourceMarker>,
+    copier: Copier,
+}
+
+impl Stores {
+    fn wrap(source: Arc<dyn ObjectStore>, target: Arc<dyn ObjectStore>, config: &EngineConfig) -> Stores {
+        let metrics = &config.telemetry.metrics;
+        let mapping = match &config.layout {
+            Layout::Tenants(tenants) if !tenants.mapping.is_empty() => Some(tenants.mapping.clone()),
+            _ => None,
+        };
+        let target: Arc<dyn ObjectStore> = match &mapping {
+            Some(mapping) => Arc::new(TenantMapStore::new(target, mapping.clone())),
+            None => target,
+        };
+        let target: Arc<dyn ObjectStore> = Arc::new(InstrumentedStore::new(target, Side::Target, metrics.clone()));
+        // Move mode's marks are the only writes to a source, through a store that allows them alone.
+        let source_marker = config.mark_source_for_deletion.then(|| SourceMarker {
+            writer: Arc::new(InstrumentedStore::new(
+                ReadOnlyStore::allowing_deletion_marks(source.clone()),
+                Side::Source,
+                metrics.clone(),
+            )),
+            target: target.clone(),
+        });
+        // The engine never writes to its source (promise 3); the wrapper makes a stray write fail.
+        let source: Arc<dyn ObjectStore> =
+            Arc::new(InstrumentedStore::new(ReadOnlyStore::new(source), Side::Source, metrics.clone()));
+        // A server-side copy goes from a source path to the same path: no renamed tenants. A
+        // copy within one store goes through the instrumented store, which counts it; one
+        // between two buckets is counted on its own.
+        let server_side: Option<Arc<dyn ServerSideCopy>> = match (&config.same_store, &config.server_side_copy) {
+            _ if mapping.is_some() => None,
+            (Some(same), _) => Some(Arc::new(SameStoreCopy::new(SameStore {
+                store: Arc::new(InstrumentedStore::new(same.store.clone(), Side::Target, metrics.clone())),
+                ..same.clone()
+            }))),
+            (None, Some(copy)) => Some(Arc::new(CountedCopy::new(copy.clone(), metrics.clone()))),
+            (None, None) => None,
+        };
+        // Parts go to the target's paths, under the tenants' names there.
+        let target_parts = config.target_parts.as_ref().map(|parts| {
+            let parts = match &mapping {
+                Some(mapping) => PartStore(Arc::new(TenantMapStore::new(parts.clone(), mapping.clone()))),
+                None => parts.clone(),
+            };
+            PartStore(Arc::new(InstrumentedStore::new(parts, Side::Target, metrics.clone())))
+        });
+        let copier = Copier::new(
+            source.clone(),
+            target.clone(),
+            config.strategy.copy_concurrency(config.concurrency),
+            config.part_size,
+        )
+        .with_retry(config.retry)
+        .with_server_side(server_side)
+        .with_parts(target_parts)
+        .with_telemetry(config.telemetry.clone(), config.cancel.clone())
+        .with_bandwidth(Bandwidth::new(config.bandwidth));
+        Stores { source, target, source_marker, copier }
+    }
+}
+
+/// This process's files in the `cache_dir`, and the grouping their groups were computed under.
+struct CacheFiles {
+    source: std::path::PathBuf,
+    target: std::path::PathBuf,
+    settings: String,
+}
+
+impl CacheFiles {
+    /// `None` without a `cache_dir`; makes the folder if it is not there.
+    fn open(config: &EngineConfig, grouping: &Grouping) -> Result<Option<CacheFiles>, EngineError> {
+        let Some(dir) = &config.cache_dir else { return Ok(None) };
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::CacheDir(dir.clone(), e))?;
+        let process = config.cluster.as_ref().map_or(0, |c| c.process);
+        let file = |side: &str| dir.join(format!("{side}-metas-{process}.json"));
+        Ok(Some(CacheFiles {
+            source: file("source"),
+            target: file("target"),
+            settings: serde_json::to_string(grouping).expect("a grouping serialises"),
+        }))
+    }
+}
+
+/// The context every stage of the graph shares, on every worker of this process.
+fn shared_context(
+    stores: Stores,
+    grouping: Grouping,
+    cache_files: Option<&CacheFiles>,
+    config: &EngineConfig,
+    runtime: tokio::runtime::Handle,
+) -> Context {
+    let tenants = matches!(config.layout, Layout::Tenants(_));
+    let concurrency = config.concurrency.max(1);
+    let source_metas = match cache_files {
+        Some(files) => SourceMetas::load(&files.source, &files.settings),
+        None => SourceMetas::default(),
+    };
+    // A meta is remembered for the next run: of this process, or of the next, through the
+    // cache folder. A single run without one would only grow with the bucket.
+    let remember_metas = !config.single_run || cache_files.is_some();
+    let target_index = TargetIndex::new(stores.target, config.layout.clone(), grouping.clone(), concurrency);
+    Context {
+        source: stores.source,
+        target_index: Arc::new(target_index.remembering(remember_metas)),
+        remember_metas,
+        single_run: config.single_run,
+        copier: stores.copier,
+        // Mimir's ingesters upload blocks without external labels.
+        filter: BlockFilter { keep_empty_labels: config.filter.keep_empty_labels || tenants, ..config.filter.clone() },
+        grouping,
+        source_metas,
+        meta_budget: MetaBudget::new(config.meta_budget),
+        held_back: Arc::default(),
+        recheck_max_age: config.recheck_max_age,
+        // Mimir's and Cortex's compactors merge a tenant's overlapping blocks (its ingesters
+        // upload one 2-hour range each, replication factor times): an overlap is their normal
+        // path, never a halt.
+        vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty() || tenants,
+        strategy: config.strategy,
+        concurrency,
+        dry_run: config.dry_run,
+        copy_markers: config.copy_markers,
+        layout: config.layout.clone(),
+        source_marker: stores.source_marker,
+        runtime,
+        cluster_progress: config.cluster.as_ref().map(|cluster| Sharing {
+            process: cluster.process,
+            workers: config.workers.max(1),
+            progress: config.telemetry.progress.clone(),
+            cluster: config.telemetry.cluster.clone(),
+        }),
+    }
+}
+
+type Workers = (mpsc::Sender<Command>, mpsc::Receiver<RunReport>, timely::communication::WorkerGuards<()>);
+
+/// Starts timely's workers on the graph, and returns where runs are asked, where their reports
+/// arrive, and the workers' guards. In a cluster, it returns once every process agreed on its
+/// settings, or with the differences.
+fn start_workers(context: Arc<Context>, config: &EngineConfig) -> Result<Workers, EngineError> {
+    let (command_tx, command_rx) = mpsc::channel::<Command>();
+    let (report_tx, report_rx) = mpsc::channel::<RunReport>();
+    let command_rx = Arc::new(Mutex::new(Some(command_rx)));
+    let threads = config.workers.max(1);
+    let communication = match config.cluster.clone() {
+        None => timely::CommunicationConfig::Process(threads),
+        Some(ClusterConfig { process, addresses, .. }) => {
+            timely::CommunicationConfig::Cluster { threads, process, addresses, report: false, zerocopy: false }
+        }
+    };
+    let handshake = config.cluster.as_ref().map(|cluster| (cluster.process, agreed_settings(config)));
+    let (agreed_tx, agreed_rx) = mpsc::channel::<Result<(), String>>();
+    let timely_config = timely::Config { communication, worker: WorkerConfig::default() };
+    let (strategy, dry_run) = (config.strategy, config.dry_run);
+    let guards = timely::execute(timely_config, move |worker| {
+        if let Some((process, settings)) = &handshake {
+            let agreed = agree(worker, *process, threads, settings);
+            if worker.index() == process * threads {
+                // The receiver waits below for exactly this answer.
+                let _ = agreed_tx.send(agreed.clone());
+            }
+            if agreed.is_err() {
+                return;
+            }
+        }
+        let report_tx = report_tx.clone();
+        let context = context.clone();
+        let mut input = worker.dataflow::<Epoch, _, _>(move |scope| {
+            let (input, requests) = scope.new_input::<RunRequest>();
+            build(scope, requests, context, move |request, records| {
+                let started = chrono::DateTime::from_timestamp_millis(request.now_millis).unwrap_or_default();
+                let report = RunReport::from_records(request.run_id, strategy, dry_run, started, records);
+                // The receiver is gone only when the replicator was dropped mid-run.
+                let _ = report_tx.send(report);
+            });
+            input
+        });
+        // Only worker 0 (of process 0, in a cluster) feeds runs; the others close their
+        // input at once, so that the frontier follows worker 0's input alone.
+        let commands = if worker.index() == 0 { command_rx.lock().ok().and_then(|mut c| c.take()) } else { None };
+        if let Some(commands) = commands {
+            feed_runs(worker, &mut input, &commands);
+        }
+        drop(input);
+        while worker.step_or_park(Some(PARK)) {}
+    })
+    .map_err(EngineError::Start)?;
+    if config.cluster.is_some() {
+        // Every worker of this process stops at a disagreement; only then is it safe to
+        // report it, with no worker left waiting for a peer.
+        let agreed = agreed_rx.recv().map_err(|_| EngineError::WorkerLost)?;
+        if let Err(differences) = agreed {
+            let _ = guards.join();
+            return Err(EngineError::SettingsDiffer(differences));
+        }
+    }
+    Ok((command_tx, report_rx, guards))
+}
+
+/// Worker 0's loop: each run asked is one epoch of the input, until the replicator closes its
+/// commands. Between commands the worker steps the graph, so that runs make progress.
+fn feed_runs(
+    worker: &mut timely::worker::Worker,
+    input: &mut timely::dataflow::InputHandle<Epoch, timely::container::CapacityContainerBuilder<Vec<RunRequest>>>,
+    commands: &mpsc::Receiver<Command>,
+) {
+    loop {
+        match commands.try_recv() {
+            Ok(Command::Run(request)) => {
+                input.send(request);
+                input.advance_to(request.run_id + 1);
+            }
+            Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Empty) => {
+                worker.step_or_park(Some(Duration::from_millis(20)));
+            }
+        }
     }
 }

@@ -177,6 +177,22 @@ impl Pending {
         }
     }
 
+    /// Whether the block can be judged now (`None`: its copies are still under way), and if so
+    /// why it failed (`Some(None)`: every object is in the target).
+    fn failure(&self, inputs_done: bool) -> Option<Option<Failure>> {
+        if self.awaiting > 0 {
+            // Copies that never report back, once their input ended, are a failure of their own.
+            return inputs_done.then(|| {
+                let error = format!("{} object copies never reported back", self.awaiting);
+                Some(Failure::new(FailureCause::Internal, error))
+            });
+        }
+        Some(self.errors.first().map(|first| {
+            let all: Vec<_> = self.errors.iter().map(|f| f.error.as_str()).collect();
+            Failure::new(first.cause, all.join("; "))
+        }))
+    }
+
     fn copied(&self) -> (u64, u64, u64) {
         let copied = self.done.values().filter(|d| d.copied);
         let present = self.done.values().filter(|d| !d.copied).count() as u64;
@@ -248,6 +264,56 @@ impl EpochState {
         self.queues.entry(queue).or_default().blocks.insert(key, pending);
     }
 
+    /// A commit task ended: its queue has one commit fewer under way, and a block that failed
+    /// holds back the later blocks of its queue. Returns the block's record.
+    fn task_ended(&mut self, end: TaskEnd, policy: &CommitPolicy) -> Record {
+        let TaskEnd { epoch, queue, dir, key, record, holds_back } = end;
+        let Some(q) = self.queues.get_mut(&queue) else { return record };
+        q.committing -= 1;
+        if q.committing == 0 {
+            q.last = None;
+        }
+        if holds_back && policy.ordered {
+            // Blocks held back by the chain name the block that failed.
+            let behind = match &record {
+                Record::Block(b) => match &b.outcome {
+                    Outcome::HeldBack { behind, .. } => behind.clone(),
+                    _ => dir,
+                },
+                _ => dir,
+            };
+            q.failed_at.get_or_insert(behind);
+            // Copies of the queue's later blocks not yet started never will be.
+            policy.held_back.fail(epoch, &queue, key);
+        }
+        record
+    }
+
+    /// Moves every queue of the epoch forward as far as it can go now, a barrier first holding
+    /// back the queues it may belong to. Returns the records of the blocks it ended.
+    fn advance(
+        &mut self,
+        epoch: Epoch,
+        blocks_done: bool,
+        inputs_done: bool,
+        policy: &CommitPolicy,
+        tasks: &mut OperatorTasks<TaskEnd>,
+    ) -> Vec<Record> {
+        let mut records = Vec::new();
+        for (queue_key, queue) in self.queues.iter_mut() {
+            if policy.ordered && queue.failed_at.is_none() {
+                queue.failed_at = self
+                    .barriers
+                    .iter()
+                    .find(|(_, only)| only.as_ref().is_none_or(|only| only == queue_key))
+                    .map(|(dir, _)| dir.clone());
+            }
+            let progress = Progress { epoch, blocks_done, inputs_done };
+            advance_queue(progress, queue_key, queue, policy, tasks, &mut records);
+        }
+        records
+    }
+
     /// A completion names its block's queue and place, so the commit keeps no index of blocks.
     /// It applies to the block at that place only if it is the same folder: a place holds a hash
     /// of its folder, which two folders could share, however unlikely.
@@ -307,53 +373,17 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
                             state.add_completion(completion);
                         }
                     });
-                    for TaskEnd { epoch, queue, dir, key, record, holds_back } in tasks.drain() {
-                        let Some(state) = epochs.get_mut(&epoch) else { continue };
-                        if let Some(q) = state.queues.get_mut(&queue) {
-                            q.committing -= 1;
-                            if q.committing == 0 {
-                                q.last = None;
-                            }
-                            if holds_back && policy.ordered {
-                                // Blocks held back by the chain name the block that failed.
-                                let behind = match &record {
-                                    Record::Block(b) => match &b.outcome {
-                                        Outcome::HeldBack { behind, .. } => behind.clone(),
-                                        _ => dir,
-                                    },
-                                    _ => dir,
-                                };
-                                q.failed_at.get_or_insert(behind);
-                                // Copies of the queue's later blocks not yet started never will be.
-                                policy.held_back.fail(epoch, &queue, key);
-                            }
+                    for end in tasks.drain() {
+                        if let Some(state) = epochs.get_mut(&end.epoch) {
+                            let record = state.task_ended(end, &policy);
+                            output.session(&state.capability).give(record);
                         }
-                        output.session(&state.capability).give(record);
                     }
                     let mut finished = Vec::new();
                     for (&epoch, state) in epochs.iter_mut() {
                         let blocks_done = !blocks_frontier.frontier().less_equal(&epoch);
                         let inputs_done = blocks_done && !completions_frontier.frontier().less_equal(&epoch);
-                        let mut records = Vec::new();
-                        for (queue_key, queue) in state.queues.iter_mut() {
-                            if policy.ordered && queue.failed_at.is_none() {
-                                queue.failed_at = state
-                                    .barriers
-                                    .iter()
-                                    .find(|(_, only)| only.as_ref().is_none_or(|only| only == queue_key))
-                                    .map(|(dir, _)| dir.clone());
-                            }
-                            advance_queue(
-                                epoch,
-                                queue_key,
-                                queue,
-                                blocks_done,
-                                inputs_done,
-                                &policy,
-                                &mut tasks,
-                                &mut records,
-                            );
-                        }
+                        let records = state.advance(epoch, blocks_done, inputs_done, &policy, &mut tasks);
                         output.session(&state.capability).give_iterator(records.into_iter());
                         if inputs_done && state.is_idle() {
                             finished.push(epoch);
@@ -368,18 +398,25 @@ impl<'scope> OrderedCommit<'scope> for StreamVec<'scope, Epoch, CommitInput> {
     }
 }
 
-/// Moves one queue forward as far as it can go now: holds back, fails or starts commits.
-#[allow(clippy::too_many_arguments)]
-fn advance_queue(
+/// Where an epoch's inputs are: its blocks all arrived (`blocks_done`), and its completions too
+/// (`inputs_done`).
+#[derive(Clone, Copy)]
+struct Progress {
     epoch: Epoch,
-    queue_key: &str,
-    queue: &mut Queue,
     blocks_done: bool,
     inputs_done: bool,
+}
+
+/// Moves one queue forward as far as it can go now: holds back, fails or starts commits.
+fn advance_queue(
+    progress: Progress,
+    queue_key: &str,
+    queue: &mut Queue,
     policy: &CommitPolicy,
     tasks: &mut OperatorTasks<TaskEnd>,
     records: &mut Vec<Record>,
 ) {
+    let Progress { epoch, blocks_done, inputs_done } = progress;
     // Without order, each block is a queue of its own and commits alone.
     let ahead = if policy.ordered { COMMITS_AHEAD } else { 1 };
     while queue.committing < ahead {
@@ -398,20 +435,8 @@ fn advance_queue(
         if policy.ordered && !blocks_done {
             return;
         }
-        let pending = entry.get();
-        let failure = if pending.awaiting > 0 {
-            if !inputs_done {
-                return;
-            }
-            Some(Failure::new(
-                FailureCause::Internal,
-                format!("{} object copies never reported back", pending.awaiting),
-            ))
-        } else if let Some(first) = pending.errors.first() {
-            let all: Vec<_> = pending.errors.iter().map(|f| f.error.as_str()).collect();
-            Some(Failure::new(first.cause, all.join("; ")))
-        } else {
-            None
+        let Some(failure) = entry.get().failure(inputs_done) else {
+            return;
         };
         let pending = entry.remove();
         if let Some(failure) = failure {
@@ -424,35 +449,48 @@ fn advance_queue(
             }
             continue;
         }
-        queue.committing += 1;
-        let (turn_done, turn) = tokio::sync::oneshot::channel();
-        let after = if policy.ordered { queue.last.replace((pending.block().dir.clone(), turn)) } else { None };
-        let (queue, dir, key) = (queue_key.to_string(), pending.block().dir.clone(), pending.block().order_key());
-        let panic_record =
-            pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
-        let panic_end =
-            TaskEnd { epoch, queue: queue.clone(), dir: dir.clone(), key, record: panic_record, holds_back: true };
-        let policy = policy.clone();
-        tasks.spawn(
-            async move {
-                let result = commit_block(&policy, epoch, &pending, after).await;
-                if let Ok(Committed::Written { e_tag, .. }) = &result {
-                    // Before the block after it is let go: it is judged against this one.
-                    policy.target_index.committed(epoch, pending.block(), e_tag.clone());
-                }
-                // The block after it may write now, or must not. A block refused by its
-                // judgement holds nothing back, as when it is refused at planning.
-                let _ = turn_done.send(match &result {
-                    Ok(_) => Ok(()),
-                    Err(CommitError::Behind(behind)) => Err(behind.clone()),
-                    Err(_) => Err(pending.block().dir.clone()),
-                });
-                let (record, holds_back) = commit_record(epoch, &pending, result);
-                TaskEnd { epoch, queue, dir, key, record, holds_back }
-            },
-            move |_| panic_end,
-        );
+        start_commit(epoch, queue_key, queue, pending, policy, tasks);
     }
+}
+
+/// Starts the commit of `pending`, the first block of its queue, as a task: it waits for the
+/// turn of the block before it (when the queue is ordered), writes the block's meta.json, and
+/// then lets the next block go.
+fn start_commit(
+    epoch: Epoch,
+    queue_key: &str,
+    queue: &mut Queue,
+    pending: Pending,
+    policy: &CommitPolicy,
+    tasks: &mut OperatorTasks<TaskEnd>,
+) {
+    queue.committing += 1;
+    let (turn_done, turn) = tokio::sync::oneshot::channel();
+    let after = if policy.ordered { queue.last.replace((pending.block().dir.clone(), turn)) } else { None };
+    let (queue, dir, key) = (queue_key.to_string(), pending.block().dir.clone(), pending.block().order_key());
+    let panic_record = pending.failed(Failure::new(FailureCause::Internal, "internal error: the commit task panicked"));
+    let panic_end =
+        TaskEnd { epoch, queue: queue.clone(), dir: dir.clone(), key, record: panic_record, holds_back: true };
+    let policy = policy.clone();
+    tasks.spawn(
+        async move {
+            let result = commit_block(&policy, epoch, &pending, after).await;
+            if let Ok(Committed::Written { e_tag, .. }) = &result {
+                // Before the block after it is let go: it is judged against this one.
+                policy.target_index.committed(epoch, pending.block(), e_tag.clone());
+            }
+            // The block after it may write now, or must not. A block refused by its
+            // judgement holds nothing back, as when it is refused at planning.
+            let _ = turn_done.send(match &result {
+                Ok(_) => Ok(()),
+                Err(CommitError::Behind(behind)) => Err(behind.clone()),
+                Err(_) => Err(pending.block().dir.clone()),
+            });
+            let (record, holds_back) = commit_record(epoch, &pending, result);
+            TaskEnd { epoch, queue, dir, key, record, holds_back }
+        },
+        move |_| panic_end,
+    );
 }
 
 /// The record of a block's commit, and whether it holds back the later blocks of its queue.
