@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bucketflow_dataflows::BandwidthLimit;
+use bucketflow_dataflows::MaxDeletions;
 use bucketflow_dataflows::Strategy;
 use bucketflow_dataflows::{parse_duration, TimeOrDuration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -444,6 +445,23 @@ pub struct ReplicateArgs {
     /// With --layout tenants: write tenant SRC under the name DST in the target (repeated).
     #[arg(help_heading = "Buckets", long = "tenant-mapping", value_name = "SRC=DST")]
     pub tenant_mapping: Vec<String>,
+
+    /// The target has no compactor of its own: after each run, mark for deletion the target's
+    /// blocks that bucketflow replicated and that the source compacted into another block,
+    /// marked for deletion, or lost longer ago than --delete-delay, and delete marked ones after
+    /// --delete-delay (meta.json first). Thanos layout only; not with move mode.
+    #[arg(help_heading = "Mirror", long = "mirror")]
+    pub mirror: bool,
+    /// With --mirror: how long a marked target block stays before it is deleted, and how long a
+    /// block must have been gone from the source before it is marked (the compactor's flag).
+    #[arg(help_heading = "Mirror", long = "delete-delay", value_name = "DURATION", value_parser = parse_duration_flag, default_value = "48h")]
+    pub delete_delay: Duration,
+    /// With --mirror: the most blocks whose data no other target block holds (retention, or gone
+    /// from the source) that one run may mark, as a count or a percentage of the target's
+    /// blocks. Past it, none is marked and the run fails: a source that lost its data looks
+    /// the same as one whose retention deleted it.
+    #[arg(help_heading = "Mirror", long = "mirror.max-deletions", value_name = "N|P%", default_value = "10%")]
+    pub mirror_max_deletions: MaxDeletions,
 
     /// Move mode: once a block is in the target and its objects verified, write a Thanos
     /// deletion-mark.json into the source block, for the source's compactor to delete it after

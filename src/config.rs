@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context, Result};
 use bucketflow_dataflows::{
-    parse_matchers, BlockFilter, ClusterConfig, EngineConfig, Layout, RetryPolicy, Selector, Tenants,
+    parse_matchers, BlockFilter, ClusterConfig, EngineConfig, Layout, MirrorConfig, RetryPolicy, Selector, Tenants,
 };
 
 use crate::cli::{LayoutFlag, ReplicateArgs};
@@ -50,6 +50,9 @@ impl ReplicateArgs {
             cache_dir: self.cache_dir.clone(),
             meta_budget: defaults.meta_budget,
             single_run: self.is_single_run(),
+            mirror: self
+                .mirror
+                .then_some(MirrorConfig { delete_delay: self.delete_delay, max_deletions: self.mirror_max_deletions }),
             cluster,
         })
     }

@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use bucketflow_dataflows::MirrorStep;
 use bucketflow_dataflows::Outcome;
 use bucketflow_dataflows::RunReport;
 
@@ -90,6 +91,10 @@ pub struct RunMetrics {
     pending_blocks: Gauge,
     pending_bytes: Gauge,
     oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
+    mirror_marked: Family<CauseLabel, Counter>,
+    mirror_deleted: Counter,
+    mirror_guard_refusals: Counter,
+    mirror_refused_blocks: Gauge,
 }
 
 impl RunMetrics {
@@ -116,6 +121,10 @@ impl RunMetrics {
             pending_blocks: Gauge::default(),
             pending_bytes: Gauge::default(),
             oldest_pending: Gauge::default(),
+            mirror_marked: Family::default(),
+            mirror_deleted: Counter::default(),
+            mirror_guard_refusals: Counter::default(),
+            mirror_refused_blocks: Gauge::default(),
         };
         // Before the first success, the process's start: an alert on the time since the last
         // success then measures from when replication could first have succeeded.
@@ -216,11 +225,48 @@ impl RunMetrics {
             m.oldest_pending.clone(),
         );
         own.register(
+            "mirror_blocks_marked",
+            "With --mirror: target blocks marked for deletion, by reason (covered, source_marked, gone).",
+            m.mirror_marked.clone(),
+        );
+        own.register("mirror_blocks_deleted", "With --mirror: target blocks deleted.", m.mirror_deleted.clone());
+        own.register(
+            "mirror_guard_refusals",
+            "With --mirror: runs in which the deletion guard (--mirror.max-deletions) refused to mark any block whose data no other target block holds.",
+            m.mirror_guard_refusals.clone(),
+        );
+        own.register(
+            "mirror_refused_blocks",
+            "With --mirror: the blocks the guard refused to mark in the last run; 0 when it refused none.",
+            m.mirror_refused_blocks.clone(),
+        );
+        own.register(
             "held_back_by_target_block",
             "1 for each target block whose meta.json could not be read (or is beyond the size bound), which held back the groups it could belong to in the last run.",
             m.held_back_by_target.clone(),
         );
         m
+    }
+
+    /// What the mirror's pass did; a dry run's would-be actions count nothing.
+    fn observe_mirror(&self, report: &RunReport) {
+        let mut refused = 0;
+        for action in &report.mirror {
+            match (action.step, &action.reason) {
+                (MirrorStep::Marked, Some(reason)) => {
+                    self.mirror_marked.get_or_create(&CauseLabel { reason: reason.label() }).inc();
+                }
+                (MirrorStep::Deleted, _) => {
+                    self.mirror_deleted.inc();
+                }
+                (MirrorStep::Refused, _) => refused += 1,
+                _ => {}
+            }
+        }
+        if refused > 0 {
+            self.mirror_guard_refusals.inc();
+        }
+        self.mirror_refused_blocks.set(refused);
     }
 
     pub fn observe(&self, report: &RunReport) {
@@ -251,6 +297,7 @@ impl RunMetrics {
         for block in &report.held_back_by_target {
             self.held_back_by_target.get_or_create(&BlockLabel { block: block.clone() }).set(1);
         }
+        self.observe_mirror(report);
         for lag in report.lags_millis() {
             self.replication_lag.observe(lag as f64 / 1000.0);
         }

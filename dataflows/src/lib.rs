@@ -37,6 +37,7 @@ pub use bucket::copy::{http_status, PartStore};
 pub use bucket::copy::{RetryPolicy, DEFAULT_PART_SIZE};
 pub use bucket::error::SourceError;
 pub use bucket::listing::list_block_dirs;
+pub use bucket::mirror::MirrorConfig;
 pub use bucket::server_side::{SameStore, ServerSideCopy, ServerSideError};
 pub use bucket::store::{LatencyStore, ReadOnlyStore};
 pub use dataflow::cluster::{ClusterConfig, ClusterError};
@@ -47,9 +48,10 @@ pub use model::filter::{BlockFilter, FilterRule};
 pub use model::group::group_key;
 pub use model::layout::{Layout, Tenants};
 pub use model::matcher::{parse_matchers, MatchOp, Matcher, MatcherError, Selector};
+pub use model::mirror::{MaxDeletions, MirrorReason};
 pub use model::strategy::{Strategy, UnknownStrategy};
 pub use model::timespec::{format_duration, parse_duration, TimeOrDuration, TimeSpecError};
-pub use report::{Backlog, BlockOutcome, Counts, Outcome, RunReport};
+pub use report::{Backlog, BlockOutcome, Counts, MirrorAction, MirrorStep, Outcome, RunReport};
 pub use telemetry::{
     ClusterProgress, CopyLabels, CopyMethod, EngineMetrics, ProcessProgress, Progress, RequestLabels, Side, Telemetry,
 };

@@ -8,6 +8,7 @@ use crate::model::block::SourceBlock;
 use crate::model::failure::{Failure, FailureCause};
 use crate::model::filter::FilterRule;
 use crate::model::meta::MetaSummary;
+use crate::model::mirror::MirrorReason;
 use crate::model::strategy::Strategy;
 
 /// How a block folder without meta.json is reported skipped.
@@ -310,6 +311,38 @@ pub struct RunReport {
     /// each held back the blocks of every group it could belong to.
     #[serde(default)]
     pub held_back_by_target: Vec<String>,
+    /// With `--mirror`: what the pass after the run marked for deletion in the target and
+    /// deleted from it, and why (in a dry run, what it would).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<MirrorAction>,
+}
+
+/// One step a mirror took on a target block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorAction {
+    /// The target block folder.
+    pub block: String,
+    /// What was done.
+    pub step: MirrorStep,
+    /// Why it was marked (a deletion follows the mark, whatever its reason).
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<MirrorReason>,
+}
+
+/// What a mirror did to a target block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorStep {
+    /// Marked for deletion (a Thanos `deletion-mark.json` written).
+    Marked,
+    /// Deleted, its mark older than the delete delay.
+    Deleted,
+    /// Dry run: would be marked.
+    WouldMark,
+    /// Dry run: would be deleted.
+    WouldDelete,
+    /// Would have been marked, but the deletion guard refused the pass's losses.
+    Refused,
 }
 
 impl RunReport {
@@ -335,6 +368,7 @@ impl RunReport {
             errors: Vec::new(),
             every_queue_held_back_by: Vec::new(),
             held_back_by_target: Vec::new(),
+            mirror: Vec::new(),
         };
         for record in records {
             match record {

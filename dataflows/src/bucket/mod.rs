@@ -24,6 +24,7 @@ pub(crate) mod inventory;
 pub(crate) mod listing;
 pub(crate) mod mark_source;
 pub(crate) mod meta_cache;
+pub(crate) mod mirror;
 pub(crate) mod parts;
 pub(crate) mod read;
 pub(crate) mod server_side;

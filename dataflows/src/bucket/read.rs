@@ -141,7 +141,7 @@ pub(crate) async fn load_block(
 
 /// A block's deletion mark at `path`: `None` when there is none, `Some(None)` when it is partial
 /// or corrupt (which Thanos treats as no mark, with a warning), else the mark.
-async fn read_deletion_mark(
+pub(crate) async fn read_deletion_mark(
     store: &dyn ObjectStore,
     dir: &str,
     path: &Path,

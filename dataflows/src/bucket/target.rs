@@ -38,6 +38,9 @@ pub(crate) struct TargetBlock {
     pub(crate) group: String,
     pub(crate) min_time: i64,
     pub(crate) max_time: i64,
+    /// Its downsampling resolution in milliseconds (0: raw). Required in a cache file: an older
+    /// file without it is read as corrupt and ignored, never taken as raw.
+    pub(crate) resolution: i64,
     /// The level-1 blocks this block holds, sorted (itself, for an uncompacted block).
     pub(crate) sources: Vec<Ulid>,
 }
@@ -51,6 +54,7 @@ impl TargetBlock {
             group: grouping.key(dir, summary.resolution, &summary.labels),
             min_time: summary.min_time,
             max_time: summary.max_time,
+            resolution: summary.resolution,
             sources: summary.sources.clone(),
         }
     }
@@ -164,6 +168,16 @@ impl TargetView {
             unreadable: self.unreadable.get(dir).map(String::as_str),
             objects: &folder.objects,
         })
+    }
+
+    /// Every visible block the run's listing showed, whose meta.json could be read.
+    pub(crate) fn visible(&self) -> impl Iterator<Item = &TargetBlock> {
+        self.groups.values().flatten().map(|b| &**b)
+    }
+
+    /// The run's listing of the target: every block folder, visible or not.
+    pub(crate) fn inventory(&self) -> &Inventory {
+        &self.inventory
     }
 
     /// Judges `block` against the visible blocks of its group, itself aside (see [`judge_among`]).
@@ -329,6 +343,16 @@ impl TargetIndex {
         }
         let group = run_commits.1.get(&block.group).map(Vec::as_slice).unwrap_or_default();
         judge_among(block, group.iter().map(|t| &**t), vertical)
+    }
+
+    /// The blocks this process committed in run `run`, which the run's view (listed at its start)
+    /// lacks.
+    pub(crate) fn committed_in_run(&self, run: u64) -> Vec<Arc<TargetBlock>> {
+        let run_commits = self.run_commits.lock().expect("never poisoned");
+        match run_commits.0 == run {
+            true => run_commits.1.values().flatten().cloned().collect(),
+            false => Vec::new(),
+        }
     }
 
     /// Takes what a cache file at `path` (made under `settings`) knows of the target.

@@ -19,6 +19,7 @@ use crate::bucket::copy::PartStore;
 use crate::bucket::copy::{Copier, RetryPolicy, DEFAULT_PART_SIZE};
 use crate::bucket::mark_source::SourceMarker;
 use crate::bucket::meta_cache::SourceMetas;
+use crate::bucket::mirror::{Mirror, MirrorConfig};
 use crate::bucket::server_side::{CountedCopy, SameStore, SameStoreCopy, ServerSideCopy};
 use crate::bucket::store::{InstrumentedStore, ReadOnlyStore, TenantMapStore};
 use crate::bucket::target::TargetIndex;
@@ -97,6 +98,10 @@ pub struct EngineConfig {
     /// The process makes one run: what it learns of the buckets' metas is kept for a next run
     /// only in `cache_dir`, and not in memory.
     pub single_run: bool,
+    /// `--mirror`: the target has no compactor of its own, and after each run the target's blocks
+    /// the source compacted, marked or lost are marked for deletion and later deleted there.
+    /// Only with the Thanos layout, and never with move mode (`start` refuses either).
+    pub mirror: Option<MirrorConfig>,
 }
 
 impl Default for EngineConfig {
@@ -125,6 +130,7 @@ impl Default for EngineConfig {
             cache_dir: None,
             meta_budget: DEFAULT_META_BUDGET,
             single_run: false,
+            mirror: None,
         }
     }
 }
@@ -144,6 +150,9 @@ pub enum EngineError {
     /// The `cache_dir` could not be made.
     #[error("making the meta cache folder {}", .0.display())]
     CacheDir(std::path::PathBuf, #[source] std::io::Error),
+    /// `--mirror` with settings it cannot follow safely.
+    #[error("--mirror {0}")]
+    Mirror(&'static str),
     /// A run was asked of a cluster process other than process 0, which alone starts runs.
     #[error("only process 0 of a cluster starts runs; the others follow it")]
     NotLeader,
@@ -164,6 +173,7 @@ fn agreed_settings(config: &EngineConfig) -> Settings {
     state("dry_run", config.dry_run.to_string());
     state("copy_markers", config.copy_markers.to_string());
     state("mark_source_for_deletion", config.mark_source_for_deletion.to_string());
+    state("mirror", format!("{:?}", config.mirror));
     settings
 }
 
@@ -183,6 +193,8 @@ pub struct Replicator {
     next_run: Epoch,
     leader: bool,
     caches: Option<Caches>,
+    /// With `--mirror`: the pass after each run, on the context's target view.
+    mirror: Option<(Mirror, Arc<Context>)>,
 }
 
 /// Where this process keeps its metas across restarts, and what they are kept of.
@@ -216,7 +228,11 @@ impl Replicator {
         config: EngineConfig,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, EngineError> {
+        if let Some(why) = config.mirror.as_ref().and_then(|_| mirror_refusal(&config)) {
+            return Err(EngineError::Mirror(why));
+        }
         let stores = Stores::wrap(source, target, &config);
+        let mirror = config.mirror.map(|mirror| Mirror::new(mirror, stores.source.clone(), stores.target.clone()));
         let grouping = Grouping {
             replica_labels: config.replica_labels.clone(),
             per_tenant: matches!(config.layout, Layout::Tenants(_)),
@@ -227,6 +243,7 @@ impl Replicator {
             context.target_index.load(&files.target, &files.settings);
             Caches { source: files.source, target: files.target, settings: files.settings, context: context.clone() }
         });
+        let mirror = mirror.map(|mirror| (mirror, context.clone()));
         let (commands, reports, guards) = start_workers(context, &config)?;
         Ok(Replicator {
             commands: Some(commands),
@@ -235,6 +252,7 @@ impl Replicator {
             next_run: 0,
             leader: config.cluster.as_ref().is_none_or(ClusterConfig::is_leader),
             caches,
+            mirror,
         })
     }
 
@@ -257,7 +275,10 @@ impl Replicator {
             guards.guards()[0].thread().unpark();
         }
         // The reports' sender lives in the workers: it is gone only when they stopped.
-        let report = self.reports.recv().map_err(|_| EngineError::WorkerLost)?;
+        let mut report = self.reports.recv().map_err(|_| EngineError::WorkerLost)?;
+        if let Some((mirror, context)) = &self.mirror {
+            follow_source(mirror, context, &mut report, now_millis);
+        }
         if let Some(caches) = &self.caches {
             caches.save();
         }
@@ -301,6 +322,38 @@ impl Replicator {
 impl Drop for Replicator {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+/// Why `--mirror` cannot run with `config`, if it cannot.
+fn mirror_refusal(config: &EngineConfig) -> Option<&'static str> {
+    if config.mark_source_for_deletion {
+        return Some(
+            "cannot run with move mode (--mark-source-for-deletion): the mirror would follow the move and delete \
+             the only copy",
+        );
+    }
+    if !matches!(config.layout, Layout::Thanos) {
+        return Some("follows a Thanos layout only: a Mimir or Cortex target's compactor owns its deletions");
+    }
+    None
+}
+
+/// The mirror's pass after run `report`, on the target as the run listed it; its actions and
+/// any error (the guard's refusal among them) go into the report.
+fn follow_source(mirror: &Mirror, context: &Context, report: &mut RunReport, now_millis: i64) {
+    let pass = async {
+        let view =
+            context.target_index.view(report.run_id).await.map_err(|e| format!("mirror: listing the target: {e}"))?;
+        let committed = context.target_index.committed_in_run(report.run_id);
+        Ok::<_, String>(mirror.pass(&view, &committed, report, now_millis.div_euclid(1000), report.dry_run).await)
+    };
+    match context.runtime.block_on(pass) {
+        Ok(end) => {
+            report.mirror = end.actions;
+            report.errors.extend(end.error);
+        }
+        Err(error) => report.errors.push(error),
     }
 }
 
@@ -419,7 +472,13 @@ fn shared_context(
         single_run: config.single_run,
         copier: stores.copier,
         // Mimir's ingesters upload blocks without external labels.
-        filter: BlockFilter { keep_empty_labels: config.filter.keep_empty_labels || tenants, ..config.filter.clone() },
+        filter: BlockFilter {
+            keep_empty_labels: config.filter.keep_empty_labels || tenants,
+            // A mirror follows the source's deletions: a block the source marked is on its way out,
+            // and copying it (again, after the mirror deleted it) would undo the mirror's work.
+            ignore_marked_for_deletion: config.filter.ignore_marked_for_deletion || config.mirror.is_some(),
+            ..config.filter.clone()
+        },
         grouping,
         source_metas,
         meta_budget: MetaBudget::new(config.meta_budget),

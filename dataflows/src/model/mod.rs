@@ -10,6 +10,7 @@
 //! - [`layout`]: where blocks are (bucket root, or tenant folders).
 //! - [`failure`]: why a block failed, and error chains.
 //! - [`matcher`], [`timespec`], [`filter`]: the selection flags and the rules they make.
+//! - [`mirror`]: what `--mirror` marks for deletion in the target, and its guard.
 //! - [`strategy`]: which blocks share an ordered commit queue, and how many copies run at once.
 
 pub(crate) mod block;
@@ -21,5 +22,6 @@ pub(crate) mod layout;
 pub(crate) mod markers;
 pub(crate) mod matcher;
 pub(crate) mod meta;
+pub(crate) mod mirror;
 pub(crate) mod strategy;
 pub(crate) mod timespec;
