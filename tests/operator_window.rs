@@ -195,7 +195,7 @@ fn a_real_prometheus_answers_every_query_of_both_dashboards_and_all_alerts() {
     let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
     let rules: Vec<&serde_json::Value> =
         rules["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
-    assert_eq!(rules.len(), 10, "Thanos's two alerts and bucketflow's eight: {rules:#?}");
+    assert_eq!(rules.len(), 11, "Thanos's two alerts and bucketflow's nine: {rules:#?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, text) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/rules");
