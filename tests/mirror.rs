@@ -215,6 +215,36 @@ fn a_deletion_stopped_halfway_is_finished_by_the_next_run() {
     }
 }
 
+/// A deletion killed (SIGKILL) right after its meta.json went, with most of its 800 objects
+/// still there: no reader sees a visible incomplete block, and the next run finishes it.
+#[test]
+fn a_deletion_killed_midway_is_finished_by_the_next_run() {
+    for place in Place::all() {
+        let (source, target) = (place.dir("source"), place.dir("target"));
+        let spec = SynthSpec { max_chunk_files: 800, min_chunk_bytes: 1, max_chunk_bytes: 1, ..SynthSpec::default() };
+        let mut shape = vec![eu1(0, 2, 1), eu1(2, 4, 2)];
+        let ab: Vec<SynthBlock> = shape.drain(..).map(|s| blocks(vec![s], &spec).remove(0)).collect();
+        write_folder(&source, &ab);
+        let mirror = ["--mirror", "--delete-delay", "0s", "--mirror.max-deletions", "1"];
+        run(&place, &mirror);
+        mark_for_deletion(&source, &ab[0]);
+        run(&place, &mirror);
+        let (mut child, lines) = place.spawn_replicate(&mirror);
+        let mut seen = Vec::new();
+        support::process::wait_for(&lines, "meta.json deleted", &mut seen);
+        support::process::kill(&child, "-KILL");
+        support::process::wait_at_most(&mut child, Duration::from_secs(30), "the killed run");
+        let left = support::buckets::files(&target.join(&ab[0].dir)).len();
+        assert!(!has(&target, &ab[0], "meta.json"), "{}", place.name());
+        eprintln!("{}: {left} objects of the block left after the kill", place.name());
+        assert_verifies(&place);
+        let _ = std::fs::remove_file(place.dir("report").with_extension("json"));
+        let finished = run(&place, &mirror);
+        assert_eq!(actions(&finished), [action(&ab[0], "deleted", "")], "{finished}");
+        assert!(gone(&target, &ab[0]) && has(&target, &ab[1], "meta.json"), "{}", place.name());
+    }
+}
+
 fn assert_verifies(place: &Place) {
     let out = std::process::Command::new(support::process::BIN)
         .args(["verify", "--objstore.config", &place.yaml("target")])

@@ -277,6 +277,7 @@ impl Mirror {
         let (mark, rest): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(rel, _, _)| rel == DELETION_MARK);
         for (rel, _, _) in meta {
             self.remove(&block_path(dir, &rel)).await?;
+            tracing::info!(block = %dir, "mirror: meta.json deleted, no reader sees the block; deleting its objects");
         }
         let paths = rest.into_iter().map(|(rel, _, _)| block_path(dir, &rel));
         let removed: Vec<Result<(), String>> = futures::stream::iter(paths)
@@ -370,5 +371,39 @@ fn step(done: MirrorStep, dry_run: bool) -> MirrorStep {
         (MirrorStep::Marked, true) => MirrorStep::WouldMark,
         (MirrorStep::Deleted, true) => MirrorStep::WouldDelete,
         (step, _) => step,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{RecordingStore, Write};
+    use object_store::memory::InMemory;
+
+    const A: &str = "01HF856H80D55FJT0TCK9K0631";
+
+    /// Thanos's `block.Delete` order: meta.json first (the block is invisible from then on),
+    /// the deletion mark last (a stopped deletion is found again by it), the ledger after.
+    #[tokio::test]
+    async fn a_block_is_deleted_meta_json_first_and_its_mark_last() {
+        let target = Arc::new(RecordingStore::new(InMemory::new()));
+        for rel in ["meta.json", "index", "chunks/000001", "chunks/000002", "deletion-mark.json"] {
+            target.put(&block_path(A, rel), PutPayload::from_static(b"x")).await.unwrap();
+        }
+        target.put(&ledger_path("replicated", A), PutPayload::default()).await.unwrap();
+        let before = target.writes().len();
+        let mirror = Mirror::new(MirrorConfig::default(), Arc::new(InMemory::new()), target.clone());
+        mirror.delete(A, &Ledger::default()).await.unwrap();
+        let deleted: Vec<String> = target.writes()[before..]
+            .iter()
+            .map(|w| match w {
+                Write::Delete(path) => path.clone(),
+                other => panic!("only deletes, not {other:?}"),
+            })
+            .collect();
+        assert_eq!(deleted.len(), 6, "{deleted:?}");
+        assert_eq!(deleted[0], format!("{A}/meta.json"));
+        assert_eq!(deleted[4], format!("{A}/deletion-mark.json"));
+        assert_eq!(deleted[5], format!("{LEDGER}/replicated/{A}"));
     }
 }
