@@ -341,6 +341,10 @@ pub struct ReplicateArgs {
     pub log_level: LogLevel,
     #[arg(help_heading = "Logging", long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+    /// The label whose value titles each compaction group on the block viewer at `/` (as
+    /// Thanos's --bucket-web-label); without it, a group is titled by all its labels.
+    #[arg(help_heading = "Runs, sidecar and HTTP", long = "web.group-label", value_name = "LABEL")]
+    pub web_group_label: Option<String>,
     /// How long the HTTP server waits for requests in flight when the process stops, as in
     /// Thanos: it stops accepting connections at once.
     #[arg(help_heading = "Runs, sidecar and HTTP", long = "http-grace-period", value_parser = parse_duration_flag, default_value = "2m")]

@@ -13,6 +13,7 @@ mod replicate;
 mod runtime;
 mod status;
 mod verify;
+mod viewer;
 
 use std::process::ExitCode;
 

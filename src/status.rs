@@ -11,9 +11,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use bucketflow_dataflows::{ClusterProgress, FailureCause, Outcome, ProcessProgress, Progress, RunReport};
+use bucketflow_dataflows::{
+    ClusterProgress, FailureCause, Outcome, ProcessProgress, Progress, RunReport, TargetBlockSummary,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::viewer::Snapshot;
 
 /// How many finished runs the page lists.
 const HISTORY: usize = 10;
@@ -122,6 +126,8 @@ struct Board {
     running_since: Option<DateTime<Utc>>,
     runs: VecDeque<RunLine>,
     last: Option<Arc<RunReport>>,
+    /// Both buckets' blocks as the last run left them, for the viewer.
+    snapshot: Arc<Snapshot>,
 }
 
 /// What the run loop tells the page; shared with the HTTP server.
@@ -142,8 +148,12 @@ impl StatusBoard {
         self.board.lock().expect("never poisoned").running_since = Some(Utc::now());
     }
 
-    pub fn run_finished(&self, report: &RunReport) {
+    /// The last run ended with `report`; `targets` are the target's visible blocks after it.
+    pub fn run_finished(&self, report: &RunReport, targets: &[TargetBlockSummary]) {
+        // Built outside the lock: a page asked for meanwhile shows the run before.
+        let snapshot = Arc::new(Snapshot::new(report, targets));
         let mut board = self.board.lock().expect("never poisoned");
+        board.snapshot = snapshot;
         board.running_since = None;
         let c = &report.counts;
         let backlog = report.backlog();
@@ -167,6 +177,11 @@ impl StatusBoard {
         });
         board.runs.truncate(HISTORY);
         board.last = Some(Arc::new(report.clone()));
+    }
+
+    /// Both buckets' blocks as the last run left them.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.board.lock().expect("never poisoned").snapshot.clone()
     }
 
     pub fn status(&self) -> Status {
@@ -258,7 +273,7 @@ fn groups_of(report: &RunReport) -> Vec<GroupLine> {
 }
 
 /// Text made safe to put in HTML.
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -274,56 +289,22 @@ fn escape(text: &str) -> String {
 }
 
 /// A time in Unix milliseconds as people read it.
-fn when(millis: Option<i64>) -> String {
+pub fn when(millis: Option<i64>) -> String {
     millis
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
 
-/// The colour of an outcome on the time line.
-fn colour(outcome: &str) -> &'static str {
-    match outcome {
-        "replicated" | "already_replicated" => "#2e7d32",
-        "covered" => "#81c784",
-        "held_back" => "#f9a825",
-        "failed" => "#c62828",
-        "planned" => "#1565c0",
-        _ => "#9e9e9e",
-    }
-}
-
-/// One group's blocks on a time line, as inline SVG.
-fn timeline(group: &GroupLine) -> String {
-    let times: Vec<(i64, i64)> = group.blocks.iter().filter_map(|b| Some((b.min_time?, b.max_time?))).collect();
-    let (Some(start), Some(end)) = (times.iter().map(|t| t.0).min(), times.iter().map(|t| t.1).max()) else {
-        return String::new();
-    };
-    let span = (end - start).max(1) as f64;
-    let mut svg = String::from(r#"<svg width="800" height="24" role="img" aria-label="time line">"#);
-    for block in &group.blocks {
-        let (Some(min), Some(max)) = (block.min_time, block.max_time) else { continue };
-        let x = (min - start) as f64 / span * 800.0;
-        let width = ((max - min) as f64 / span * 800.0).max(1.0);
-        let _ = write!(
-            svg,
-            r##"<rect x="{x:.1}" y="2" width="{width:.1}" height="20" fill="{}" stroke="#fff"><title>{} {}</title></rect>"##,
-            colour(block.outcome),
-            escape(&block.block),
-            block.outcome
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// The page at `/`.
-pub fn html(status: &Status) -> String {
-    let mut page = String::from(concat!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\">",
-        "<title>bucketflow</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}",
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}.held_back{background:#fff8e1}",
-        ".failed{background:#ffebee}.covered{color:#555}</style></head><body><h1>bucketflow</h1>"
-    ));
+/// The page at `/`: the run in progress and the last runs, then `groups` (the viewer's part).
+/// It refreshes itself, at the same URL, so with the same filters.
+pub fn html(status: &Status, groups: &str) -> String {
+    let mut page = format!(
+        concat!(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\">",
+            "<title>bucketflow</title><style>{}</style></head><body><h1>bucketflow</h1>"
+        ),
+        crate::viewer::page::STYLE
+    );
     match &status.current {
         Some(c) => {
             let left = c.seconds_left.map_or_else(|| "unknown".to_string(), |s| format!("{s:.0} s"));
@@ -371,37 +352,8 @@ pub fn html(status: &Status) -> String {
             lag_cell(run)
         );
     }
-    page.push_str("</table><h2>Compaction groups, as the target compactor sees them</h2>");
-    for group in &status.groups {
-        let _ = write!(
-            page,
-            "<h3>group {}</h3><p>commit frontier (newest minTime committed): {}; held back {}, failed {}, overlapping {}, late {}, covered {}</p>{}",
-            escape(&group.group),
-            when(group.frontier),
-            group.held_back,
-            group.failed,
-            group.overlapping,
-            group.late,
-            group.covered,
-            timeline(group)
-        );
-        page.push_str(
-            "<table><tr><th>block</th><th>min time</th><th>max time</th><th>outcome</th><th>detail</th></tr>",
-        );
-        for block in &group.blocks {
-            let _ = write!(
-                page,
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                block.outcome,
-                escape(&block.block),
-                when(block.min_time),
-                when(block.max_time),
-                block.outcome,
-                escape(&block.detail)
-            );
-        }
-        page.push_str("</table>");
-    }
+    page.push_str("</table>");
+    page.push_str(groups);
     page.push_str("</body></html>");
     page
 }

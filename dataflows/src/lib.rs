@@ -41,7 +41,7 @@ pub use bucket::mirror::MirrorConfig;
 pub use bucket::server_side::{SameStore, ServerSideCopy, ServerSideError};
 pub use bucket::store::{LatencyStore, ReadOnlyStore};
 pub use dataflow::cluster::{ClusterConfig, ClusterError};
-pub use dataflow::engine::{EngineConfig, EngineError, Replicator};
+pub use dataflow::engine::{EngineConfig, EngineError, Replicator, TargetBlockSummary};
 pub use dataflow::Epoch;
 pub use model::failure::{Failure, FailureCause};
 pub use model::filter::{BlockFilter, FilterRule};

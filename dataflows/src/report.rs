@@ -176,6 +176,13 @@ pub struct BlockOutcome {
     /// When its meta.json appeared in the source (Unix milliseconds), where the listing says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta_modified: Option<i64>,
+    /// Its compaction level, where its meta.json could be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i64>,
+    /// Its labels, on the way to the report only: the report keeps them once per group
+    /// ([`RunReport::group_labels`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// The source blocks selected for replication that the target lacks after a run (failed, held
@@ -232,6 +239,8 @@ impl Record {
             outcome,
             bytes: None,
             meta_modified: None,
+            level: Some(summary.level),
+            labels: Some((*summary.labels).clone()),
         })
     }
 
@@ -245,6 +254,8 @@ impl Record {
             outcome,
             bytes: None,
             meta_modified: None,
+            level: None,
+            labels: None,
         })
     }
 }
@@ -315,6 +326,10 @@ pub struct RunReport {
     /// deleted from it, and why (in a dry run, what it would).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirror: Vec<MirrorAction>,
+    /// Each group's labels: those its blocks in this run share (so an HA pair's replica label,
+    /// which differs between its blocks, is not among them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// One step a mirror took on a target block.
@@ -369,11 +384,22 @@ impl RunReport {
             every_queue_held_back_by: Vec::new(),
             held_back_by_target: Vec::new(),
             mirror: Vec::new(),
+            group_labels: BTreeMap::new(),
         };
         for record in records {
             match record {
                 Record::RunError(e) => report.errors.push(e),
-                Record::Block(b) => report.blocks.push(b),
+                Record::Block(mut b) => {
+                    if let (Some(group), Some(labels)) = (&b.group, b.labels.take()) {
+                        match report.group_labels.get_mut(group) {
+                            Some(shared) => shared.retain(|name, value| labels.get(name) == Some(value)),
+                            None => {
+                                report.group_labels.insert(group.clone(), labels);
+                            }
+                        }
+                    }
+                    report.blocks.push(b)
+                }
                 Record::SourceMarked(_) => report.counts.marked_in_source += 1,
                 Record::HoldsEveryQueue(dir) => report.every_queue_held_back_by.push(dir),
             }

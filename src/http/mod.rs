@@ -1,6 +1,7 @@
 //! The HTTP surface of the sidecar: `/metrics`, `/-/healthy` and `/-/ready`, as Thanos
-//! components serve them, and the status page at `/` (with its data at `/api/v1/status`); all of
-//! them over TLS and behind basic auth when `--http.config` asks for it.
+//! components serve them, the status page and block viewer at `/` (its blocks at `/blocks`,
+//! with their data at `/api/v1/status`, `/api/v1/groups` and `/api/v1/blocks`); all of them over
+//! TLS and behind basic auth when `--http.config` asks for it (one layer over every route).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 use crate::status::StatusBoard;
+use crate::viewer::api as viewer;
 use guard::Guard;
 pub use web_config::WebConfig;
 
@@ -28,11 +30,11 @@ pub struct HttpState {
     pub ready: AtomicBool,
     /// What the status page shows.
     pub status: Arc<StatusBoard>,
-}
-
-async fn status_page(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    let page = crate::status::html(&state.status.status());
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page)
+    /// The buckets, for the block pages' meta.json and objects (read-only use).
+    pub source: Option<Arc<dyn object_store::ObjectStore>>,
+    pub target: Option<Arc<dyn object_store::ObjectStore>>,
+    /// The label that titles a group on the viewer (`--web.group-label`).
+    pub group_label: Option<String>,
 }
 
 async fn status_json(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
@@ -93,8 +95,13 @@ pub async fn serve(address: SocketAddr, state: Arc<HttpState>, web: &WebConfig) 
     let listener = std::net::TcpListener::bind(address).with_context(|| format!("--http-address {address}"))?;
     let bound = listener.local_addr()?;
     let app = Router::new()
-        .route("/", get(status_page))
+        .route("/", get(viewer::index))
+        .route("/blocks", get(viewer::blocks_page))
+        .route("/blocks/{*block}", get(viewer::block_page))
         .route("/api/v1/status", get(status_json))
+        .route("/api/v1/groups", get(viewer::groups_json))
+        .route("/api/v1/blocks", get(viewer::blocks_json))
+        .route("/api/v1/blocks/{*block}", get(viewer::block_json))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))

@@ -26,7 +26,8 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     warn_of_risks(&config);
 
     let runtime = crate::runtime::start_with(args.io_threads.map(|n| n as usize))?;
-    let serving = serve::start(&runtime, args.http_address, &web, &config, &source, &target)?;
+    let group_label = args.web_group_label.as_deref();
+    let serving = serve::start(&runtime, args.http_address, &web, &config, &source, &target, group_label)?;
     let cancel = config.cancel.clone();
     let interrupt = signals::install(&runtime, args.grace_period, move || cancel.cancel());
 

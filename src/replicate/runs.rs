@@ -38,7 +38,7 @@ pub fn run(
         let report = replicator.run()?;
         drop(bar);
         metrics.observe(&report);
-        status.run_finished(&report);
+        status.run_finished(&report, &replicator.target_blocks());
         report::publish(args, &report)?;
         if let Some(signal) = interrupt.signal() {
             return Ok(Finish::Interrupted(signal));

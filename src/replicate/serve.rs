@@ -32,17 +32,24 @@ pub fn start(
     config: &EngineConfig,
     source: &Arc<dyn ObjectStore>,
     target: &Arc<dyn ObjectStore>,
+    group_label: Option<&str>,
 ) -> Result<Serving> {
     let mut registry = Registry::default();
     config.telemetry.metrics.register(&mut registry);
     let run_metrics = RunMetrics::new(&mut registry);
     let status = Arc::new(StatusBoard::new(config.telemetry.progress.clone(), config.telemetry.cluster.clone()));
-    let state =
-        Arc::new(HttpState { registry: Mutex::new(registry), ready: AtomicBool::new(false), status: status.clone() });
+    let state = Arc::new(HttpState {
+        registry: Mutex::new(registry),
+        ready: AtomicBool::new(false),
+        status: status.clone(),
+        source: Some(source.clone()),
+        target: Some(target.clone()),
+        group_label: group_label.map(String::from),
+    });
     let server = runtime.block_on(http::serve(address, state.clone(), web))?;
     let scheme = if web.tls.is_some() { "HTTPS" } else { "HTTP" };
     let auth = if web.basic_auth_users.is_empty() { "" } else { " behind basic auth" };
-    tracing::info!(address = %server.address, "serving {scheme}{auth}: /, /api/v1/status, /metrics, /-/healthy, /-/ready");
+    tracing::info!(address = %server.address, "serving {scheme}{auth}: /, /blocks, /api/v1/status, /api/v1/groups, /api/v1/blocks, /metrics, /-/healthy, /-/ready");
     runtime.spawn(become_ready(source.clone(), target.clone(), state));
     Ok(Serving { run_metrics, status, server })
 }

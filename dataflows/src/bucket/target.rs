@@ -41,6 +41,8 @@ pub(crate) struct TargetBlock {
     /// Its downsampling resolution in milliseconds (0: raw). Required in a cache file: an older
     /// file without it is read as corrupt and ignored, never taken as raw.
     pub(crate) resolution: i64,
+    /// Its compaction level (1: as Prometheus uploaded it).
+    pub(crate) level: i64,
     /// The level-1 blocks this block holds, sorted (itself, for an uncompacted block).
     pub(crate) sources: Vec<Ulid>,
 }
@@ -55,6 +57,7 @@ impl TargetBlock {
             min_time: summary.min_time,
             max_time: summary.max_time,
             resolution: summary.resolution,
+            level: summary.level,
             sources: summary.sources.clone(),
         }
     }
@@ -343,6 +346,11 @@ impl TargetIndex {
         }
         let group = run_commits.1.get(&block.group).map(Vec::as_slice).unwrap_or_default();
         judge_among(block, group.iter().map(|t| &**t), vertical)
+    }
+
+    /// Every visible target block this process knows: read from the target, or committed.
+    pub(crate) fn known_blocks(&self) -> Vec<Arc<TargetBlock>> {
+        self.known.lock().expect("never poisoned").values().map(|k| k.block.clone()).collect()
     }
 
     /// The blocks this process committed in run `run`, which the run's view (listed at its start)

@@ -194,7 +194,25 @@ pub struct Replicator {
     leader: bool,
     caches: Option<Caches>,
     /// With `--mirror`: the pass after each run, on the context's target view.
-    mirror: Option<(Mirror, Arc<Context>)>,
+    mirror: Option<Mirror>,
+    context: Arc<Context>,
+}
+
+/// A visible target block, as a viewer of the target shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TargetBlockSummary {
+    /// Its folder: its ULID, under its tenant in a tenants bucket.
+    pub block: String,
+    /// Its compaction group key, as the source's blocks are grouped.
+    pub group: String,
+    /// Its minTime in Unix milliseconds.
+    pub min_time: i64,
+    /// Its maxTime in Unix milliseconds.
+    pub max_time: i64,
+    /// Its downsampling resolution in milliseconds (0: raw).
+    pub resolution: i64,
+    /// Its compaction level (1: as Prometheus uploaded it).
+    pub level: i64,
 }
 
 /// Where this process keeps its metas across restarts, and what they are kept of.
@@ -243,8 +261,7 @@ impl Replicator {
             context.target_index.load(&files.target, &files.settings);
             Caches { source: files.source, target: files.target, settings: files.settings, context: context.clone() }
         });
-        let mirror = mirror.map(|mirror| (mirror, context.clone()));
-        let (commands, reports, guards) = start_workers(context, &config)?;
+        let (commands, reports, guards) = start_workers(context.clone(), &config)?;
         Ok(Replicator {
             commands: Some(commands),
             reports,
@@ -253,6 +270,7 @@ impl Replicator {
             leader: config.cluster.as_ref().is_none_or(ClusterConfig::is_leader),
             caches,
             mirror,
+            context,
         })
     }
 
@@ -276,13 +294,30 @@ impl Replicator {
         }
         // The reports' sender lives in the workers: it is gone only when they stopped.
         let mut report = self.reports.recv().map_err(|_| EngineError::WorkerLost)?;
-        if let Some((mirror, context)) = &self.mirror {
-            follow_source(mirror, context, &mut report, now_millis);
+        if let Some(mirror) = &self.mirror {
+            follow_source(mirror, &self.context, &mut report, now_millis);
         }
         if let Some(caches) = &self.caches {
             caches.save();
         }
         Ok(report)
+    }
+
+    /// The target's visible blocks as this process knows them after its last run: those it read
+    /// and those it committed. A single run without a cache folder keeps none.
+    pub fn target_blocks(&self) -> Vec<TargetBlockSummary> {
+        let blocks = self.context.target_index.known_blocks();
+        blocks
+            .iter()
+            .map(|b| TargetBlockSummary {
+                block: b.dir.clone(),
+                group: b.group.clone(),
+                min_time: b.min_time,
+                max_time: b.max_time,
+                resolution: b.resolution,
+                level: b.level,
+            })
+            .collect()
     }
 
     /// Whether this process starts runs and receives their reports: the only process, or

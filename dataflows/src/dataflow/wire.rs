@@ -64,6 +64,8 @@ mod tests {
             outcome: Outcome::failed(Failure::new(FailureCause::Target, "gone")),
             bytes: Some(7),
             meta_modified: None,
+            level: Some(2),
+            labels: Some([("cluster".to_string(), "eu1".to_string())].into()),
         })
     }
 
