@@ -145,13 +145,29 @@ fn tls_and_basic_auth_guard_every_endpoint() {
     );
     let (mut child, address) = sidecar(tmp.path(), &certs, &web);
 
-    for path in ["/", "/api/v1/status", "/metrics", "/-/healthy", "/-/ready"] {
+    let every_path = [
+        "/",
+        "/blocks",
+        "/blocks/01HF8C28G0N8Z4R7CBP4ACHFGZ",
+        "/api/v1/status",
+        "/api/v1/groups",
+        "/api/v1/blocks",
+        "/api/v1/blocks/01HF8C28G0N8Z4R7CBP4ACHFGZ",
+        "/metrics",
+        "/-/healthy",
+        "/-/ready",
+    ];
+    for path in every_path {
         let (status, body) = https_get(&address, path, &certs.ca, None, None).unwrap();
         assert_eq!(status, 401, "{path} without credentials: {body}");
         let (status, _) = https_get(&address, path, &certs.ca, None, Some(("alice", "wrong"))).unwrap();
         assert_eq!(status, 401, "{path} with a wrong password");
         let (status, _) = https_get(&address, path, &certs.ca, None, Some(("bob", "s3cret"))).unwrap();
         assert_eq!(status, 401, "{path} for an unknown user");
+    }
+    for path in every_path {
+        let (status, body) = https_get(&address, path, &certs.ca, None, Some(("alice", "s3cret"))).unwrap();
+        assert_eq!(status, 200, "{path} with credentials: {body}");
     }
     let (status, body) = https_get(&address, "/metrics", &certs.ca, None, Some(("alice", "s3cret"))).unwrap();
     assert_eq!(status, 200, "{body}");

@@ -136,6 +136,9 @@ impl Snapshot {
         }
         let mut groups: Vec<Group> = groups.into_values().collect();
         for group in &mut groups {
+            // The target's own blocks are committed too, by an earlier run or by anyone.
+            let newest_in_target = group.target.iter().map(|b| b.min_time).max();
+            group.frontier = group.frontier.max(newest_in_target);
             for lane in [&mut group.source, &mut group.target] {
                 lane.sort_by(|a, b| (a.min_time, &a.block).cmp(&(b.min_time, &b.block)));
             }

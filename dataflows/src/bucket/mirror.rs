@@ -32,6 +32,7 @@ use super::read::read_deletion_mark;
 use super::target::{TargetBlock, TargetView};
 use crate::model::block::block_path;
 use crate::model::failure::error_chain;
+use crate::model::filter::FilterRule;
 use crate::model::layout::Layout;
 use crate::model::markers::{DeletionMark, DELETION_MARK};
 use crate::model::meta::META_FILENAME;
@@ -185,6 +186,13 @@ impl Mirror {
             }
             tracing::info!(block = %dir, dry_run, "mirror: deleted from the target");
             actions.push(MirrorAction { block: dir, step: step(MirrorStep::Deleted, dry_run), reason: None });
+        }
+        for (dir, reason) in stranded(report, inventory) {
+            if !dry_run {
+                self.delete(&dir, &ledger).await?;
+            }
+            tracing::info!(block = %dir, dry_run, "mirror: a partial copy the source gave up, deleted from the target");
+            actions.push(MirrorAction { block: dir, step: step(MirrorStep::Deleted, dry_run), reason: Some(reason) });
         }
         if !dry_run {
             self.forget_absent(&ledger, inventory, &committed).await?;
@@ -360,6 +368,30 @@ impl Mirror {
             Err(e) => Err(format!("deleting {path}: {e}")),
         }
     }
+}
+
+/// Target folders without meta.json (no reader sees them) of source blocks the run will never
+/// copy: covered by a target block, or marked for deletion in the source. A run that copied
+/// some of a block's objects before it found the block covered at its commit leaves them; the
+/// compactor of a target would clean them up as aborted partial uploads (Thanos's
+/// `BestEffortCleanAbortedPartialUploads`, pkg/compact/clean.go), a mirror's has none. The
+/// run's outcome shows the block is the source's. They are in the listing of the run after.
+fn stranded(report: &RunReport, inventory: &Inventory) -> Vec<(String, MirrorReason)> {
+    report
+        .blocks
+        .iter()
+        .filter_map(|b| {
+            let reason = match &b.outcome {
+                Outcome::Covered { by } => MirrorReason::Covered { by: by.clone() },
+                Outcome::Filtered { rule: FilterRule::DeletionMark, .. } => MirrorReason::SourceMarked,
+                _ => return None,
+            };
+            let folder = inventory.get(&b.block)?;
+            // A folder with a mark and no meta.json is a deletion stopped halfway: `due` has it.
+            let partial = folder.meta.is_none() && !folder.objects.is_empty() && !folder.deletion_marked();
+            partial.then(|| (b.block.clone(), reason))
+        })
+        .collect()
 }
 
 fn ledger_path(kind: &str, rest: &str) -> Path {

@@ -28,6 +28,8 @@ pub(crate) struct Context {
     pub(crate) dry_run: bool,
     /// Copy no-compact and no-downsample marks with their blocks.
     pub(crate) copy_markers: bool,
+    /// `--mirror`: a source block with a deletion mark is on its way out, told by the listing.
+    pub(crate) mirror: bool,
     /// Where the blocks are, and (for tenants) which blocks share a commit queue.
     pub(crate) layout: Layout,
     /// How the target's compactor groups blocks.

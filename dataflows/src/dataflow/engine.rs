@@ -507,13 +507,7 @@ fn shared_context(
         single_run: config.single_run,
         copier: stores.copier,
         // Mimir's ingesters upload blocks without external labels.
-        filter: BlockFilter {
-            keep_empty_labels: config.filter.keep_empty_labels || tenants,
-            // A mirror follows the source's deletions: a block the source marked is on its way out,
-            // and copying it (again, after the mirror deleted it) would undo the mirror's work.
-            ignore_marked_for_deletion: config.filter.ignore_marked_for_deletion || config.mirror.is_some(),
-            ..config.filter.clone()
-        },
+        filter: BlockFilter { keep_empty_labels: config.filter.keep_empty_labels || tenants, ..config.filter.clone() },
         grouping,
         source_metas,
         meta_budget: MetaBudget::new(config.meta_budget),
@@ -522,11 +516,17 @@ fn shared_context(
         // Mimir's and Cortex's compactors merge a tenant's overlapping blocks (its ingesters
         // upload one 2-hour range each, replication factor times): an overlap is their normal
         // path, never a halt.
-        vertical_compaction: config.target_vertical_compaction || !config.replica_labels.is_empty() || tenants,
+        // A mirror's target has no compactor to halt on an overlap: its store gateways read
+        // overlapping blocks (an HA pair's) as the source's do.
+        vertical_compaction: config.target_vertical_compaction
+            || !config.replica_labels.is_empty()
+            || tenants
+            || config.mirror.is_some(),
         strategy: config.strategy,
         concurrency,
         dry_run: config.dry_run,
         copy_markers: config.copy_markers,
+        mirror: config.mirror.is_some(),
         layout: config.layout.clone(),
         source_marker: stores.source_marker,
         runtime,

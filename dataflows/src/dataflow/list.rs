@@ -56,6 +56,15 @@ pub(crate) fn list<'scope>(
                                 let rule = FilterRule::Selection;
                                 return Err(Record::of_folder(&dir, Outcome::Filtered { reason, rule }));
                             }
+                            if ctx.mirror && folder.deletion_marked() {
+                                // A mirror follows the source's deletions: a block the source marked
+                                // is on its way out, and copying it (again, after the mirror deleted
+                                // it) would undo the mirror's work. The listing tells, with no
+                                // request for the mark.
+                                let reason = "marked for deletion in the source, which --mirror follows".to_string();
+                                let rule = FilterRule::DeletionMark;
+                                return Err(Record::of_folder(&dir, Outcome::Filtered { reason, rule }));
+                            }
                             let in_target = target.as_ref().and_then(|t| t.get(&dir));
                             if replicated_by_listing(&ctx, &folder, in_target) {
                                 return Err(Record::of_folder(&dir, Outcome::AlreadyReplicated));
