@@ -106,6 +106,7 @@ fn the_viewer_shows_each_kind_of_block_and_its_filters_narrow_it() {
     let (failed, held) = (&scene.failed.dir, &scene.held_back.dir);
     assert!(page.contains("<tr class=\"held_back\">") && page.contains(held), "the held-back block");
     assert!(page.contains(&format!("behind {failed}")), "what it waits for");
+    assert!(page.contains("backlog 2 blocks"), "eu1's backlog: the failed block and the one held back");
     assert!(page.contains("<tr class=\"overlap\">") && page.contains(&scene.overlapping.dir), "the overlap");
     for covered in &scene.covered {
         let title = format!("{} covered", covered.dir);

@@ -51,6 +51,12 @@ pub struct Group {
     pub frontier: Option<i64>,
     /// The source's blocks by state.
     pub counts: BTreeMap<&'static str, usize>,
+    /// The group's backlog after the run: its selected source blocks the target still lacks
+    /// (failed, held back, planned), and their bytes where known.
+    pub pending_blocks: usize,
+    pub pending_bytes: u64,
+    /// The largest replication lag of the blocks the run committed in this group, in seconds.
+    pub max_lag_seconds: Option<f64>,
     #[serde(skip)]
     pub source: Vec<Bar>,
     #[serde(skip)]
@@ -97,6 +103,9 @@ impl Snapshot {
                 labels: report.group_labels.get(key).cloned().unwrap_or_default(),
                 frontier: None,
                 counts: BTreeMap::new(),
+                pending_blocks: 0,
+                pending_bytes: 0,
+                max_lag_seconds: None,
                 source: Vec::new(),
                 target: Vec::new(),
             })
@@ -110,6 +119,15 @@ impl Snapshot {
             *line.counts.entry(state).or_default() += 1;
             if matches!(block.outcome, Outcome::Replicated { .. } | Outcome::AlreadyReplicated) {
                 line.frontier = line.frontier.max(Some(min_time));
+            }
+            // As the report's backlog counts it (`RunReport::backlog`), by group.
+            if matches!(block.outcome, Outcome::Failed { .. } | Outcome::HeldBack { .. } | Outcome::Planned { .. }) {
+                line.pending_blocks += 1;
+                line.pending_bytes += block.bytes.unwrap_or_default();
+            }
+            if let Outcome::Replicated { lag_millis: Some(lag), .. } = block.outcome {
+                let lag = lag as f64 / 1000.0;
+                line.max_lag_seconds = Some(line.max_lag_seconds.map_or(lag, |known| known.max(lag)));
             }
             line.source.push(Bar {
                 side: Side::Source,
@@ -372,6 +390,9 @@ mod tests {
             labels: [("cluster".to_string(), cluster.to_string())].into(),
             frontier: None,
             counts: BTreeMap::new(),
+            pending_blocks: 0,
+            pending_bytes: 0,
+            max_lag_seconds: None,
             source: bars,
             target: Vec::new(),
         };

@@ -187,12 +187,15 @@ pub fn groups(snapshot: &Snapshot, query: &Query, group_label: Option<&str>) -> 
         let counts: Vec<String> = group.counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
         let _ = write!(
             html,
-            r#"<section class="group"><h3>group {} <small>{}</small></h3><p>commit frontier (newest minTime committed): {}; source: {}; target: {} visible. <a href="{}">blocks</a></p>{}"#,
+            r#"<section class="group"><h3>group {} <small>{}</small></h3><p>commit frontier (newest minTime committed): {}; source: {}; target: {} visible; backlog {} blocks, {} bytes; largest lag of the run {}. <a href="{}">blocks</a></p>{}"#,
             escape(&group.key),
             escape(&shown.title(group_label)),
             when(group.frontier),
             if counts.is_empty() { "no block".into() } else { counts.join(", ") },
             group.target.len(),
+            group.pending_blocks,
+            group.pending_bytes,
+            group.max_lag_seconds.map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
             escape(&query.url("/blocks", &[("group", group.key.clone()), ("page", String::new())])),
             lanes(shown),
         );
