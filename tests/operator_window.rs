@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::process::kill;
@@ -230,28 +230,8 @@ fn headless_chromium_renders_the_held_back_block_and_the_block_it_waits_for() {
     let (_, json) = http_get(&address, "/api/v1/status");
     let status: serde_json::Value = serde_json::from_str(&json).unwrap();
 
-    let profile = tempfile::tempdir().unwrap();
-    // The flags keep Chromium off the network: this machine's is closed, and tests stay on 127.0.0.1.
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--dump-dom",
-            &format!("http://{address}/"),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && dom.contains("</html>"), "{}", String::from_utf8_lossy(&out.stderr));
+    let dom = support::browser::dom(&chromium, &format!("http://{address}/"));
+    assert!(dom.contains("</html>"), "{dom}");
     for group in status["groups"].as_array().unwrap() {
         let name = group["group"].as_str().unwrap();
         assert!(dom.contains(&format!("group {name}")), "the page names group {name}:\n{dom}");

@@ -8,9 +8,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use bucketflow_dataflows::testkit::synth::{blocks, BlockShape, SynthBlock, SynthSpec};
+use support::browser;
 use support::buckets::write_folder;
 use support::process::kill;
 use support::servers::installed_tool;
@@ -63,32 +63,15 @@ fn scene(dir: &Path) -> Scene {
 
 /// The DOM Chromium builds from `url`, and a screenshot of it when asked for.
 fn dom(chromium: &Path, url: &str, screenshot: Option<&str>) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    // The flags keep Chromium off the network: tests stay on 127.0.0.1.
-    let mut args: Vec<String> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.push(format!("--user-data-dir={}", profile.path().display()));
-    let run = |extra: &[String]| {
-        let out = Command::new(chromium).args(&args).args(extra).stdin(Stdio::null()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     if let (Some(name), Ok(dir)) = (screenshot, std::env::var("BUCKETFLOW_VIEWER_SCREENSHOTS")) {
         let path = Path::new(&dir).join(name);
-        run(&[format!("--screenshot={}", path.display()), "--window-size=1200,1000".into(), url.to_string()]);
+        browser::headless(
+            chromium,
+            url,
+            &[format!("--screenshot={}", path.display()), "--window-size=1200,1000".into()],
+        );
     }
-    run(&["--dump-dom".to_string(), url.to_string()])
+    browser::dom(chromium, url)
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // Each test file uses its own share of these.
 
+pub mod browser;
 pub mod buckets;
 pub mod place;
 pub mod process;
