@@ -101,6 +101,38 @@ fn a_mirror_follows_the_source_compactor() {
     }
 }
 
+/// The source compacts A and B into C and marks them, but C is a level the selection leaves out
+/// (5, above the default --compaction-max 4, as the vertical compaction of an HA pair's level-4
+/// blocks makes): the target never gets C, so A and B are not marked (deferred), though the
+/// guard would let them go.
+#[test]
+fn blocks_whose_data_went_into_a_block_the_run_leaves_out_are_kept() {
+    for place in Place::all() {
+        let (source, target) = (place.dir("source"), place.dir("target"));
+        let ab = blocks(vec![eu1(0, 2, 1), eu1(2, 4, 2)], &SynthSpec::default());
+        write_folder(&source, &ab);
+        let mirror = ["--mirror", "--delete-delay", "0s", "--mirror.max-deletions", "2"];
+        run(&place, &mirror);
+        let c = blocks(vec![eu1(0, 4, 3).compacted_from(&[&ab[0], &ab[1]], 5)], &SynthSpec::default());
+        write_folder(&source, &c);
+        for block in &ab {
+            mark_for_deletion(&source, block);
+        }
+        for _ in 0..2 {
+            let report = run(&place, &mirror);
+            let deferred = [action(&ab[0], "deferred", "source_marked"), action(&ab[1], "deferred", "source_marked")];
+            assert_eq!(actions(&report), deferred, "{report}");
+        }
+        for block in &ab {
+            assert!(has(&target, block, "meta.json") && !has(&target, block, "deletion-mark.json"), "{}", place.name());
+        }
+        // Once the selection takes C, the target holds it, and A and B go as covered.
+        let report = run(&place, &[&mirror[..], &["--compaction-max", "5"]].concat());
+        let covered = [action(&ab[0], "marked", "covered"), action(&ab[1], "marked", "covered")];
+        assert_eq!(actions(&report), covered, "{report}");
+    }
+}
+
 /// The source's retention marks A: the mirror marks it (one block, within the guard's 1) and
 /// deletes it after the delay; B is left alone, and so is X, a block the source never had (put
 /// into the target by someone else): the mirror cannot show it came from the source.

@@ -358,6 +358,9 @@ pub enum MirrorStep {
     WouldDelete,
     /// Would have been marked, but the deletion guard refused the pass's losses.
     Refused,
+    /// Would lose data if marked now, while the source holds a block over its time that the
+    /// target lacks (which may hold its data): marked once that block is in the target.
+    Deferred,
 }
 
 impl RunReport {

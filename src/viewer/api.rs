@@ -182,8 +182,7 @@ pub async fn block_json(State(state): State<Arc<HttpState>>, Path(dir): Path<Str
 /// The block folder `dir` in both buckets, as they hold it now.
 async fn read_both(state: &HttpState, dir: &str) -> Vec<Read> {
     // A folder name is a ULID, under its tenant: nothing else is read from the buckets.
-    let valid = dir.split('/').next_back().is_some_and(|id| ulid::Ulid::from_string(id).is_ok())
-        && !dir.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+    let valid = super::is_block_folder(dir);
     let mut reads = Vec::new();
     for (side, store) in [(Side::Source, &state.source), (Side::Target, &state.target)] {
         let Some(store) = store else { continue };

@@ -42,6 +42,27 @@ pub struct Bar {
     pub detail: String,
 }
 
+/// A block folder's path in a URL: each part percent-encoded, the `/` of a tenant kept.
+pub fn block_href(dir: &str) -> String {
+    let parts: Vec<String> = dir
+        .split('/')
+        .map(|p| percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC).to_string())
+        .collect();
+    format!("/blocks/{}", parts.join("/"))
+}
+
+/// Whether `dir` names a block folder as a layout does: `<ULID>`, or `<tenant>/<ULID>`. Only
+/// such folders are read from the buckets for a block's page.
+pub fn is_block_folder(dir: &str) -> bool {
+    let parts: Vec<&str> = dir.split('/').collect();
+    let ulid = |p: &str| ulid::Ulid::from_string(p).is_ok();
+    match parts.as_slice() {
+        [id] => ulid(id),
+        [tenant, id] => !tenant.is_empty() && *tenant != "." && *tenant != ".." && ulid(id),
+        _ => false,
+    }
+}
+
 /// A compaction group: its labels and both lanes, each in time order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
@@ -195,6 +216,8 @@ pub struct Query {
     /// From 1.
     pub page: usize,
     pub per_page: usize,
+    /// The URL gave `per_page`: links keep it.
+    pub per_page_given: bool,
 }
 
 /// A query parameter that cannot be used, named.
@@ -266,6 +289,7 @@ impl Query {
             to: parse_time("to", &text("to"))?,
             page: number("page", 1)?,
             per_page: number("per_page", per_page)?.min(MAX_PER_PAGE),
+            per_page_given: params.get("per_page").is_some_and(|v| !v.trim().is_empty()),
         })
     }
 
@@ -321,6 +345,7 @@ impl Query {
         params.insert("from", self.from.map(|t| t.to_string()).unwrap_or_default());
         params.insert("to", self.to.map(|t| t.to_string()).unwrap_or_default());
         params.insert("page", if self.page > 1 { self.page.to_string() } else { String::new() });
+        params.insert("per_page", if self.per_page_given { self.per_page.to_string() } else { String::new() });
         for (name, value) in change {
             params.insert(name, value.clone());
         }
@@ -438,6 +463,18 @@ mod tests {
     }
 
     #[test]
+    fn only_a_block_folder_is_read() {
+        assert!(is_block_folder("01HF8C28G0N8Z4R7CBP4ACHFGZ"));
+        assert!(is_block_folder("tenant-1/01HF8C28G0N8Z4R7CBP4ACHFGZ"));
+        for other in
+            ["a/b/01HF8C28G0N8Z4R7CBP4ACHFGZ", "../01HF8C28G0N8Z4R7CBP4ACHFGZ", "/01HF8C28G0N8Z4R7CBP4ACHFGZ", "x"]
+        {
+            assert!(!is_block_folder(other), "{other}");
+        }
+        assert_eq!(block_href("a b/01HF8C28G0N8Z4R7CBP4ACHFGZ"), "/blocks/a%20b/01HF8C28G0N8Z4R7CBP4ACHFGZ");
+    }
+
+    #[test]
     fn pages_slice_and_count() {
         let query = Query { page: 2, per_page: 3, ..Query::default() };
         assert_eq!(query.page_of(0..8), (vec![3, 4, 5], 8));
@@ -447,5 +484,7 @@ mod tests {
     fn a_url_keeps_the_filters() {
         let query = Query::parse(&params(&[("labels", r#"cluster="eu1""#), ("ulid", "01A")]), 20).unwrap();
         assert_eq!(query.url("/", &[("page", "2".into())]), "/?labels=cluster%3D%22eu1%22&page=2&ulid=01A");
+        let query = Query::parse(&params(&[("per_page", "50"), ("page", "2")]), 20).unwrap();
+        assert_eq!(query.url("/", &[("page", "3".into())]), "/?page=3&per_page=50", "a link keeps the page size");
     }
 }

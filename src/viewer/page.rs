@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Bar, Query, Shown, Side, Snapshot};
+use super::{block_href, Bar, Query, Shown, Side, Snapshot};
 use crate::status::{escape, when};
 
 /// Groups on one page of `/`, unless the URL says otherwise.
@@ -74,7 +74,7 @@ fn lane(svg: &mut String, bars: &[&Bar], (start, end): (i64, i64), y: u32) {
             let (x, right) = (x_of(bar.min_time), x_of(bar.max_time));
             let _ = write!(
                 svg,
-                r#"<a href="/blocks/{0}"><rect x="{x:.1}" y="{y}" width="{w:.1}" height="20" class="{1}"><title>{0} {2} [{3}, {4}) level {5} {6}</title></rect></a>"#,
+                r#"<a href="{7}"><rect x="{x:.1}" y="{y}" width="{w:.1}" height="20" class="{1}"><title>{0} {2} [{3}, {4}) level {5} {6}</title></rect></a>"#,
                 escape(&bar.block),
                 class(bar),
                 bar.state,
@@ -82,6 +82,7 @@ fn lane(svg: &mut String, bars: &[&Bar], (start, end): (i64, i64), y: u32) {
                 when(Some(bar.max_time)),
                 bar.level.map_or("?".into(), |l| l.to_string()),
                 escape(&bar.detail),
+                escape(&block_href(&bar.block)),
                 w = (right - x).max(1.0),
             );
         }
@@ -222,13 +223,14 @@ fn block_row(html: &mut String, bar: &Bar, group: Option<&str>) {
     let group = group.map(|g| format!("<td>{}</td><td>{:?}</td>", escape(g), bar.side)).unwrap_or_default();
     let _ = write!(
         html,
-        r#"<tr class="{0}">{1}<td><a href="/blocks/{2}">{2}</a></td><td>{3}</td><td>{4}</td><td>{0}</td><td>{5}</td></tr>"#,
+        r#"<tr class="{0}">{1}<td><a href="{6}">{2}</a></td><td>{3}</td><td>{4}</td><td>{0}</td><td>{5}</td></tr>"#,
         bar.state,
         group,
         escape(&bar.block),
         when(Some(bar.min_time)),
         when(Some(bar.max_time)),
         escape(&bar.detail),
+        escape(&block_href(&bar.block)),
     );
 }
 

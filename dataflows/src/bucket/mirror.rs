@@ -26,17 +26,16 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::inventory::{take_inventory, Inventory, Side};
+use super::inventory::Inventory;
 use super::listing::list_block_objects;
 use super::read::read_deletion_mark;
 use super::target::{TargetBlock, TargetView};
 use crate::model::block::block_path;
 use crate::model::failure::error_chain;
 use crate::model::filter::FilterRule;
-use crate::model::layout::Layout;
 use crate::model::markers::{DeletionMark, DELETION_MARK};
 use crate::model::meta::META_FILENAME;
-use crate::model::mirror::{plan_marks, InSource, MaxDeletions, MirrorBlock, MirrorReason};
+use crate::model::mirror::{plan_marks, InSource, MaxDeletions, MirrorBlock, MirrorReason, Unsettled};
 use crate::report::{MirrorAction, MirrorStep, Outcome, RunReport};
 
 /// The ledger's folder at the target's root: not a ULID, so no Thanos or Mimir component reads it.
@@ -64,10 +63,9 @@ impl Default for MirrorConfig {
     }
 }
 
-/// The mirror: its config, the stores, and the deletion times of the marks it has read.
+/// The mirror: its config, the target, and the deletion times of the marks it has read.
 pub(crate) struct Mirror {
     config: MirrorConfig,
-    source: Arc<dyn ObjectStore>,
     target: Arc<dyn ObjectStore>,
     /// A mark's deletion time, by folder and the mark's size and ETag, so that a pending mark is
     /// read once, not every pass.
@@ -88,45 +86,49 @@ pub(crate) struct PassEnd {
     pub(crate) error: Option<String>,
 }
 
-/// The ledger as listed: the blocks replicated, and when those gone from the source went.
+/// The ledger as listed: the blocks replicated, and when those gone from the source went (every
+/// note of a block, its earliest first: two writers may each have left one).
 #[derive(Default)]
 struct Ledger {
     replicated: HashSet<String>,
-    gone: HashMap<String, (i64, Path)>,
+    gone: HashMap<String, Vec<(i64, Path)>>,
+}
+
+impl Ledger {
+    fn gone_since(&self, dir: &str) -> Option<i64> {
+        self.gone.get(dir).and_then(|notes| notes.iter().map(|(since, _)| *since).min())
+    }
 }
 
 impl Mirror {
-    pub(crate) fn new(config: MirrorConfig, source: Arc<dyn ObjectStore>, target: Arc<dyn ObjectStore>) -> Self {
-        Mirror { config, source, target, mark_times: Mutex::default() }
+    pub(crate) fn new(config: MirrorConfig, target: Arc<dyn ObjectStore>) -> Self {
+        Mirror { config, target, mark_times: Mutex::default() }
     }
 
-    /// One pass after run `report`, against the target as the run listed it (`view`), at `now`
-    /// (Unix seconds). A dry run writes nothing and says what it would do.
-    /// `committed`: the blocks the run made visible, which hold the blocks they were compacted from.
+    /// One pass after run `report`, against the source and the target as the run listed them
+    /// (`source`, `view`), at `now` (Unix seconds). `committed`: the blocks this process made
+    /// visible in the run, which hold the blocks they were compacted from. A dry run writes
+    /// nothing and says what it would do. An error stops the pass, and what it did before is
+    /// still reported.
     pub(crate) async fn pass(
         &self,
+        source: &Inventory,
         view: &TargetView,
         committed: &[Arc<TargetBlock>],
         report: &RunReport,
         now: i64,
         dry_run: bool,
     ) -> PassEnd {
-        match self.try_pass(view, committed, report, now, dry_run).await {
-            Ok(end) => end,
-            Err(error) => PassEnd { actions: Vec::new(), error: Some(format!("mirror: {error}")) },
+        let mut actions = Vec::new();
+        let step = Step { source, view, run_commits: committed, report, now, dry_run };
+        match self.try_pass(&step, &mut actions).await {
+            Ok(error) => PassEnd { actions, error },
+            Err(error) => PassEnd { actions, error: Some(format!("mirror: {error}")) },
         }
     }
 
-    async fn try_pass(
-        &self,
-        view: &TargetView,
-        run_commits: &[Arc<TargetBlock>],
-        report: &RunReport,
-        now: i64,
-        dry_run: bool,
-    ) -> Result<PassEnd, String> {
-        // The run's blocks are listed after the run, so that a block the run saw is in it.
-        let source = take_inventory(&*self.source, &Layout::Thanos, Side::Target).await.map_err(|e| error_chain(&e))?;
+    async fn try_pass(&self, pass: &Step<'_>, actions: &mut Vec<MirrorAction>) -> Result<Option<String>, String> {
+        let Step { source, view, run_commits, report, now, dry_run } = *pass;
         let mut ledger = self.ledger().await?;
         let committed: HashSet<&str> = report
             .blocks
@@ -140,8 +142,17 @@ impl Mirror {
             }
         }
         let inventory = view.inventory();
+        let visible_sources = source.values().filter(|f| f.meta.is_some()).count();
+        let owned_visible = ledger.replicated.iter().filter(|d| inventory.get(*d).is_some_and(|f| f.meta.is_some()));
+        if visible_sources == 0 && owned_visible.count() > 0 {
+            // A source with no block at all is no retention: a wrong prefix, a wiped bucket, or
+            // a store that lists nothing for a while. No gone note starts its clock.
+            return Err("the source lists no block, while the target holds blocks replicated from it: \
+                        nothing marked or deleted"
+                .into());
+        }
+        let owned = self.owned(&mut ledger, inventory, source, now, dry_run).await?;
         let mut seen = HashSet::new();
-        let owned = self.owned(&mut ledger, inventory, &source, now, dry_run).await?;
         let visible: Vec<MirrorBlock> = view
             .visible()
             .chain(run_commits.iter().map(|b| &**b))
@@ -150,19 +161,25 @@ impl Mirror {
                 dir: b.dir.clone(),
                 ulid: b.ulid,
                 resolution: b.resolution,
+                range: (b.min_time, b.max_time),
                 sources: b.sources.clone(),
                 marked: inventory.get(&b.dir).is_some_and(|f| f.deletion_marked()),
             })
             .collect();
+        let known: HashSet<&str> = visible.iter().map(|b| b.dir.as_str()).collect();
+        let unsettled = unsettled(report, &known);
         let delay = self.config.delete_delay.as_secs() as i64;
-        let plan = plan_marks(&visible, &owned, now, delay, self.config.max_deletions);
-        let mut actions = Vec::new();
+        let plan = plan_marks(&visible, &owned, &unsettled, now, delay, self.config.max_deletions);
         for (dir, reason) in plan.mark {
             if !dry_run {
                 self.mark(&dir, now, &reason).await?;
             }
             tracing::info!(block = %dir, reason = reason.label(), dry_run, "mirror: marked for deletion in the target");
             actions.push(MirrorAction { block: dir, step: step(MirrorStep::Marked, dry_run), reason: Some(reason) });
+        }
+        for (dir, reason, waiting_for) in plan.deferred {
+            tracing::info!(block = %dir, reason = reason.label(), %waiting_for, "mirror: not marked until the target holds the source block over its time");
+            actions.push(MirrorAction { block: dir, step: MirrorStep::Deferred, reason: Some(reason) });
         }
         let error = (!plan.refused.is_empty()).then(|| {
             let error = format!(
@@ -188,8 +205,8 @@ impl Mirror {
             actions.push(MirrorAction { block: dir, step: step(MirrorStep::Deleted, dry_run), reason: None });
         }
         for (dir, reason) in stranded(report, inventory) {
-            if !dry_run {
-                self.delete(&dir, &ledger).await?;
+            if !dry_run && !self.delete_partial(&dir).await? {
+                continue;
             }
             tracing::info!(block = %dir, dry_run, "mirror: a partial copy the source gave up, deleted from the target");
             actions.push(MirrorAction { block: dir, step: step(MirrorStep::Deleted, dry_run), reason: Some(reason) });
@@ -197,7 +214,7 @@ impl Mirror {
         if !dry_run {
             self.forget_absent(&ledger, inventory, &committed).await?;
         }
-        Ok(PassEnd { actions, error })
+        Ok(error)
     }
 
     /// How each visible block of the ledger stands in the source; records (or clears) when a
@@ -217,8 +234,9 @@ impl Mirror {
             }
             let in_source = match source.get(dir).filter(|f| f.meta.is_some()) {
                 Some(folder) => {
-                    if let Some((_, path)) = ledger.gone.remove(dir) {
-                        // It came back: whatever took it away did not last.
+                    // It came back: whatever took it away did not last, and none of its notes
+                    // may start a clock when it goes again.
+                    for (_, path) in ledger.gone.remove(dir).unwrap_or_default() {
                         if !dry_run {
                             self.remove(&path).await?;
                         }
@@ -229,14 +247,14 @@ impl Mirror {
                         InSource::Kept
                     }
                 }
-                None => match ledger.gone.get(dir) {
-                    Some((since, _)) => InSource::GoneSince(*since),
+                None => match ledger.gone_since(dir) {
+                    Some(since) => InSource::GoneSince(since),
                     None => {
                         let path = ledger_path("gone", &format!("{dir}/{now}"));
                         if !dry_run {
                             self.put(&path).await?;
                         }
-                        ledger.gone.insert(dir.clone(), (now, path));
+                        ledger.gone.insert(dir.clone(), vec![(now, path)]);
                         InSource::GoneSince(now)
                     }
                 },
@@ -298,10 +316,7 @@ impl Mirror {
             self.remove(&block_path(dir, &rel)).await?;
         }
         self.mark_times.lock().expect("never poisoned").remove(dir);
-        if let Some((_, path)) = ledger.gone.get(dir) {
-            self.remove(path).await?;
-        }
-        self.remove(&ledger_path("replicated", dir)).await
+        self.forget(dir, ledger).await
     }
 
     /// Drops the ledger entries of blocks the target no longer has at all (a pass stopped after
@@ -315,13 +330,36 @@ impl Mirror {
     ) -> Result<(), String> {
         for dir in &ledger.replicated {
             if !inventory.contains_key(dir) && !committed.contains(dir.as_str()) {
-                if let Some((_, path)) = ledger.gone.get(dir) {
-                    self.remove(path).await?;
-                }
-                self.remove(&ledger_path("replicated", dir)).await?;
+                self.forget(dir, ledger).await?;
             }
         }
         Ok(())
+    }
+
+    /// Removes block `dir` from the ledger: its gone notes, then its entry.
+    async fn forget(&self, dir: &str, ledger: &Ledger) -> Result<(), String> {
+        for (_, path) in ledger.gone.get(dir).map(Vec::as_slice).unwrap_or_default() {
+            self.remove(path).await?;
+        }
+        self.remove(&ledger_path("replicated", dir)).await
+    }
+
+    /// Deletes the partial copy in folder `dir`, unless a meta.json has appeared there since the
+    /// run listed it (another writer finished the block): then it is a block, and stays.
+    async fn delete_partial(&self, dir: &str) -> Result<bool, String> {
+        let objects = list_block_objects(&*self.target, dir).await.map_err(|e| error_chain(&e))?;
+        if objects.iter().any(|(rel, _, _)| rel == META_FILENAME) {
+            tracing::warn!(block = %dir, "mirror: a partial copy became a block since the run's listing; left alone");
+            return Ok(false);
+        }
+        let paths = objects.into_iter().map(|(rel, _, _)| block_path(dir, &rel));
+        let removed: Vec<Result<(), String>> = futures::stream::iter(paths)
+            .map(|path| async move { self.remove(&path).await })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        removed.into_iter().collect::<Result<Vec<()>, String>>()?;
+        Ok(true)
     }
 
     async fn ledger(&self) -> Result<Ledger, String> {
@@ -336,10 +374,7 @@ impl Mirror {
                 }
                 [_, "gone", dir, since] => {
                     if let Ok(since) = since.parse::<i64>() {
-                        let earliest = ledger.gone.get(*dir).is_none_or(|(known, _)| since < *known);
-                        if earliest {
-                            ledger.gone.insert(dir.to_string(), (since, object.location.clone()));
-                        }
+                        ledger.gone.entry(dir.to_string()).or_default().push((since, object.location.clone()));
                     }
                 }
                 _ => {}
@@ -368,6 +403,46 @@ impl Mirror {
             Err(e) => Err(format!("deleting {path}: {e}")),
         }
     }
+}
+
+/// What one pass works from.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    source: &'a Inventory,
+    view: &'a TargetView,
+    run_commits: &'a [Arc<TargetBlock>],
+    report: &'a RunReport,
+    now: i64,
+    dry_run: bool,
+}
+
+/// The source's blocks the target does not hold as far as the pass knows: failed, held back,
+/// planned, left out by the selection (not by a deletion mark), or committed in the run by
+/// another process (not `known`). A block the source gave up may live on in one of them.
+fn unsettled(report: &RunReport, known: &HashSet<&str>) -> Vec<Unsettled> {
+    report
+        .blocks
+        .iter()
+        .filter(|b| match &b.outcome {
+            Outcome::Failed { .. } | Outcome::HeldBack { .. } | Outcome::Planned { .. } => true,
+            Outcome::Filtered { rule, .. } => *rule != FilterRule::DeletionMark,
+            Outcome::Replicated { .. } => !known.contains(b.block.as_str()),
+            _ => false,
+        })
+        .filter_map(|b| {
+            Some(Unsettled {
+                dir: b.block.clone(),
+                resolution: resolution_of(b.group.as_deref()?),
+                min_time: b.min_time?,
+                max_time: b.max_time?,
+            })
+        })
+        .collect()
+}
+
+/// The resolution a Thanos group key names: `"<resolution>@<hash>"`.
+fn resolution_of(group: &str) -> i64 {
+    group.split('@').next().and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
 /// Target folders without meta.json (no reader sees them) of source blocks the run will never
@@ -424,7 +499,7 @@ mod tests {
         }
         target.put(&ledger_path("replicated", A), PutPayload::default()).await.unwrap();
         let before = target.writes().len();
-        let mirror = Mirror::new(MirrorConfig::default(), Arc::new(InMemory::new()), target.clone());
+        let mirror = Mirror::new(MirrorConfig::default(), target.clone());
         mirror.delete(A, &Ledger::default()).await.unwrap();
         let deleted: Vec<String> = target.writes()[before..]
             .iter()

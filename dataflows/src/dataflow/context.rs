@@ -30,6 +30,9 @@ pub(crate) struct Context {
     pub(crate) copy_markers: bool,
     /// `--mirror`: a source block with a deletion mark is on its way out, told by the listing.
     pub(crate) mirror: bool,
+    /// `--mirror`: the source as the latest run listed it (by run), for the pass after the run,
+    /// which judges the target against the same source the run replicated from.
+    pub(crate) source_listing: std::sync::Mutex<Option<(u64, Arc<crate::bucket::inventory::Inventory>)>>,
     /// Where the blocks are, and (for tenants) which blocks share a commit queue.
     pub(crate) layout: Layout,
     /// How the target's compactor groups blocks.

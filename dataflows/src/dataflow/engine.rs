@@ -250,7 +250,7 @@ impl Replicator {
             return Err(EngineError::Mirror(why));
         }
         let stores = Stores::wrap(source, target, &config);
-        let mirror = config.mirror.map(|mirror| Mirror::new(mirror, stores.source.clone(), stores.target.clone()));
+        let mirror = config.mirror.map(|mirror| Mirror::new(mirror, stores.target.clone()));
         let grouping = Grouping {
             replica_labels: config.replica_labels.clone(),
             per_tenant: matches!(config.layout, Layout::Tenants(_)),
@@ -377,11 +377,19 @@ fn mirror_refusal(config: &EngineConfig) -> Option<&'static str> {
 /// The mirror's pass after run `report`, on the target as the run listed it; its actions and
 /// any error (the guard's refusal among them) go into the report.
 fn follow_source(mirror: &Mirror, context: &Context, report: &mut RunReport, now_millis: i64) {
+    let listed = context.source_listing.lock().expect("never poisoned").take();
     let pass = async {
+        let source = match listed {
+            Some((run, source)) if run == report.run_id => source,
+            // The run's listing failed: the run's errors say why, and the pass waits for a run
+            // whose listing worked.
+            _ => return Err("mirror: no listing of the source in this run; nothing marked or deleted".to_string()),
+        };
         let view =
             context.target_index.view(report.run_id).await.map_err(|e| format!("mirror: listing the target: {e}"))?;
         let committed = context.target_index.committed_in_run(report.run_id);
-        Ok::<_, String>(mirror.pass(&view, &committed, report, now_millis.div_euclid(1000), report.dry_run).await)
+        let now = now_millis.div_euclid(1000);
+        Ok::<_, String>(mirror.pass(&source, &view, &committed, report, now, report.dry_run).await)
     };
     match context.runtime.block_on(pass) {
         Ok(end) => {
@@ -527,6 +535,7 @@ fn shared_context(
         dry_run: config.dry_run,
         copy_markers: config.copy_markers,
         mirror: config.mirror.is_some(),
+        source_listing: std::sync::Mutex::default(),
         layout: config.layout.clone(),
         source_marker: stores.source_marker,
         runtime,

@@ -48,6 +48,10 @@ pub(crate) fn list<'scope>(
                 // error, block by block.
                 let (source, target) = futures::join!(source, ctx.target_index.listing(request.run_id));
                 let target = target.ok();
+                if let (true, Ok(inventory)) = (ctx.mirror, &source) {
+                    let kept = Some((request.run_id, Arc::new(inventory.clone())));
+                    *ctx.source_listing.lock().expect("never poisoned") = kept;
+                }
                 match source {
                     Ok(inventory) => inventory
                         .into_iter()

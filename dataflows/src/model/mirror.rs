@@ -61,7 +61,7 @@ impl MirrorReason {
 pub enum MaxDeletions {
     /// At most this many.
     Count(u64),
-    /// At most this percentage of the target's visible blocks (rounded down).
+    /// At most this percentage of the target's visible blocks (rounded down, at least one).
     Percent(f64),
 }
 
@@ -70,7 +70,10 @@ impl MaxDeletions {
     pub fn limit(&self, visible: usize) -> u64 {
         match *self {
             MaxDeletions::Count(n) => n,
-            MaxDeletions::Percent(p) => (visible as f64 * p / 100.0).floor() as u64,
+            // At least one, so that a small target can follow its source's retention a block a
+            // run; 0% is none.
+            MaxDeletions::Percent(p) if p > 0.0 => ((visible as f64 * p / 100.0).floor() as u64).max(1),
+            MaxDeletions::Percent(_) => 0,
         }
     }
 }
@@ -108,6 +111,8 @@ pub(crate) struct MirrorBlock {
     pub(crate) dir: String,
     pub(crate) ulid: Ulid,
     pub(crate) resolution: i64,
+    /// Its [minTime, maxTime) in Unix milliseconds.
+    pub(crate) range: (i64, i64),
     /// Its sources, sorted.
     pub(crate) sources: Vec<Ulid>,
     /// It has a deletion mark in the target already.
@@ -125,10 +130,24 @@ pub(crate) enum InSource {
     GoneSince(i64),
 }
 
+/// A source block the target does not hold yet (failed, held back, left out by the selection,
+/// or committed in the run but not yet known to the pass): its data may be where a block the
+/// source gave up went.
+#[derive(Debug, Clone)]
+pub(crate) struct Unsettled {
+    pub(crate) dir: String,
+    pub(crate) resolution: i64,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+}
+
 /// What one pass decided to mark, and what the guard refused.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct MarkPlan {
     pub(crate) mark: Vec<(String, MirrorReason)>,
+    /// Blocks that would lose data if marked now, while a source block of the same resolution
+    /// over their time the target lacks (the second) may hold it: marked once that one settles.
+    pub(crate) deferred: Vec<(String, MirrorReason, String)>,
     /// Blocks that would have been marked, with data no other target block holds, beyond the
     /// guard: none of them is marked.
     pub(crate) refused: Vec<(String, MirrorReason)>,
@@ -137,10 +156,12 @@ pub(crate) struct MarkPlan {
 }
 
 /// Decides which of the target's `visible` blocks to mark at time `now` (Unix seconds):
-/// `owned` says, for each block bucketflow replicated, how it stands in the source.
+/// `owned` says, for each block bucketflow replicated, how it stands in the source, and
+/// `unsettled` are the source's blocks the target lacks.
 pub(crate) fn plan_marks(
     visible: &[MirrorBlock],
     owned: &HashMap<String, InSource>,
+    unsettled: &[Unsettled],
     now: i64,
     delete_delay_seconds: i64,
     max_deletions: MaxDeletions,
@@ -161,12 +182,28 @@ pub(crate) fn plan_marks(
     }
     let limit = max_deletions.limit(visible.len());
     let (losing, keeping): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, r)| r.loses_data());
-    if losing.len() as u64 > limit {
-        return MarkPlan { mark: keeping, refused: losing, limit };
+    // A source that compacted A and B into C marks A and B: until the target holds C, marking
+    // them would lose their data, C being failed, held back, left out by the selection (a level
+    // above --compaction-max, a time window) or committed by another process of the run.
+    let mut deferred = Vec::new();
+    let mut losing_now = Vec::new();
+    for (dir, reason) in losing {
+        let block = visible.iter().find(|b| b.dir == dir).expect("a candidate is visible");
+        let (min_time, max_time) = block.range;
+        let waiting = unsettled.iter().find(|u| {
+            u.resolution == block.resolution && u.min_time < max_time && min_time < u.max_time && u.dir != dir
+        });
+        match waiting {
+            Some(u) => deferred.push((dir, reason, u.dir.clone())),
+            None => losing_now.push((dir, reason)),
+        }
+    }
+    if losing_now.len() as u64 > limit {
+        return MarkPlan { mark: keeping, deferred, refused: losing_now, limit };
     }
     let mut mark = keeping;
-    mark.extend(losing);
-    MarkPlan { mark, refused: Vec::new(), limit }
+    mark.extend(losing_now);
+    MarkPlan { mark, deferred, refused: Vec::new(), limit }
 }
 
 /// The blocks Thanos's `DeduplicateFilter` (pkg/block/fetcher.go, `filterForResolution`) finds
@@ -210,7 +247,8 @@ mod tests {
     fn block(n: u8, resolution: i64, sources: &[u8]) -> MirrorBlock {
         let mut sources: Vec<Ulid> = sources.iter().map(|&s| ulid(s)).collect();
         sources.sort();
-        MirrorBlock { dir: ulid(n).to_string(), ulid: ulid(n), resolution, sources, marked: false }
+        let range = (i64::from(n) * 10, i64::from(n) * 10 + 10);
+        MirrorBlock { dir: ulid(n).to_string(), ulid: ulid(n), resolution, range, sources, marked: false }
     }
 
     fn owned(blocks: &[(u8, InSource)]) -> HashMap<String, InSource> {
@@ -223,7 +261,7 @@ mod tests {
     fn blocks_merged_into_another_are_marked_as_covered_and_the_merged_one_kept() {
         let visible = [block(1, 0, &[1]), block(2, 0, &[2]), block(3, 0, &[1, 2])];
         let owned = owned(&[(1, InSource::Kept), (2, InSource::GoneSince(0)), (3, InSource::Kept)]);
-        let plan = plan_marks(&visible, &owned, 10, 2 * DAY, MaxDeletions::Count(0));
+        let plan = plan_marks(&visible, &owned, &[], 10, 2 * DAY, MaxDeletions::Count(0));
         let by = ulid(3).to_string();
         assert_eq!(
             plan.mark,
@@ -237,7 +275,7 @@ mod tests {
     #[test]
     fn a_downsampled_block_covers_nothing_of_another_resolution() {
         let visible = [block(1, 0, &[1, 2]), block(2, 300_000, &[1, 2])];
-        let plan = plan_marks(&visible, &owned(&[(1, InSource::Kept)]), 0, DAY, MaxDeletions::Count(9));
+        let plan = plan_marks(&visible, &owned(&[(1, InSource::Kept)]), &[], 0, DAY, MaxDeletions::Count(9));
         assert!(plan.mark.is_empty());
     }
 
@@ -245,14 +283,14 @@ mod tests {
     fn of_two_blocks_with_the_same_sources_the_greater_ulid_is_the_duplicate() {
         let visible = [block(5, 0, &[1, 2]), block(4, 0, &[1, 2])];
         let owned = owned(&[(4, InSource::Kept), (5, InSource::Kept)]);
-        let plan = plan_marks(&visible, &owned, 0, DAY, MaxDeletions::Count(0));
+        let plan = plan_marks(&visible, &owned, &[], 0, DAY, MaxDeletions::Count(0));
         assert_eq!(plan.mark, [(ulid(5).to_string(), MirrorReason::Covered { by: ulid(4).to_string() })]);
     }
 
     #[test]
     fn a_block_bucketflow_did_not_replicate_is_never_marked() {
         let visible = [block(1, 0, &[1]), block(3, 0, &[1, 2])];
-        let plan = plan_marks(&visible, &HashMap::new(), 0, DAY, MaxDeletions::Count(9));
+        let plan = plan_marks(&visible, &HashMap::new(), &[], 0, DAY, MaxDeletions::Count(9));
         assert!(plan.mark.is_empty());
     }
 
@@ -260,9 +298,9 @@ mod tests {
     fn a_block_gone_from_the_source_is_marked_only_after_the_delay() {
         let visible = [block(1, 0, &[1])];
         let owned = owned(&[(1, InSource::GoneSince(100))]);
-        let early = plan_marks(&visible, &owned, 100 + DAY - 1, DAY, MaxDeletions::Count(9));
+        let early = plan_marks(&visible, &owned, &[], 100 + DAY - 1, DAY, MaxDeletions::Count(9));
         assert!(early.mark.is_empty());
-        let late = plan_marks(&visible, &owned, 100 + DAY, DAY, MaxDeletions::Count(9));
+        let late = plan_marks(&visible, &owned, &[], 100 + DAY, DAY, MaxDeletions::Count(9));
         assert_eq!(late.mark, [(ulid(1).to_string(), MirrorReason::Gone { since: 100 })]);
     }
 
@@ -270,13 +308,28 @@ mod tests {
     fn the_guard_refuses_every_loss_past_its_limit_and_still_marks_covered_blocks() {
         let visible = [block(1, 0, &[1]), block(2, 0, &[2]), block(3, 0, &[3]), block(4, 0, &[3, 4])];
         let owned = owned(&[(1, InSource::Marked), (2, InSource::Marked), (3, InSource::Kept)]);
-        let plan = plan_marks(&visible, &owned, 0, DAY, MaxDeletions::Percent(25.0));
+        let plan = plan_marks(&visible, &owned, &[], 0, DAY, MaxDeletions::Percent(25.0));
         assert_eq!(plan.limit, 1);
         assert_eq!(plan.mark, [(ulid(3).to_string(), MirrorReason::Covered { by: ulid(4).to_string() })]);
         assert_eq!(plan.refused.len(), 2);
-        let within = plan_marks(&visible, &owned, 0, DAY, MaxDeletions::Count(2));
+        let within = plan_marks(&visible, &owned, &[], 0, DAY, MaxDeletions::Count(2));
         assert_eq!(within.mark.len(), 3);
         assert!(within.refused.is_empty());
+    }
+
+    #[test]
+    fn a_loss_waits_while_the_source_holds_a_block_over_its_time_the_target_lacks() {
+        let visible = [block(1, 0, &[1]), block(2, 0, &[2])];
+        let owned = owned(&[(1, InSource::Marked), (2, InSource::Marked)]);
+        // Block 1 spans [10, 20): a source block over [15, 19) the target lacks may hold it;
+        // block 2, [20, 30), meets no such block.
+        let waiting = Unsettled { dir: "C".into(), resolution: 0, min_time: 15, max_time: 19 };
+        let plan = plan_marks(&visible, &owned, &[waiting.clone()], 0, DAY, MaxDeletions::Count(9));
+        assert_eq!(plan.deferred, [(ulid(1).to_string(), MirrorReason::SourceMarked, "C".to_string())]);
+        assert_eq!(plan.mark, [(ulid(2).to_string(), MirrorReason::SourceMarked)]);
+        let other_resolution = Unsettled { resolution: 300_000, ..waiting };
+        let plan = plan_marks(&visible, &owned, &[other_resolution], 0, DAY, MaxDeletions::Count(9));
+        assert_eq!(plan.mark.len(), 2);
     }
 
     #[test]
@@ -284,7 +337,7 @@ mod tests {
         let mut holder = block(3, 0, &[1, 2]);
         holder.marked = true;
         let visible = [block(1, 0, &[1]), holder];
-        let plan = plan_marks(&visible, &owned(&[(1, InSource::Kept)]), 0, DAY, MaxDeletions::Count(9));
+        let plan = plan_marks(&visible, &owned(&[(1, InSource::Kept)]), &[], 0, DAY, MaxDeletions::Count(9));
         assert!(plan.mark.is_empty());
     }
 
@@ -295,5 +348,7 @@ mod tests {
         assert!("120%".parse::<MaxDeletions>().unwrap_err().contains("percentage"));
         assert!("ten".parse::<MaxDeletions>().unwrap_err().contains("\"ten\""));
         assert_eq!(MaxDeletions::Percent(10.0).limit(25), 2);
+        assert_eq!(MaxDeletions::Percent(10.0).limit(5), 1, "a small target follows its retention a block a run");
+        assert_eq!(MaxDeletions::Percent(0.0).limit(50), 0);
     }
 }
