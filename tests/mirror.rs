@@ -277,6 +277,26 @@ fn a_deletion_killed_midway_is_finished_by_the_next_run() {
     }
 }
 
+/// Without `--mirror`, for a target with a compactor of its own: a deletion mark the source's
+/// retention adds to a block already replicated is copied with `--copy-markers` (byte for byte,
+/// so the target's compactor deletes it after its own delay), and not without it.
+#[test]
+fn a_deletion_mark_added_later_is_copied_with_copy_markers() {
+    for place in Place::all() {
+        let (source, target) = (place.dir("source"), place.dir("target"));
+        let ab = blocks(vec![eu1(0, 2, 1), eu1(2, 4, 2)], &SynthSpec::default());
+        write_folder(&source, &ab);
+        run(&place, &["--copy-markers"]);
+        mark_for_deletion(&source, &ab[0]);
+        run(&place, &[]);
+        assert!(!has(&target, &ab[0], "deletion-mark.json"), "{}: copied without --copy-markers", place.name());
+        run(&place, &["--copy-markers"]);
+        let mark = |dir: &Path| std::fs::read(dir.join(&ab[0].dir).join("deletion-mark.json")).unwrap();
+        assert_eq!(mark(&target), mark(&source), "{}", place.name());
+        assert!(!has(&target, &ab[1], "deletion-mark.json"));
+    }
+}
+
 fn assert_verifies(place: &Place) {
     let out = std::process::Command::new(support::process::BIN)
         .args(["verify", "--objstore.config", &place.yaml("target")])
