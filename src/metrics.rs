@@ -95,6 +95,7 @@ pub struct RunMetrics {
     mirror_deleted: Counter,
     mirror_guard_refusals: Counter,
     mirror_refused_blocks: Gauge,
+    mirror_deferred_blocks: Gauge,
 }
 
 impl RunMetrics {
@@ -125,6 +126,7 @@ impl RunMetrics {
             mirror_deleted: Counter::default(),
             mirror_guard_refusals: Counter::default(),
             mirror_refused_blocks: Gauge::default(),
+            mirror_deferred_blocks: Gauge::default(),
         };
         // Before the first success, the process's start: an alert on the time since the last
         // success then measures from when replication could first have succeeded.
@@ -241,6 +243,11 @@ impl RunMetrics {
             m.mirror_refused_blocks.clone(),
         );
         own.register(
+            "mirror_deferred_blocks",
+            "With --mirror: the blocks not marked in the last run because the source holds a block over their time that the target lacks, which may hold their data.",
+            m.mirror_deferred_blocks.clone(),
+        );
+        own.register(
             "held_back_by_target_block",
             "1 for each target block whose meta.json could not be read (or is beyond the size bound), which held back the groups it could belong to in the last run.",
             m.held_back_by_target.clone(),
@@ -250,7 +257,7 @@ impl RunMetrics {
 
     /// What the mirror's pass did; a dry run's would-be actions count nothing.
     fn observe_mirror(&self, report: &RunReport) {
-        let mut refused = 0;
+        let (mut refused, mut deferred) = (0, 0);
         for action in &report.mirror {
             match (action.step, &action.reason) {
                 (MirrorStep::Marked, Some(reason)) => {
@@ -260,6 +267,7 @@ impl RunMetrics {
                     self.mirror_deleted.inc();
                 }
                 (MirrorStep::Refused, _) => refused += 1,
+                (MirrorStep::Deferred, _) => deferred += 1,
                 _ => {}
             }
         }
@@ -267,6 +275,7 @@ impl RunMetrics {
             self.mirror_guard_refusals.inc();
         }
         self.mirror_refused_blocks.set(refused);
+        self.mirror_deferred_blocks.set(deferred);
     }
 
     pub fn observe(&self, report: &RunReport) {
@@ -351,5 +360,54 @@ impl RunMetrics {
         for (group, runs) in runs {
             self.group_held_back_runs.get_or_create(&GroupLabel { group }).set(runs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bucketflow_dataflows::{MirrorAction, MirrorReason, Strategy};
+
+    fn exposed(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn the_mirror_pass_is_counted_by_step_and_reason() {
+        let mut registry = Registry::default();
+        let metrics = RunMetrics::new(&mut registry);
+        let mut report = RunReport::from_records(0, Strategy::Grouped, false, chrono::Utc::now(), Vec::new());
+        let action = |step, reason| MirrorAction { block: "01HF8C28G0N8Z4R7CBP4ACHFGZ".into(), step, reason };
+        report.mirror = vec![
+            action(MirrorStep::Marked, Some(MirrorReason::Covered { by: "x".into() })),
+            action(MirrorStep::Marked, Some(MirrorReason::SourceMarked)),
+            action(MirrorStep::Deleted, None),
+            action(MirrorStep::Refused, Some(MirrorReason::Gone { since: 0 })),
+            action(MirrorStep::Refused, Some(MirrorReason::Gone { since: 0 })),
+            action(MirrorStep::Deferred, Some(MirrorReason::SourceMarked)),
+            action(MirrorStep::WouldMark, Some(MirrorReason::SourceMarked)),
+        ];
+        metrics.observe(&report);
+        let text = exposed(&registry);
+        for line in [
+            "bucketflow_mirror_blocks_marked_total{reason=\"covered\"} 1",
+            "bucketflow_mirror_blocks_marked_total{reason=\"source_marked\"} 1",
+            "bucketflow_mirror_blocks_deleted_total 1",
+            "bucketflow_mirror_guard_refusals_total 1",
+            "bucketflow_mirror_refused_blocks 2",
+            "bucketflow_mirror_deferred_blocks 1",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        // The next run refuses nothing: the alert's gauge goes back to 0, the counter stays.
+        report.mirror.clear();
+        metrics.observe(&report);
+        let text = exposed(&registry);
+        assert!(
+            text.contains("bucketflow_mirror_refused_blocks 0")
+                && text.contains("bucketflow_mirror_guard_refusals_total 1")
+        );
     }
 }
