@@ -67,8 +67,9 @@ fn class(bar: &Bar) -> String {
 
 /// One lane of bars over [start, end), at height `y`.
 fn lane(svg: &mut String, bars: &[&Bar], (start, end): (i64, i64), y: u32) {
-    let span = (end - start).max(1) as f64;
-    let x_of = |t: i64| ((t - start) as f64 / span * WIDTH).clamp(0.0, WIDTH);
+    // In floating point: a meta.json's times may be anything, and no difference may overflow.
+    let span = (end as f64 - start as f64).max(1.0);
+    let x_of = |t: i64| ((t as f64 - start as f64) / span * WIDTH).clamp(0.0, WIDTH);
     if bars.len() <= DRAWN_ONE_BY_ONE {
         for bar in bars {
             let (x, right) = (x_of(bar.min_time), x_of(bar.max_time));
@@ -341,4 +342,35 @@ pub fn head(title: &str) -> String {
         r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>{}</title><style>{STYLE}</style></head><body>"#,
         escape(title)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(min_time: i64, max_time: i64, state: &'static str) -> Bar {
+        Bar {
+            side: Side::Source,
+            block: "01HF8C28G0N8Z4R7CBP4ACHFGZ".into(),
+            min_time,
+            max_time,
+            level: Some(9),
+            resolution: 0,
+            state,
+            detail: "<script>".into(),
+        }
+    }
+
+    /// A meta.json's times may be anything (promise 6): no lane panics on them, one by one or
+    /// in columns, and what a block says is escaped.
+    #[test]
+    fn odd_times_draw_without_panic_and_text_is_escaped() {
+        let odd = [bar(i64::MIN, i64::MAX, "failed"), bar(10, 5, "replicated"), bar(7, 7, "late")];
+        for count in [3, DRAWN_ONE_BY_ONE + 1] {
+            let bars: Vec<&Bar> = odd.iter().cycle().take(count).collect();
+            let mut svg = String::new();
+            lane(&mut svg, &bars, (i64::MIN, i64::MAX), 2);
+            assert!(svg.contains("<rect") && !svg.contains("<script>"), "{svg}");
+        }
+    }
 }

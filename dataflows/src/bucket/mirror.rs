@@ -289,7 +289,7 @@ impl Mirror {
                 }
             };
             // A partial or corrupt mark keeps the block, as it does for Thanos.
-            if time.is_some_and(|t| now - t >= self.config.delete_delay.as_secs() as i64) {
+            if time.is_some_and(|t| now.saturating_sub(t) >= self.config.delete_delay.as_secs() as i64) {
                 due.push(dir.clone());
             }
         }

@@ -173,7 +173,7 @@ pub(crate) fn plan_marks(
         let reason = match (covered.get(&block.ulid), in_source) {
             (Some(by), _) => MirrorReason::Covered { by: by.clone() },
             (None, InSource::Marked) => MirrorReason::SourceMarked,
-            (None, InSource::GoneSince(since)) if now - since >= delete_delay_seconds => {
+            (None, InSource::GoneSince(since)) if now.saturating_sub(*since) >= delete_delay_seconds => {
                 MirrorReason::Gone { since: *since }
             }
             (None, InSource::GoneSince(_) | InSource::Kept) => continue,
