@@ -35,7 +35,7 @@ pub struct Bar {
     pub level: Option<i64>,
     pub resolution: i64,
     /// In the source, what the last run did with it (an outcome's kind, or `late` and `overlap`
-    /// where the outcome says so); in the target, `visible`.
+    /// where the outcome says so); in the target, `visible`, or `marked` for deletion.
     pub state: &'static str,
     /// What the state says besides: the block it waits for, the error, the covering block.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -169,7 +169,7 @@ impl Snapshot {
                 max_time: block.max_time,
                 level: Some(block.level),
                 resolution: block.resolution,
-                state: "visible",
+                state: if block.marked_for_deletion { "marked" } else { "visible" },
                 detail: String::new(),
             });
         }
@@ -472,6 +472,24 @@ mod tests {
             assert!(!is_block_folder(other), "{other}");
         }
         assert_eq!(block_href("a b/01HF8C28G0N8Z4R7CBP4ACHFGZ"), "/blocks/a%20b/01HF8C28G0N8Z4R7CBP4ACHFGZ");
+    }
+
+    #[test]
+    fn a_target_block_marked_for_deletion_is_drawn_as_marked() {
+        let report =
+            RunReport::from_records(0, bucketflow_dataflows::Strategy::Grouped, false, chrono::Utc::now(), vec![]);
+        let target = |block: &str, marked_for_deletion| TargetBlockSummary {
+            block: block.into(),
+            group: "0@1".into(),
+            min_time: 0,
+            max_time: 10,
+            resolution: 0,
+            level: 1,
+            marked_for_deletion,
+        };
+        let snapshot = Snapshot::new(&report, &[target("01AAA", true), target("01BBB", false)]);
+        let states: Vec<&str> = snapshot.groups[0].target.iter().map(|b| b.state).collect();
+        assert_eq!(states, ["marked", "visible"]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub const STYLE: &str = concat!(
     ".failed,.overlap{background:#ffebee}.covered{color:#555}form input,form select{margin-right:.6em}",
     "svg text{font-size:11px;fill:#333}section{margin-bottom:1.2em}h3{margin:.3em 0}",
     ".sfailed{fill:#c62828}.soverlap{fill:#6a1b9a;stroke:#000}.sheld_back{fill:#f9a825}.slate{fill:#ef6c00}",
-    ".scovered{fill:#bdbdbd}.splanned{fill:#1565c0}.sfiltered,.sskipped{fill:#eee;stroke:#bbb}",
+    ".smarked{fill:#fff;stroke:#757575;stroke-dasharray:3 2}.scovered{fill:#bdbdbd}.splanned{fill:#1565c0}.sfiltered,.sskipped{fill:#eee;stroke:#bbb}",
     ".r0l1{fill:#a5d6a7}.r0l2{fill:#66bb6a}.r0l3{fill:#388e3c}.r0l4{fill:#1b5e20}",
     ".r1l1{fill:#90caf9}.r1l2{fill:#42a5f5}.r1l3{fill:#1e88e5}.r1l4{fill:#0d47a1}",
     ".r2l1{fill:#ce93d8}.r2l2{fill:#ab47bc}.r2l3{fill:#8e24aa}.r2l4{fill:#4a148c}",
@@ -150,6 +150,7 @@ fn form(query: &Query) -> String {
         "filtered",
         "skipped",
         "visible",
+        "marked",
     ] {
         let selected = if query.state == state { " selected" } else { "" };
         let _ = write!(states, r#"<option value="{state}"{selected}>{state}</option>"#);
@@ -177,7 +178,7 @@ pub fn groups(snapshot: &Snapshot, query: &Query, group_label: Option<&str>) -> 
     let (shown, total) = query.page_of(query.groups(snapshot));
     let _ = write!(
         html,
-        r#"<p id="groups-shown">{total} groups{}; page {} of {}. Colours: green raw, blue 5m, purple 1h, darker with the compaction level; red failed, purple outlined overlap refused, amber held back, orange late, grey covered. <a href="{}">these blocks as a table</a>, <a href="{}">as JSON</a></p>"#,
+        r#"<p id="groups-shown">{total} groups{}; page {} of {}. Colours: green raw, blue 5m, purple 1h, darker with the compaction level; red failed, purple outlined overlap refused, amber held back, orange late, grey covered; a dashed outline: marked for deletion in the target. <a href="{}">these blocks as a table</a>, <a href="{}">as JSON</a></p>"#,
         if query.labels.is_empty() && !query_narrows(query) { "" } else { " match" },
         query.page,
         total.div_ceil(query.per_page).max(1),

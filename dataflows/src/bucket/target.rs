@@ -349,8 +349,15 @@ impl TargetIndex {
     }
 
     /// Every visible target block this process knows: read from the target, or committed.
-    pub(crate) fn known_blocks(&self) -> Vec<Arc<TargetBlock>> {
-        self.known.lock().expect("never poisoned").values().map(|k| k.block.clone()).collect()
+    /// Each with whether the latest run's listing showed a deletion mark in its folder.
+    pub(crate) fn known_blocks(&self) -> Vec<(Arc<TargetBlock>, bool)> {
+        let listing = {
+            let runs = self.runs.lock().expect("never poisoned");
+            runs.values().next_back().and_then(|cells| cells.listing.get().cloned()).and_then(Result::ok)
+        };
+        let marked = |dir: &str| listing.as_ref().and_then(|l| l.get(dir)).is_some_and(|f| f.deletion_marked());
+        let known = self.known.lock().expect("never poisoned");
+        known.values().map(|k| (k.block.clone(), marked(&k.block.dir))).collect()
     }
 
     /// The blocks this process committed in run `run`, which the run's view (listed at its start)

@@ -213,6 +213,8 @@ pub struct TargetBlockSummary {
     pub resolution: i64,
     /// Its compaction level (1: as Prometheus uploaded it).
     pub level: i64,
+    /// The latest run's listing showed a deletion mark in its folder.
+    pub marked_for_deletion: bool,
 }
 
 /// Where this process keeps its metas across restarts, and what they are kept of.
@@ -309,8 +311,9 @@ impl Replicator {
         let blocks = self.context.target_index.known_blocks();
         blocks
             .iter()
-            .map(|b| TargetBlockSummary {
+            .map(|(b, marked)| TargetBlockSummary {
                 block: b.dir.clone(),
+                marked_for_deletion: *marked,
                 group: b.group.clone(),
                 min_time: b.min_time,
                 max_time: b.max_time,
