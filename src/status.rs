@@ -17,7 +17,7 @@ use bucketflow_dataflows::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::viewer::Snapshot;
+use crate::viewer::{Bar, Snapshot};
 
 /// How many finished runs the page lists.
 const HISTORY: usize = 10;
@@ -177,6 +177,28 @@ impl StatusBoard {
         });
         board.runs.truncate(HISTORY);
         board.last = Some(Arc::new(report.clone()));
+    }
+
+    /// The blocks being copied or committed by the run in progress (none between runs), as
+    /// source bars of their groups.
+    pub fn in_flight(&self) -> BTreeMap<String, Vec<Bar>> {
+        if self.board.lock().expect("never poisoned").running_since.is_none() {
+            return BTreeMap::new();
+        }
+        let mut groups: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
+        for (dir, block) in self.progress.in_flight() {
+            groups.entry(block.group.clone()).or_default().push(Bar {
+                side: crate::viewer::Side::Source,
+                block: dir,
+                min_time: block.min_time,
+                max_time: block.max_time,
+                level: Some(block.level),
+                resolution: crate::viewer::resolution_of(&block.group),
+                state: "in_flight",
+                detail: "being copied or committed by the run in progress".into(),
+            });
+        }
+        groups
     }
 
     /// Both buckets' blocks as the last run left them.

@@ -124,3 +124,49 @@ fn the_viewer_shows_each_kind_of_block_and_its_filters_narrow_it() {
     kill(&child, "-TERM");
     child.wait().unwrap();
 }
+
+/// While a run copies (slowed by --bwlimit), the page draws the blocks in flight over their
+/// groups' source lanes, and the JSON counts them; between runs there are none.
+#[test]
+fn the_blocks_in_flight_are_drawn_while_a_run_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = SynthSpec {
+        max_chunk_files: 1,
+        min_chunk_bytes: 64 * 1024,
+        max_chunk_bytes: 64 * 1024,
+        ..SynthSpec::default()
+    };
+    let first = blocks(vec![shape("eu1", 0, 2, 1)], &SynthSpec::default());
+    write_folder(&tmp.path().join("src"), &first);
+    // A first run replicates one small block, so that the group is on the page.
+    let (mut child, lines, address) = sidecar_after_one_run(tmp.path(), &["--interval", "2s", "--bwlimit", "64KiB/s"]);
+    let slow = blocks(vec![shape("eu1", 2, 4, 2), shape("eu1", 4, 6, 3)], &spec);
+    write_folder(&tmp.path().join("src"), &slow);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let flying = loop {
+        let (_, json) = http_get(&address, "/api/v1/groups");
+        let groups: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let flying = groups["groups"][0]["in_flight"].as_u64().unwrap_or_default();
+        if flying > 0 {
+            break flying;
+        }
+        assert!(std::time::Instant::now() < deadline, "no block in flight: {groups}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(flying <= 2);
+    let (_, page) = http_get(&address, "/");
+    assert!(page.contains("class=\"sin_flight\"") && page.contains("being copied or committed"), "{page}");
+    // Once the run has copied them, none is in flight (the lines stay open for the process).
+    let in_flight = || {
+        let (_, json) = http_get(&address, "/api/v1/groups");
+        let groups: serde_json::Value = serde_json::from_str(&json).unwrap();
+        groups["groups"][0]["in_flight"].as_u64().unwrap_or_default()
+    };
+    while in_flight() > 0 {
+        assert!(std::time::Instant::now() < deadline, "blocks stay in flight");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(lines);
+    kill(&child, "-TERM");
+    child.wait().unwrap();
+}

@@ -53,5 +53,6 @@ pub use model::strategy::{Strategy, UnknownStrategy};
 pub use model::timespec::{format_duration, parse_duration, TimeOrDuration, TimeSpecError};
 pub use report::{Backlog, BlockOutcome, Counts, MirrorAction, MirrorStep, Outcome, RunReport};
 pub use telemetry::{
-    ClusterProgress, CopyLabels, CopyMethod, EngineMetrics, ProcessProgress, Progress, RequestLabels, Side, Telemetry,
+    ClusterProgress, CopyLabels, CopyMethod, EngineMetrics, InFlight, ProcessProgress, Progress, RequestLabels, Side,
+    Telemetry,
 };

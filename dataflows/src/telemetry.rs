@@ -150,6 +150,22 @@ pub struct Progress {
     /// How many times the counts were set back to zero: tells a new run's counts from the last
     /// run's, even when they come out the same.
     pub resets: AtomicU64,
+    /// The blocks this process is copying or committing now, by folder: a small record each,
+    /// as many as the run selected at most.
+    in_flight: Mutex<BTreeMap<String, InFlight>>,
+}
+
+/// A block being copied or committed, as a viewer draws it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InFlight {
+    /// Its compaction group key.
+    pub group: String,
+    /// Its minTime in Unix milliseconds.
+    pub min_time: i64,
+    /// Its maxTime in Unix milliseconds.
+    pub max_time: i64,
+    /// Its compaction level.
+    pub level: i64,
 }
 
 impl Progress {
@@ -159,11 +175,27 @@ impl Progress {
         ProcessProgress { process, run, blocks_done, blocks_total, bytes_done, bytes_total }
     }
 
+    /// The blocks this process is copying or committing now, by folder.
+    pub fn in_flight(&self) -> BTreeMap<String, InFlight> {
+        self.in_flight.lock().expect("never poisoned").clone()
+    }
+
+    /// Block `dir` is on its way: its copies start.
+    pub(crate) fn started(&self, dir: &str, block: InFlight) {
+        self.in_flight.lock().expect("never poisoned").insert(dir.to_string(), block);
+    }
+
+    /// Block `dir`'s commit is settled: replicated, failed or held back.
+    pub(crate) fn settled(&self, dir: &str) {
+        self.in_flight.lock().expect("never poisoned").remove(dir);
+    }
+
     /// Sets every count back to zero, for the next run.
     pub fn reset(&self) {
         for a in [&self.blocks_total, &self.blocks_done, &self.bytes_total, &self.bytes_done] {
             a.store(0, Ordering::Relaxed);
         }
+        self.in_flight.lock().expect("never poisoned").clear();
         self.resets.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -43,7 +43,8 @@ pub async fn index(State(state): State<Arc<HttpState>>, RawQuery(raw): RawQuery)
         Err(response) => return response,
     };
     let snapshot = state.status.snapshot();
-    let groups = page::groups(&snapshot, &query, state.group_label.as_deref());
+    let in_flight = state.status.in_flight();
+    let groups = page::groups(&snapshot, &query, state.group_label.as_deref(), &in_flight);
     html(crate::status::html(&state.status.status(), &groups))
 }
 
@@ -69,6 +70,7 @@ struct GroupJson<'a> {
     pending_blocks: usize,
     pending_bytes: u64,
     max_lag_seconds: Option<f64>,
+    in_flight: usize,
     min_time: Option<i64>,
     max_time: Option<i64>,
     source_blocks: usize,
@@ -91,6 +93,7 @@ pub async fn groups_json(State(state): State<Arc<HttpState>>, RawQuery(raw): Raw
         Err(response) => return response,
     };
     let snapshot = state.status.snapshot();
+    let in_flight = state.status.in_flight();
     let (shown, total) = query.page_of(query.groups(&snapshot));
     let groups: Vec<GroupJson> = shown
         .iter()
@@ -103,6 +106,7 @@ pub async fn groups_json(State(state): State<Arc<HttpState>>, RawQuery(raw): Raw
             pending_blocks: s.group.pending_blocks,
             pending_bytes: s.group.pending_bytes,
             max_lag_seconds: s.group.max_lag_seconds,
+            in_flight: in_flight.get(&s.group.key).map_or(0, Vec::len),
             min_time: s.span().map(|s| s.0),
             max_time: s.span().map(|s| s.1),
             source_blocks: s.source.len(),

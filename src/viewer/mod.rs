@@ -92,7 +92,7 @@ pub struct Snapshot {
 }
 
 /// The resolution a group key names: `"<resolution>@<hash>"`, led by `"<tenant>/"` per tenant.
-fn resolution_of(key: &str) -> i64 {
+pub fn resolution_of(key: &str) -> i64 {
     let key = key.rsplit('/').next().unwrap_or(key);
     key.split('@').next().and_then(|r| r.parse().ok()).unwrap_or(0)
 }

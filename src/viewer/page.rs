@@ -4,6 +4,7 @@
 //! the axis (each in the colour of its worst block), so that a page costs its groups, not its
 //! blocks.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{block_href, Bar, Query, Shown, Side, Snapshot};
@@ -29,7 +30,7 @@ pub const STYLE: &str = concat!(
     ".failed,.overlap{background:#ffebee}.covered{color:#555}form input,form select{margin-right:.6em}",
     "svg text{font-size:11px;fill:#333}section{margin-bottom:1.2em}h3{margin:.3em 0}",
     ".sfailed{fill:#c62828}.soverlap{fill:#6a1b9a;stroke:#000}.sheld_back{fill:#f9a825}.slate{fill:#ef6c00}",
-    ".smarked{fill:#fff;stroke:#757575;stroke-dasharray:3 2}.scovered{fill:#bdbdbd}.splanned{fill:#1565c0}.sfiltered,.sskipped{fill:#eee;stroke:#bbb}",
+    ".sin_flight{fill:#1565c0;fill-opacity:.55;stroke:#0d47a1}.smarked{fill:#fff;stroke:#757575;stroke-dasharray:3 2}.scovered{fill:#bdbdbd}.splanned{fill:#1565c0}.sfiltered,.sskipped{fill:#eee;stroke:#bbb}",
     ".r0l1{fill:#a5d6a7}.r0l2{fill:#66bb6a}.r0l3{fill:#388e3c}.r0l4{fill:#1b5e20}",
     ".r1l1{fill:#90caf9}.r1l2{fill:#42a5f5}.r1l3{fill:#1e88e5}.r1l4{fill:#0d47a1}",
     ".r2l1{fill:#ce93d8}.r2l2{fill:#ab47bc}.r2l3{fill:#8e24aa}.r2l4{fill:#4a148c}",
@@ -114,8 +115,8 @@ fn lane(svg: &mut String, bars: &[&Bar], (start, end): (i64, i64), y: u32) {
     }
 }
 
-/// A group's two lanes on its time axis.
-fn lanes(shown: &Shown<'_>) -> String {
+/// A group's two lanes on its time axis, and the blocks in flight drawn over the source's.
+fn lanes(shown: &Shown<'_>, in_flight: &[&Bar]) -> String {
     let Some(span) = shown.span() else { return String::new() };
     let mut svg = format!(
         r#"<svg viewBox="-60 0 {} 62" width="{}" height="62" role="img" aria-label="time line"><text x="-58" y="15">source</text><text x="-58" y="39">target</text>"#,
@@ -123,6 +124,7 @@ fn lanes(shown: &Shown<'_>) -> String {
         WIDTH + 60.0
     );
     lane(&mut svg, &shown.source, span, 2);
+    lane(&mut svg, in_flight, span, 2);
     lane(&mut svg, &shown.target, span, 26);
     let _ = write!(
         svg,
@@ -171,14 +173,20 @@ fn form(query: &Query) -> String {
     )
 }
 
-/// The groups section of `/`: the form, a page of groups, and links to the other pages.
-pub fn groups(snapshot: &Snapshot, query: &Query, group_label: Option<&str>) -> String {
+/// The groups section of `/`: the form, a page of groups, and links to the other pages;
+/// `in_flight`: the run in progress's blocks, by group.
+pub fn groups(
+    snapshot: &Snapshot,
+    query: &Query,
+    group_label: Option<&str>,
+    in_flight: &BTreeMap<String, Vec<Bar>>,
+) -> String {
     let mut html = String::from("<h2>Compaction groups: the source and the target, as the last run left them</h2>");
     html.push_str(&form(query));
     let (shown, total) = query.page_of(query.groups(snapshot));
     let _ = write!(
         html,
-        r#"<p id="groups-shown">{total} groups{}; page {} of {}. Colours: green raw, blue 5m, purple 1h, darker with the compaction level; red failed, purple outlined overlap refused, amber held back, orange late, grey covered; a dashed outline: marked for deletion in the target. <a href="{}">these blocks as a table</a>, <a href="{}">as JSON</a></p>"#,
+        r#"<p id="groups-shown">{total} groups{}; page {} of {}. Colours: green raw, blue 5m, purple 1h, darker with the compaction level; red failed, purple outlined overlap refused, amber held back, orange late, grey covered, translucent blue in flight now; a dashed outline: marked for deletion in the target. <a href="{}">these blocks as a table</a>, <a href="{}">as JSON</a></p>"#,
         if query.labels.is_empty() && !query_narrows(query) { "" } else { " match" },
         query.page,
         total.div_ceil(query.per_page).max(1),
@@ -187,10 +195,17 @@ pub fn groups(snapshot: &Snapshot, query: &Query, group_label: Option<&str>) -> 
     );
     for shown in &shown {
         let group = shown.group;
+        let flying: Vec<&Bar> = in_flight
+            .get(&group.key)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| query.selects_bar(b))
+            .collect();
         let counts: Vec<String> = group.counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
         let _ = write!(
             html,
-            r#"<section class="group"><h3>group {} <small>{}</small></h3><p>commit frontier (newest minTime committed): {}; source: {}; target: {} visible; backlog {} blocks, {} bytes; largest lag of the run {}. <a href="{}">blocks</a></p>{}"#,
+            r#"<section class="group"><h3>group {} <small>{}</small></h3><p>commit frontier (newest minTime committed): {}; source: {}; target: {} visible; backlog {} blocks, {} bytes; largest lag of the run {}; in flight now {}. <a href="{}">blocks</a></p>{}"#,
             escape(&group.key),
             escape(&shown.title(group_label)),
             when(group.frontier),
@@ -199,8 +214,9 @@ pub fn groups(snapshot: &Snapshot, query: &Query, group_label: Option<&str>) -> 
             group.pending_blocks,
             group.pending_bytes,
             group.max_lag_seconds.map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
+            flying.len(),
             escape(&query.url("/blocks", &[("group", group.key.clone()), ("page", String::new())])),
-            lanes(shown),
+            lanes(shown, &flying),
         );
         let attention: Vec<&&Bar> =
             shown.source.iter().filter(|b| severity(b.state) >= 6).take(ATTENTION_ROWS).collect();

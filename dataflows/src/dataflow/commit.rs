@@ -34,8 +34,11 @@ pub(crate) fn commit<'scope>(
         recheck_max_age: ctx.recheck_max_age,
     };
     let progress = ctx.copier.telemetry.progress.clone();
-    commit_inputs(blocks, barriers).ordered_commit(completions, policy).inspect(move |_| {
+    commit_inputs(blocks, barriers).ordered_commit(completions, policy).inspect(move |record| {
         progress.blocks_done.fetch_add(1, Ordering::Relaxed);
+        if let Record::Block(block) = record {
+            progress.settled(&block.block);
+        }
     })
 }
 
