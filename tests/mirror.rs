@@ -197,6 +197,9 @@ fn the_guard_refuses_a_mass_deletion() {
         let dry = run(&place, &["--mirror", "--delete-delay", "0s", "--mirror.max-deletions", "2", "--dry-run"]);
         let would = [action(&bs[0], "would_mark", "gone"), action(&bs[1], "would_mark", "gone")];
         assert_eq!(actions(&dry), would, "{dry}");
+        let ledger = target.join("bucketflow-mirror");
+        let notes = support::buckets::files(&ledger);
+        assert!(notes.keys().all(|p| !p.starts_with("gone")), "{}: a dry run wrote {notes:?}", place.name());
         let (code, refused) = place.replicate(&mirror);
         assert_eq!(code, Some(1), "{refused}");
         let errors = refused["errors"].to_string();
@@ -223,6 +226,21 @@ fn a_mirror_with_move_mode_is_refused() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("--mirror") && stderr.contains("move mode"), "{stderr}");
     assert!(!place.dir("target").join(&bs[0].dir).exists());
+}
+
+/// `--mirror` with a tenants layout is refused: Mimir's and Cortex's store gateways read the
+/// bucket index their compactor writes, so a target without a compactor is no Mimir target.
+#[test]
+fn a_mirror_of_a_tenants_bucket_is_refused() {
+    let place = Place::Folder(tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(place.dir("source")).unwrap();
+    let out = std::process::Command::new(support::process::BIN)
+        .args(["replicate", "--single-run", "--http-address", "127.0.0.1:0", "--mirror", "--layout", "tenants"])
+        .args(["--objstore.config", &place.yaml("source"), "--objstore-to.config", &place.yaml("target")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--mirror") && stderr.contains("Thanos layout"), "{stderr}");
 }
 
 /// A deletion stopped halfway (its meta.json and some objects gone, its mark left) is no
