@@ -306,12 +306,7 @@ impl Mirror {
             tracing::info!(block = %dir, "mirror: meta.json deleted, no reader sees the block; deleting its objects");
         }
         let paths = rest.into_iter().map(|(rel, _, _)| block_path(dir, &rel));
-        let removed: Vec<Result<(), String>> = futures::stream::iter(paths)
-            .map(|path| async move { self.remove(&path).await })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        removed.into_iter().collect::<Result<Vec<()>, String>>()?;
+        self.remove_all(paths).await?;
         for (rel, _, _) in mark {
             self.remove(&block_path(dir, &rel)).await?;
         }
@@ -353,12 +348,7 @@ impl Mirror {
             return Ok(false);
         }
         let paths = objects.into_iter().map(|(rel, _, _)| block_path(dir, &rel));
-        let removed: Vec<Result<(), String>> = futures::stream::iter(paths)
-            .map(|path| async move { self.remove(&path).await })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        removed.into_iter().collect::<Result<Vec<()>, String>>()?;
+        self.remove_all(paths).await?;
         Ok(true)
     }
 
@@ -395,6 +385,16 @@ impl Mirror {
 
     async fn put(&self, path: &Path) -> Result<(), String> {
         self.target.put(path, PutPayload::default()).await.map(|_| ()).map_err(|e| format!("writing {path}: {e}"))
+    }
+
+    /// Deletes `paths`, 16 at a time, in no order.
+    async fn remove_all(&self, paths: impl Iterator<Item = Path>) -> Result<(), String> {
+        let removed: Vec<Result<(), String>> = futures::stream::iter(paths)
+            .map(|path| async move { self.remove(&path).await })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        removed.into_iter().collect::<Result<Vec<()>, String>>().map(|_| ())
     }
 
     async fn remove(&self, path: &Path) -> Result<(), String> {
