@@ -140,3 +140,53 @@ fn a_single_run_reads_no_meta_json_of_replicated_blocks_and_a_cache_dir_spares_a
     let (_, other) = run(Some(cache.path().to_path_buf()), false, BlockFilter::default(), vec!["replica".into()]);
     assert_eq!(source_gets(&other), n, "{other:?}");
 }
+
+/// A source block the target compacted away (its sources held by a target block, its own folder
+/// gone from the target) costs no request on a later run, however long the source keeps it
+/// (its delete delay, or a source without a compactor): it is told covered from the meta
+/// remembered and the target's view.
+#[test]
+fn a_block_the_target_compacted_away_costs_no_request_on_a_later_run() {
+    let rt = runtime();
+    let shape = |from: i64, seed| {
+        BlockShape::new(
+            &[("cluster", "eu1")],
+            1_700_000_000_000 + from * 3_600_000,
+            1_700_000_000_000 + (from + 2) * 3_600_000,
+            seed,
+        )
+    };
+    let spec = SynthSpec { max_chunk_bytes: 512, ..SynthSpec::default() };
+    let blocks = synth::blocks((0..6).map(|i| shape(2 * i, i as u64 + 1)).collect(), &spec);
+    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    rt.block_on(write(&source, &blocks)).unwrap();
+    let telemetry = Telemetry::default();
+    let mut registry = Registry::default();
+    telemetry.metrics.register(&mut registry);
+    let config = EngineConfig { telemetry, workers: 2, ..EngineConfig::default() };
+    let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+    assert_eq!(replicator.run().unwrap().counts.replicated, 6);
+
+    // The target's compactor merges the first four into one block, and deletes them.
+    let refs: Vec<&synth::SynthBlock> = blocks[..4].iter().collect();
+    let merged = synth::blocks(
+        vec![BlockShape::new(&[("cluster", "eu1")], 1_700_000_000_000, 1_700_000_000_000 + 8 * 3_600_000, 50)
+            .compacted_from(&refs, 2)],
+        &spec,
+    );
+    rt.block_on(write(&target, &merged)).unwrap();
+    for block in &blocks[..4] {
+        for rel in block.objects.keys() {
+            rt.block_on(target.delete(&object_store::path::Path::from(format!("{}/{rel}", block.dir)))).unwrap();
+        }
+    }
+    let first = replicator.run().unwrap();
+    assert_eq!(first.counts.covered, 4, "{:?}", first.counts);
+    let before = requests(&registry);
+    let again = replicator.run().unwrap();
+    assert_eq!((again.counts.covered, again.counts.already_replicated), (4, 2), "{:?}", again.counts);
+    let idle = since(&before, &requests(&registry));
+    assert!(idle.keys().all(|op| op.ends_with("/list")), "only listings: {idle:?}");
+    replicator.shutdown().unwrap();
+}

@@ -137,6 +137,11 @@ pub(crate) struct TargetFolder<'a> {
 }
 
 impl TargetFolder<'_> {
+    /// Whether the folder holds `rel_path` with `size` bytes, as listed.
+    pub(crate) fn holds(&self, rel_path: &str, size: u64) -> bool {
+        self.objects.iter().any(|(rel, s, _)| rel == rel_path && *s == size)
+    }
+
     /// Its objects but meta.json, by path relative to the folder.
     pub(crate) fn listing(&self) -> TargetListing {
         self.objects.iter().map(|(rel, size, e_tag)| (rel.clone(), (*size, e_tag.clone()))).collect()
@@ -183,6 +188,14 @@ impl TargetView {
         &self.inventory
     }
 
+    /// The visible target block of `group` that holds every source of the block whose meta.json
+    /// says `meta`, if one does: the verdict [`TargetView::judge`] would give as `Covered`, told
+    /// from a meta remembered, with no block read.
+    pub(crate) fn covered_by(&self, group: &str, meta: &MetaSummary) -> Option<&str> {
+        let group = self.groups.get(group).map(Vec::as_slice).unwrap_or_default();
+        covering(meta, group.iter().map(|t| &**t)).map(|t| t.dir.as_str())
+    }
+
     /// Judges `block` against the visible blocks of its group, itself aside (see [`judge_among`]).
     pub(crate) fn judge(&self, block: &SourceBlock, vertical: bool) -> Verdict {
         let group = self.groups.get(&block.group).map(Vec::as_slice).unwrap_or_default();
@@ -215,7 +228,7 @@ pub(crate) fn judge_among<'a>(
     let meta = &block.summary;
     let others = || group.clone().filter(|t| t.ulid != meta.ulid);
     let sources = &meta.sources;
-    if let Some(by) = others().find(|t| is_subset(sources, &t.sources)) {
+    if let Some(by) = covering(meta, group.clone()) {
         return Verdict::Covered { by: by.dir.clone() };
     }
     if !vertical {
@@ -231,6 +244,12 @@ pub(crate) fn judge_among<'a>(
         }
         _ => Verdict::Fresh,
     }
+}
+
+/// The first of `group` (visible target blocks of a block's group) other than the block whose
+/// meta.json says `meta` that holds all its sources: the block the target compactor merged it into.
+fn covering<'a>(meta: &MetaSummary, mut group: impl Iterator<Item = &'a TargetBlock>) -> Option<&'a TargetBlock> {
+    group.find(|t| t.ulid != meta.ulid && is_subset(&meta.sources, &t.sources))
 }
 
 /// What the index keeps of a target meta.json, by folder: the version of it that was read, and

@@ -66,7 +66,8 @@ pub struct EngineConfig {
     pub cluster: Option<ClusterConfig>,
     /// Bytes per second that copies may read and write, across the process.
     pub bandwidth: BandwidthLimit,
-    /// Also copy no-compact and no-downsample marks (never deletion marks), before meta.json.
+    /// Also copy no-compact, no-downsample and deletion marks, before meta.json or onto a block
+    /// already replicated (a deletion mark move mode wrote is never copied).
     pub copy_markers: bool,
     /// Move mode: once a block is in the target and verified, write a deletion mark into the
     /// source block. The only write to a source, and only with this set.

@@ -3,7 +3,8 @@
 //! that can tell it.
 //! - [`replicated_by_listing`], in the list stage: a single run, from the two listings alone.
 //! - [`settled_from_memory`], in the load stage: a meta.json this process read before, unchanged.
-//! - [`settled`], in the load stage: the filters, or the target's meta.json equal to the source's.
+//! - [`settled`], in the load stage: the filters, the target's meta.json equal to the source's, or
+//!   a target block that holds all its sources where the target does not show it (compacted away).
 //! - [`already_replicated`], in the target check: the outcome of a block the target shows already,
 //!   with the marks added to it since copied.
 
@@ -62,8 +63,9 @@ pub(super) async fn settled_from_memory(
 }
 
 /// The outcome of a block whose meta.json says `summary`, when it goes no further than this: the
-/// filters leave it out, or the target holds its meta.json already, byte for byte (and its marks,
-/// when marks are copied). `None` when it has work to do.
+/// filters leave it out, the target holds its meta.json already, byte for byte (and its marks,
+/// when marks are copied), or the target compacted it into another block and does not show it.
+/// `None` when it has work to do.
 pub(super) async fn settled(
     ctx: &Context,
     request: RunRequest,
@@ -77,12 +79,28 @@ pub(super) async fn settled(
     if let Err((rule, reason)) = ctx.filter.check(summary, markers, request.now_millis) {
         return Some(record(Outcome::Filtered { reason, rule }));
     }
-    // Marks to copy need the block's plan: the full way copies them.
-    if ctx.copy_markers && folder.objects.iter().any(|(rel, _, _)| is_marker(rel)) {
+    let view = ctx.target_index.view(request.run_id).await.ok()?;
+    let in_target = view.folder(dir);
+    if in_target.is_none_or(|f| f.meta_digest.is_none()) {
+        // A block the target compacted into another (and then deleted, or left a partial copy
+        // of) is never copied again, and needs no request to tell: a source that keeps it (its
+        // delete delay, or no compactor of its own) would otherwise cost a read of its meta.json
+        // every run.
+        if let Some(by) = view.covered_by(group, summary) {
+            tracing::info!(block = %dir, %group, run = request.run_id, covered_by = %by, "not copied: the target compacted it into another block");
+            return Some(record(Outcome::Covered { by: by.to_string() }));
+        }
+    }
+    let in_target = in_target?;
+    // Marks to copy that the target lacks (by the listings) need the block's plan: the full way
+    // copies them. A mark it holds already costs nothing more, run after run.
+    let marks_copied = || {
+        let mut marks = folder.objects.iter().filter(|(rel, _, _)| is_marker(rel));
+        marks.all(|(rel, size, _)| in_target.holds(rel, *size))
+    };
+    if ctx.copy_markers && !marks_copied() {
         return None;
     }
-    let view = ctx.target_index.view(request.run_id).await.ok()?;
-    let in_target = view.folder(dir)?;
     (in_target.meta_digest == Some(summary.digest)).then(|| record(Outcome::AlreadyReplicated))
 }
 
