@@ -148,12 +148,13 @@ impl StatusBoard {
         self.board.lock().expect("never poisoned").running_since = Some(Utc::now());
     }
 
-    /// The last run ended with `report`; `targets` are the target's visible blocks after it.
-    pub fn run_finished(&self, report: &RunReport, targets: &[TargetBlockSummary]) {
+    /// The last run ended with `report`; `targets` are the target's visible blocks after it, for
+    /// the block viewer (`None`: no viewer, as for a single run, which exits after it).
+    pub fn run_finished(&self, report: &RunReport, targets: Option<&[TargetBlockSummary]>) {
         // Built outside the lock: a page asked for meanwhile shows the run before.
-        let snapshot = Arc::new(Snapshot::new(report, targets));
+        let snapshot = targets.map(|targets| Arc::new(Snapshot::new(report, targets)));
         let mut board = self.board.lock().expect("never poisoned");
-        board.snapshot = snapshot;
+        board.snapshot = snapshot.unwrap_or_default();
         board.running_since = None;
         let c = &report.counts;
         let backlog = report.backlog();

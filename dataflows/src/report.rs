@@ -182,7 +182,7 @@ pub struct BlockOutcome {
     /// Its labels, on the way to the report only: the report keeps them once per group
     /// ([`RunReport::group_labels`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
+    pub labels: Option<std::sync::Arc<BTreeMap<String, String>>>,
 }
 
 /// The source blocks selected for replication that the target lacks after a run (failed, held
@@ -240,7 +240,8 @@ impl Record {
             bytes: None,
             meta_modified: None,
             level: Some(summary.level),
-            labels: Some((*summary.labels).clone()),
+            // Shared with the block's remembered meta: a pointer, not a copy, per block.
+            labels: Some(summary.labels.clone()),
         })
     }
 
@@ -397,7 +398,7 @@ impl RunReport {
                         match report.group_labels.get_mut(group) {
                             Some(shared) => shared.retain(|name, value| labels.get(name) == Some(value)),
                             None => {
-                                report.group_labels.insert(group.clone(), labels);
+                                report.group_labels.insert(group.clone(), (*labels).clone());
                             }
                         }
                     }

@@ -151,8 +151,9 @@ pub struct Progress {
     /// run's, even when they come out the same.
     pub resets: AtomicU64,
     /// The blocks this process is copying or committing now, by folder: a small record each,
-    /// as many as the run selected at most.
+    /// as many as the run selected at most; kept only when a viewer asks ([`Progress::track_blocks`]).
     in_flight: Mutex<BTreeMap<String, InFlight>>,
+    tracking: std::sync::atomic::AtomicBool,
 }
 
 /// A block being copied or committed, as a viewer draws it.
@@ -180,14 +181,24 @@ impl Progress {
         self.in_flight.lock().expect("never poisoned").clone()
     }
 
+    /// Keep the blocks in flight, for a viewer: off by default, so that a single run, which no
+    /// one watches block by block, spends no memory on them.
+    pub fn track_blocks(&self, on: bool) {
+        self.tracking.store(on, Ordering::Relaxed);
+    }
+
     /// Block `dir` is on its way: its copies start.
-    pub(crate) fn started(&self, dir: &str, block: InFlight) {
-        self.in_flight.lock().expect("never poisoned").insert(dir.to_string(), block);
+    pub(crate) fn started(&self, dir: &str, block: impl FnOnce() -> InFlight) {
+        if self.tracking.load(Ordering::Relaxed) {
+            self.in_flight.lock().expect("never poisoned").insert(dir.to_string(), block());
+        }
     }
 
     /// Block `dir`'s commit is settled: replicated, failed or held back.
     pub(crate) fn settled(&self, dir: &str) {
-        self.in_flight.lock().expect("never poisoned").remove(dir);
+        if self.tracking.load(Ordering::Relaxed) {
+            self.in_flight.lock().expect("never poisoned").remove(dir);
+        }
     }
 
     /// Sets every count back to zero, for the next run.

@@ -32,6 +32,8 @@ pub fn run(args: &ReplicateArgs) -> Result<Finish> {
     let interrupt = signals::install(&runtime, args.grace_period, move || cancel.cancel());
 
     let progress = config.telemetry.progress.clone();
+    // The viewer draws the blocks in flight of a sidecar; a single run exits after its report.
+    progress.track_blocks(!args.is_single_run());
     if let Some(cluster) = &config.cluster {
         tracing::info!(process = cluster.process, addresses = ?cluster.addresses, "joining the cluster");
     }

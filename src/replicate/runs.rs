@@ -38,7 +38,9 @@ pub fn run(
         let report = replicator.run()?;
         drop(bar);
         metrics.observe(&report);
-        status.run_finished(&report, &replicator.target_blocks());
+        // A single run exits after its report: no viewer to build for it.
+        let targets = (!single).then(|| replicator.target_blocks());
+        status.run_finished(&report, targets.as_deref());
         report::publish(args, &report)?;
         if let Some(signal) = interrupt.signal() {
             return Ok(Finish::Interrupted(signal));

@@ -23,8 +23,12 @@ pub(crate) fn enqueue<'scope>(
     blocks.map(move |block| {
         progress.blocks_total.fetch_add(1, Ordering::Relaxed);
         progress.bytes_total.fetch_add(block.total_bytes(), Ordering::Relaxed);
-        let (min_time, max_time, level) = (block.summary.min_time, block.summary.max_time, block.summary.level);
-        progress.started(&block.dir, InFlight { group: block.group.clone(), min_time, max_time, level });
+        progress.started(&block.dir, || InFlight {
+            group: block.group.clone(),
+            min_time: block.summary.min_time,
+            max_time: block.summary.max_time,
+            level: block.summary.level,
+        });
         let queue = strategy.queue_of(&block, &layout);
         if block.defect.is_some() && strategy.ordered_commit() {
             // It will fail in its place, holding back the later blocks of its queue: their

@@ -65,7 +65,7 @@ mod tests {
             bytes: Some(7),
             meta_modified: None,
             level: Some(2),
-            labels: Some([("cluster".to_string(), "eu1".to_string())].into()),
+            labels: Some(std::sync::Arc::new([("cluster".to_string(), "eu1".to_string())].into())),
         })
     }
 
