@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use bucketflow_dataflows::{
-    ClusterProgress, FailureCause, Outcome, ProcessProgress, Progress, RunReport, TargetBlockSummary,
+    ClusterProgress, FailureCause, MirrorStep, Outcome, ProcessProgress, Progress, RunReport, TargetBlockSummary,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -44,6 +44,11 @@ pub struct RunLine {
     /// seconds, when it committed any whose meta.json's time the listing gave.
     pub lag_p50_seconds: Option<f64>,
     pub lag_p99_seconds: Option<f64>,
+    /// With `--mirror`: target blocks the run's pass marked for deletion, deleted, and refused
+    /// by the guard.
+    pub mirror_marked: u64,
+    pub mirror_deleted: u64,
+    pub mirror_refused: u64,
 }
 
 /// A run's backlog as the page writes it: blocks, bytes, and how old the oldest is.
@@ -175,6 +180,9 @@ impl StatusBoard {
             oldest_pending_seconds: backlog.oldest_age_seconds(),
             lag_p50_seconds: quantile(&mut lags, 0.5),
             lag_p99_seconds: quantile(&mut lags, 0.99),
+            mirror_marked: mirror_steps(report, MirrorStep::Marked),
+            mirror_deleted: mirror_steps(report, MirrorStep::Deleted),
+            mirror_refused: mirror_steps(report, MirrorStep::Refused),
         });
         board.runs.truncate(HISTORY);
         board.last = Some(Arc::new(report.clone()));
@@ -229,6 +237,11 @@ impl StatusBoard {
         let groups = board.last.as_deref().map(groups_of).unwrap_or_default();
         Status { current, processes, runs: board.runs.iter().cloned().collect(), groups }
     }
+}
+
+/// How many of the run's mirror actions took `step`.
+fn mirror_steps(report: &RunReport, step: MirrorStep) -> u64 {
+    report.mirror.iter().filter(|a| a.step == step).count() as u64
 }
 
 /// The whole cluster's progress in the newest run any process reported: (blocks done, blocks
@@ -356,11 +369,11 @@ pub fn html(status: &Status, groups: &str) -> String {
         }
         page.push_str("</table>");
     }
-    page.push_str("<h2>Last runs</h2><table><tr><th>run</th><th>started</th><th>seconds</th><th>result</th><th>replicated</th><th>already</th><th>covered</th><th>failed</th><th>held back</th><th>bytes</th><th>backlog (blocks, bytes, oldest)</th><th>lag p50 / p99</th></tr>");
+    page.push_str("<h2>Last runs</h2><table><tr><th>run</th><th>started</th><th>seconds</th><th>result</th><th>replicated</th><th>already</th><th>covered</th><th>failed</th><th>held back</th><th>bytes</th><th>backlog (blocks, bytes, oldest)</th><th>lag p50 / p99</th><th>mirror (marked, deleted, refused)</th></tr>");
     for run in &status.runs {
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}, {}, {}</td></tr>",
             run.run_id,
             escape(&run.started_at),
             run.duration_seconds,
@@ -372,7 +385,10 @@ pub fn html(status: &Status, groups: &str) -> String {
             run.held_back,
             run.bytes_copied,
             backlog_cell(run),
-            lag_cell(run)
+            lag_cell(run),
+            run.mirror_marked,
+            run.mirror_deleted,
+            run.mirror_refused
         );
     }
     page.push_str("</table>");

@@ -322,3 +322,35 @@ fn assert_verifies(place: &Place) {
         .unwrap();
     assert!(out.status.success(), "{}: {}", place.name(), String::from_utf8_lossy(&out.stderr));
 }
+
+/// A mirror as a sidecar: each run's marks and deletions are on the status page and in
+/// `/api/v1/status`, and the target's marked block is drawn as marked on the viewer.
+#[test]
+fn a_mirror_sidecar_shows_its_marks_and_deletions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, target) = (tmp.path().join("src"), tmp.path().join("dst"));
+    let ab = blocks(vec![eu1(0, 2, 1), eu1(2, 4, 2)], &SynthSpec::default());
+    write_folder(&source, &ab);
+    let flags = ["--mirror", "--delete-delay", "0s", "--mirror.max-deletions", "1", "--interval", "1s"];
+    let (mut child, _lines, address) = support::sidecar::sidecar_after_one_run(tmp.path(), &flags);
+    mark_for_deletion(&source, &ab[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut marked, mut deleted, mut drawn) = (false, false, false);
+    while !(marked && deleted && drawn) {
+        assert!(std::time::Instant::now() < deadline, "marked {marked}, deleted {deleted}, drawn {drawn}");
+        let (_, json) = support::sidecar::http_get(&address, "/api/v1/status");
+        let status: Value = serde_json::from_str(&json).unwrap();
+        for run in status["runs"].as_array().unwrap() {
+            marked |= run["mirror_marked"] == 1;
+            deleted |= run["mirror_deleted"] == 1;
+        }
+        let (_, blocks) = support::sidecar::http_get(&address, "/api/v1/blocks?state=marked");
+        drawn |= blocks.contains(&ab[0].dir);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, page) = support::sidecar::http_get(&address, "/");
+    assert!(page.contains("mirror (marked, deleted, refused)"), "{page}");
+    assert!(gone(&target, &ab[0]) && has(&target, &ab[1], "meta.json"));
+    support::process::kill(&child, "-TERM");
+    child.wait().unwrap();
+}
