@@ -19,20 +19,34 @@ fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
     after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect()
 }
 
+/// A long-lived replicator (as a sidecar's) from a source holding `blocks` to an empty target,
+/// with the registry its requests are counted in.
+struct Sidecar {
+    source: Arc<dyn ObjectStore>,
+    target: Arc<dyn ObjectStore>,
+    registry: Registry,
+    replicator: Replicator,
+}
+
+fn sidecar(rt: &tokio::runtime::Runtime, blocks: &[synth::SynthBlock]) -> Sidecar {
+    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    rt.block_on(write(&source, blocks)).unwrap();
+    let telemetry = Telemetry::default();
+    let mut registry = Registry::default();
+    telemetry.metrics.register(&mut registry);
+    let config = EngineConfig { telemetry, workers: 2, ..EngineConfig::default() };
+    let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+    Sidecar { source, target, registry, replicator }
+}
+
 #[test]
 fn an_idle_run_asks_for_listings_only() {
     let rt = runtime();
     let blocks =
         generate(&SynthSpec { groups: 10, blocks_per_group: 30, max_chunk_bytes: 512, ..SynthSpec::default() });
     let n = blocks.len() as u64;
-    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    rt.block_on(write(&source, &blocks)).unwrap();
-    let telemetry = Telemetry::default();
-    let mut registry = Registry::default();
-    telemetry.metrics.register(&mut registry);
-    let config = EngineConfig { telemetry, workers: 2, ..EngineConfig::default() };
-    let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+    let Sidecar { source, target, registry, mut replicator } = sidecar(&rt, &blocks);
     assert_eq!(replicator.run().unwrap().counts.replicated, n);
 
     let before = requests(&registry);
@@ -158,14 +172,7 @@ fn a_block_the_target_compacted_away_costs_no_request_on_a_later_run() {
     };
     let spec = SynthSpec { max_chunk_bytes: 512, ..SynthSpec::default() };
     let blocks = synth::blocks((0..6).map(|i| shape(2 * i, i as u64 + 1)).collect(), &spec);
-    let source: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    rt.block_on(write(&source, &blocks)).unwrap();
-    let telemetry = Telemetry::default();
-    let mut registry = Registry::default();
-    telemetry.metrics.register(&mut registry);
-    let config = EngineConfig { telemetry, workers: 2, ..EngineConfig::default() };
-    let target: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut replicator = Replicator::start(source.clone(), target.clone(), config, rt.handle().clone()).unwrap();
+    let Sidecar { target, registry, mut replicator, .. } = sidecar(&rt, &blocks);
     assert_eq!(replicator.run().unwrap().counts.replicated, 6);
 
     // The target's compactor merges the first four into one block, and deletes them.
