@@ -100,6 +100,7 @@
 //!    target as a visible folder;
 //! 8. after a run without faults, every visible target block that is a source block the source
 //!    marked for deletion carries the deletion mark in the target too (`copy_markers`).
+//!
 //! At the end, with the source quiet as above, every source block's data is held in the target.
 //!
 //! Short form (the default `cargo test`): 30 simulated days (so that the source's retention

@@ -33,14 +33,15 @@ fn json(value: &impl Serialize) -> Response {
 }
 
 /// A query the URL spells wrong: 400, naming the parameter.
-fn query(raw: &Option<String>, per_page: usize) -> Result<Query, Response> {
-    Query::from_url(raw.as_deref(), per_page).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+fn query(raw: &Option<String>, per_page: usize) -> Result<Query, Box<Response>> {
+    Query::from_url(raw.as_deref(), per_page)
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, e.to_string()).into_response()))
 }
 
 pub async fn index(State(state): State<Arc<HttpState>>, RawQuery(raw): RawQuery) -> Response {
     let query = match query(&raw, GROUPS_PER_PAGE) {
         Ok(query) => query,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let snapshot = state.status.snapshot();
     let in_flight = state.status.in_flight();
@@ -51,7 +52,7 @@ pub async fn index(State(state): State<Arc<HttpState>>, RawQuery(raw): RawQuery)
 pub async fn blocks_page(State(state): State<Arc<HttpState>>, RawQuery(raw): RawQuery) -> Response {
     match query(&raw, BLOCKS_PER_PAGE) {
         Ok(query) => html(page::blocks(&state.status.snapshot(), &query)),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -90,7 +91,7 @@ struct Paged<T> {
 pub async fn groups_json(State(state): State<Arc<HttpState>>, RawQuery(raw): RawQuery) -> Response {
     let query = match query(&raw, GROUPS_PER_PAGE) {
         Ok(query) => query,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let snapshot = state.status.snapshot();
     let in_flight = state.status.in_flight();
@@ -131,7 +132,7 @@ struct BlockJson<'a> {
 pub async fn blocks_json(State(state): State<Arc<HttpState>>, RawQuery(raw): RawQuery) -> Response {
     let query = match query(&raw, BLOCKS_PER_PAGE) {
         Ok(query) => query,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let snapshot = state.status.snapshot();
     let bars = query.groups(&snapshot).flat_map(|s| {

@@ -324,7 +324,7 @@ mod tests {
         // Block 1 spans [10, 20): a source block over [15, 19) the target lacks may hold it;
         // block 2, [20, 30), meets no such block.
         let waiting = Unsettled { dir: "C".into(), resolution: 0, min_time: 15, max_time: 19 };
-        let plan = plan_marks(&visible, &owned, &[waiting.clone()], 0, DAY, MaxDeletions::Count(9));
+        let plan = plan_marks(&visible, &owned, std::slice::from_ref(&waiting), 0, DAY, MaxDeletions::Count(9));
         assert_eq!(plan.deferred, [(ulid(1).to_string(), MirrorReason::SourceMarked, "C".to_string())]);
         assert_eq!(plan.mark, [(ulid(2).to_string(), MirrorReason::SourceMarked)]);
         let other_resolution = Unsettled { resolution: 300_000, ..waiting };
