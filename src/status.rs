@@ -202,7 +202,7 @@ impl StatusBoard {
                 min_time: block.min_time,
                 max_time: block.max_time,
                 level: Some(block.level),
-                resolution: crate::viewer::resolution_of(&block.group),
+                resolution: bucketflow_dataflows::group_resolution(&block.group),
                 state: "in_flight",
                 detail: "being copied or committed by the run in progress".into(),
             });

@@ -45,7 +45,7 @@ pub use dataflow::engine::{EngineConfig, EngineError, Replicator, TargetBlockSum
 pub use dataflow::Epoch;
 pub use model::failure::{Failure, FailureCause};
 pub use model::filter::{BlockFilter, FilterRule};
-pub use model::group::group_key;
+pub use model::group::{group_key, group_resolution};
 pub use model::layout::{Layout, Tenants};
 pub use model::matcher::{parse_matchers, MatchOp, Matcher, MatcherError, Selector};
 pub use model::mirror::{MaxDeletions, MirrorReason};

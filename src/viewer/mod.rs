@@ -14,7 +14,9 @@ pub mod page;
 
 use std::collections::BTreeMap;
 
-use bucketflow_dataflows::{parse_matchers, FailureCause, Outcome, RunReport, Selector, TargetBlockSummary};
+use bucketflow_dataflows::{
+    group_resolution, parse_matchers, FailureCause, Outcome, RunReport, Selector, TargetBlockSummary,
+};
 use serde::Serialize;
 
 /// Which bucket a bar is in.
@@ -91,12 +93,6 @@ pub struct Snapshot {
     pub groups: Vec<Group>,
 }
 
-/// The resolution a group key names: `"<resolution>@<hash>"`, led by `"<tenant>/"` per tenant.
-pub fn resolution_of(key: &str) -> i64 {
-    let key = key.rsplit('/').next().unwrap_or(key);
-    key.split('@').next().and_then(|r| r.parse().ok()).unwrap_or(0)
-}
-
 /// A source block's state on the page: its outcome's kind, made precise where it matters to the
 /// target's compactor.
 fn state_of(outcome: &Outcome) -> (&'static str, String) {
@@ -156,7 +152,7 @@ impl Snapshot {
                 min_time,
                 max_time,
                 level: block.level,
-                resolution: resolution_of(key),
+                resolution: group_resolution(key),
                 state,
                 detail,
             });

@@ -33,6 +33,7 @@ use super::target::{TargetBlock, TargetView};
 use crate::model::block::block_path;
 use crate::model::failure::error_chain;
 use crate::model::filter::FilterRule;
+use crate::model::group::group_resolution;
 use crate::model::markers::{DeletionMark, DELETION_MARK};
 use crate::model::meta::META_FILENAME;
 use crate::model::mirror::{plan_marks, InSource, MaxDeletions, MirrorBlock, MirrorReason, Unsettled};
@@ -432,17 +433,12 @@ fn unsettled(report: &RunReport, known: &HashSet<&str>) -> Vec<Unsettled> {
         .filter_map(|b| {
             Some(Unsettled {
                 dir: b.block.clone(),
-                resolution: resolution_of(b.group.as_deref()?),
+                resolution: group_resolution(b.group.as_deref()?),
                 min_time: b.min_time?,
                 max_time: b.max_time?,
             })
         })
         .collect()
-}
-
-/// The resolution a Thanos group key names: `"<resolution>@<hash>"`.
-fn resolution_of(group: &str) -> i64 {
-    group.split('@').next().and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
 /// Target folders without meta.json (no reader sees them) of source blocks the run will never

@@ -27,7 +27,7 @@ use crate::model::block::{SourceBlock, TargetListing};
 use crate::model::failure::{error_chain, Failure, FailureCause};
 use crate::model::group::Grouping;
 use crate::model::layout::{block_id, tenant_of, Layout};
-use crate::model::meta::{parse_meta, MetaError, MetaSummary};
+use crate::model::meta::{is_subset, parse_meta, MetaError, MetaSummary};
 use crate::report::Outcome;
 
 /// A visible target block, as far as judging source blocks needs it.
@@ -61,11 +61,6 @@ impl TargetBlock {
             sources: summary.sources.clone(),
         }
     }
-}
-
-/// Whether every element of the sorted `small` is in the sorted `large`.
-fn is_subset(small: &[Ulid], large: &[Ulid]) -> bool {
-    small.iter().all(|s| large.binary_search(s).is_ok())
 }
 
 /// How a source block stands against the target's visible blocks of its group.

@@ -78,9 +78,25 @@ pub fn group_key(resolution_millis: i64, labels: &BTreeMap<String, String>) -> S
     format!("{resolution_millis}@{}", labels_hash(labels))
 }
 
+/// The resolution (milliseconds) a group key names, read back from [`Grouping::key`]'s
+/// `"[<tenant>/]<resolution>@<hash>"`; 0 for a key that names none.
+pub fn group_resolution(key: &str) -> i64 {
+    let key = key.rsplit('/').next().unwrap_or(key);
+    key.split('@').next().and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_key_says_its_resolution() {
+        let grouping = Grouping { replica_labels: Vec::new(), per_tenant: true };
+        let key = grouping.key("tenant-1/01HF8C28G0N8Z4R7CBP4ACHFGZ", 300_000, &labels(&[("cluster", "eu1")]));
+        assert_eq!(group_resolution(&key), 300_000);
+        assert_eq!(group_resolution(&group_key(3_600_000, &labels(&[]))), 3_600_000);
+        assert_eq!(group_resolution("not a key"), 0);
+    }
 
     #[test]
     fn replica_labels_are_stripped_before_grouping() {

@@ -173,6 +173,12 @@ pub(crate) struct MetaSummary {
     pub(crate) digest: [u8; 32],
 }
 
+/// Whether the sorted sources `small` are all among the sorted sources `large`: the block of
+/// `large` holds the data of the block of `small` (Thanos's compaction and deduplication rule).
+pub(crate) fn is_subset(small: &[Ulid], large: &[Ulid]) -> bool {
+    small.iter().all(|s| large.binary_search(s).is_ok())
+}
+
 impl MetaSummary {
     pub(crate) fn of(raw: &RawMeta) -> Self {
         let meta = &raw.meta;

@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use ulid::Ulid;
 
+use super::meta::is_subset;
+
 /// Why a mirror marks a target block for deletion.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
@@ -229,11 +231,6 @@ fn duplicates(visible: &[MirrorBlock]) -> HashMap<Ulid, String> {
         }
     }
     covered
-}
-
-/// Whether every element of the sorted `small` is in the sorted `large`.
-fn is_subset(small: &[Ulid], large: &[Ulid]) -> bool {
-    small.iter().all(|s| large.binary_search(s).is_ok())
 }
 
 #[cfg(test)]
