@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use bucketflow_dataflows::{
-    ClusterProgress, FailureCause, MirrorStep, Outcome, ProcessProgress, Progress, RunReport, TargetBlockSummary,
+    ClusterProgress, MirrorStep, Outcome, ProcessProgress, Progress, RunReport, TargetBlockSummary,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -268,32 +268,19 @@ fn groups_of(report: &RunReport) -> Vec<GroupLine> {
             covered: 0,
             blocks: Vec::new(),
         });
-        let detail = match &block.outcome {
-            Outcome::HeldBack { behind, behind_in_target, .. } => {
-                line.held_back += 1;
-                match behind_in_target {
-                    true => format!("behind target block {behind}, whose meta.json cannot be read"),
-                    false => format!("behind {behind}"),
-                }
-            }
-            Outcome::Failed { cause, error, .. } => {
+        // The viewer's words for the block, counted as the target compactor sees them.
+        let (state, detail) = crate::viewer::state_of(&block.outcome);
+        match state {
+            "held_back" => line.held_back += 1,
+            "failed" => line.failed += 1,
+            "overlap" => {
                 line.failed += 1;
-                if *cause == FailureCause::Overlap {
-                    line.overlapping += 1;
-                }
-                format!("{}: {error}", cause.name())
+                line.overlapping += 1;
             }
-            Outcome::Covered { by } => {
-                line.covered += 1;
-                format!("covered by {by}")
-            }
-            Outcome::Replicated { late_behind: Some(behind), .. } => {
-                line.late += 1;
-                format!("late: behind {behind}")
-            }
-            Outcome::Filtered { reason, .. } | Outcome::Skipped { reason } => reason.clone(),
-            _ => String::new(),
-        };
+            "covered" => line.covered += 1,
+            "late" => line.late += 1,
+            _ => {}
+        }
         if matches!(block.outcome, Outcome::Replicated { .. } | Outcome::AlreadyReplicated) {
             line.frontier = line.frontier.max(block.min_time);
         }

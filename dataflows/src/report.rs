@@ -102,6 +102,12 @@ impl Outcome {
         Outcome::HeldBack { behind: behind.into(), behind_in_target: false, objects_copied: 0, bytes_copied: 0 }
     }
 
+    /// Whether the target still lacks the block after its run: failed, held back, or only
+    /// planned. What the backlog counts.
+    pub fn is_owed(&self) -> bool {
+        matches!(self, Outcome::Failed { .. } | Outcome::HeldBack { .. } | Outcome::Planned { .. })
+    }
+
     /// The block a held-back block is behind, or `None` for any other outcome.
     pub fn held_back_behind(&self) -> Option<&str> {
         match self {
@@ -462,9 +468,7 @@ impl RunReport {
     /// What the run leaves owed: the selected blocks the target still lacks.
     pub fn backlog(&self) -> Backlog {
         let mut backlog = Backlog::default();
-        let owed =
-            |o: &Outcome| matches!(o, Outcome::Failed { .. } | Outcome::HeldBack { .. } | Outcome::Planned { .. });
-        for block in self.blocks.iter().filter(|b| owed(&b.outcome)) {
+        for block in self.blocks.iter().filter(|b| b.outcome.is_owed()) {
             backlog.blocks += 1;
             backlog.bytes += block.bytes.unwrap_or_default();
             backlog.oldest_meta_modified = match (backlog.oldest_meta_modified, block.meta_modified) {

@@ -98,7 +98,8 @@ pub async fn groups_json(State(state): State<Arc<HttpState>>, RawQuery(raw): Raw
     let (shown, total) = query.page_of(query.groups(&snapshot));
     let groups: Vec<GroupJson> = shown
         .iter()
-        .map(|s| GroupJson {
+        .map(|s| (s, s.span()))
+        .map(|(s, span)| GroupJson {
             key: &s.group.key,
             title: s.title(state.group_label.as_deref()),
             labels: &s.group.labels,
@@ -108,8 +109,8 @@ pub async fn groups_json(State(state): State<Arc<HttpState>>, RawQuery(raw): Raw
             pending_bytes: s.group.pending_bytes,
             max_lag_seconds: s.group.max_lag_seconds,
             in_flight: in_flight.get(&s.group.key).map_or(0, Vec::len),
-            min_time: s.span().map(|s| s.0),
-            max_time: s.span().map(|s| s.1),
+            min_time: span.map(|(min, _)| min),
+            max_time: span.map(|(_, max)| max),
             source_blocks: s.source.len(),
             target_blocks: s.target.len(),
         })

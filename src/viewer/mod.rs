@@ -93,16 +93,18 @@ pub struct Snapshot {
     pub groups: Vec<Group>,
 }
 
-/// A source block's state on the page: its outcome's kind, made precise where it matters to the
-/// target's compactor.
-fn state_of(outcome: &Outcome) -> (&'static str, String) {
+/// A source block's state on the page (and the status's groups): its outcome's kind, made
+/// precise where it matters to the target's compactor, and what it says besides.
+pub fn state_of(outcome: &Outcome) -> (&'static str, String) {
     match outcome {
         Outcome::HeldBack { behind, behind_in_target: true, .. } => {
             ("held_back", format!("behind target block {behind}, whose meta.json cannot be read"))
         }
         Outcome::HeldBack { behind, .. } => ("held_back", format!("behind {behind}")),
-        Outcome::Failed { cause: FailureCause::Overlap, error, .. } => ("overlap", error.clone()),
-        Outcome::Failed { cause, error, .. } => ("failed", format!("{}: {error}", cause.name())),
+        Outcome::Failed { cause, error, .. } => {
+            let state = if *cause == FailureCause::Overlap { "overlap" } else { "failed" };
+            (state, format!("{}: {error}", cause.name()))
+        }
         Outcome::Covered { by } => ("covered", format!("covered by {by}")),
         Outcome::Replicated { late_behind: Some(behind), .. } => ("late", format!("late: behind {behind}")),
         Outcome::Filtered { reason, .. } | Outcome::Skipped { reason } => (outcome.kind(), reason.clone()),
@@ -138,7 +140,7 @@ impl Snapshot {
                 line.frontier = line.frontier.max(Some(min_time));
             }
             // As the report's backlog counts it (`RunReport::backlog`), by group.
-            if matches!(block.outcome, Outcome::Failed { .. } | Outcome::HeldBack { .. } | Outcome::Planned { .. }) {
+            if block.outcome.is_owed() {
                 line.pending_blocks += 1;
                 line.pending_bytes += block.bytes.unwrap_or_default();
             }
