@@ -20,7 +20,7 @@ mod support;
 use bucketflow_dataflows::testkit::compactor::SimulatedCompactor;
 use bucketflow_dataflows::testkit::synth::{blocks, write, BlockShape, SynthBlock, SynthSpec};
 use bucketflow_dataflows::testkit::{ExpectedBlock, FaultRule, FaultyStore, Op, SafetyChecker, Violation};
-use bucketflow_dataflows::{EngineConfig, Layout as BucketLayout, Replicator, RetryPolicy};
+use bucketflow_dataflows::{EngineConfig, Layout as BucketLayout, Replicator};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use rand::rngs::StdRng;
@@ -146,12 +146,7 @@ fn config(layout: &Layout, workers: usize) -> EngineConfig {
         layout: if layout.mimir { BucketLayout::Tenants(Default::default()) } else { BucketLayout::Thanos },
         // The tightest bound: every meta.json write follows a re-check made after its turn came.
         recheck_max_age: Duration::ZERO,
-        retry: RetryPolicy {
-            retries: 1,
-            timeout: Duration::from_secs(5),
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
-        },
+        retry: support::quick_retries(),
         ..EngineConfig::default()
     }
 }

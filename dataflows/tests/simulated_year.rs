@@ -120,7 +120,7 @@ use bucketflow_dataflows::testkit::compactor::SimulatedCompactor;
 use bucketflow_dataflows::testkit::synth::{blocks, BlockShape, SynthBlock, SynthSpec};
 use bucketflow_dataflows::testkit::{FaultRule, FaultyStore, Op, DELETION_MARK};
 use bucketflow_dataflows::{
-    EngineConfig, MaxDeletions, MirrorConfig, MirrorStep, Outcome, Replicator, RetryPolicy, RunReport, Telemetry,
+    EngineConfig, MaxDeletions, MirrorConfig, MirrorStep, Outcome, Replicator, RunReport, Telemetry,
 };
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
@@ -525,12 +525,7 @@ fn engine_config(mode: TargetMode, telemetry: &Telemetry, max_deletions: MaxDele
         concurrency: 4,
         replica_labels: vec!["replica".into()],
         telemetry: telemetry.clone(),
-        retry: RetryPolicy {
-            retries: 1,
-            timeout: Duration::from_secs(5),
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
-        },
+        retry: support::quick_retries(),
         ..EngineConfig::default()
     };
     match mode {

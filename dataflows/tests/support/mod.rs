@@ -10,6 +10,17 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+/// One retry after a millisecond: a simulated fault's request is tried again at once, so that a
+/// simulation of many faults stays fast.
+pub fn quick_retries() -> bucketflow_dataflows::RetryPolicy {
+    bucketflow_dataflows::RetryPolicy {
+        retries: 1,
+        timeout: std::time::Duration::from_secs(5),
+        initial_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(2),
+    }
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
